@@ -31,7 +31,15 @@ KINDS: dict[str, tuple[str, str, str]] = {
 
 
 class UnitError(ValueError):
-    """A value that is not a quantity of the expected kind (message names what was expected)."""
+    """A value that is not a quantity of the expected kind.
+
+    ``str(err)`` is the whole message; ``err.expected`` is only the "expected a
+    bandwidth like ..." part, for callers that report the offending value themselves.
+    """
+
+    def __init__(self, expected: str, value: object, detail: str = ""):
+        self.expected = expected + detail
+        super().__init__(f"{expected}, got {value!r}{detail}")
 
 
 @cache
@@ -55,20 +63,20 @@ def parse(value: object, kind: str) -> float:
     dim, si, example = KINDS[kind]
     expected = f"expected a {kind} like {example}"
     if isinstance(value, bool):
-        raise UnitError(f"{expected}, got {value!r}")
+        raise UnitError(expected, value)
     if isinstance(value, int | float):
         return float(value)
     if not isinstance(value, str):
-        raise UnitError(f"{expected}, got {value!r}")
+        raise UnitError(expected, value)
     reg = _registry()
     try:
         q = reg.Quantity(value.strip())
     except Exception:  # pint raises several unrelated types for garbage input
-        raise UnitError(f"{expected}, got {value!r}") from None
+        raise UnitError(expected, value) from None
     if not isinstance(q, pint.Quantity):  # "5" parses to a plain number
         return float(q)
     if q.dimensionless:
         return float(q.magnitude)
     if q.dimensionality != reg.get_dimensionality(dim):
-        raise UnitError(f"{expected}, got {value!r} (a {q.dimensionality})")
+        raise UnitError(expected, value, f" (that is a {q.dimensionality})")
     return float(q.to(si).magnitude)

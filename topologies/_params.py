@@ -1,0 +1,58 @@
+"""Builder parameters: check shape integers and parse link quantities at the boundary.
+
+Every builder passes its arguments through these helpers first, so a bad value is
+reported as ``"<kind>: <parameter>: expected ..., got ..."`` before any node is
+made, and nothing past this point sees a unit string.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+from .graph import TopologyError
+from .units import UnitError, parse
+
+__all__ = ["bandwidth", "duration", "integer", "ratio"]
+
+
+def integer(where: str, name: str, value: object, *, minimum: int, even: bool = False) -> int:
+    """Return ``value`` as an int >= ``minimum`` (and even if asked), else raise."""
+    what = f"an even integer >= {minimum}" if even else f"an integer >= {minimum}"
+    ok = isinstance(value, Integral) and not isinstance(value, bool) and value >= minimum
+    if not ok or (even and value % 2):
+        raise TopologyError(f"{where}: {name}: expected {what}, got {value!r}")
+    return int(value)
+
+
+def bandwidth(where: str, name: str, value: object) -> float:
+    """Parse a bandwidth (bytes/s, or a string like "100Gbps"); it must be positive and finite."""
+    bw = _quantity(where, name, value, "bandwidth")
+    if not (math.isfinite(bw) and bw > 0):
+        raise TopologyError(f"{where}: {name}: expected a positive finite bandwidth, got {value!r}")
+    return bw
+
+
+def duration(where: str, name: str, value: object) -> float:
+    """Parse a latency (seconds, or a string like "2us"); it must be non-negative and finite."""
+    t = _quantity(where, name, value, "duration")
+    if not (math.isfinite(t) and t >= 0):
+        raise TopologyError(
+            f"{where}: {name}: expected a non-negative finite duration, got {value!r}"
+        )
+    return t
+
+
+def ratio(where: str, name: str, value: object, *, minimum: float = 1.0) -> float:
+    """Return ``value`` as a finite float >= ``minimum`` (an oversubscription ratio)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= minimum):
+        raise TopologyError(f"{where}: {name}: expected a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _quantity(where: str, name: str, value: object, kind: str) -> float:
+    try:
+        return parse(value, kind)
+    except UnitError as err:
+        raise TopologyError(f"{where}: {name}: {err}") from None
