@@ -1,0 +1,128 @@
+"""Roofline compute times: how long a layer, a pass or an iteration takes on one device.
+
+Every layer is timed as the slower of its arithmetic and its memory traffic
+(Williams, Waterman & Patterson 2009, "Roofline")::
+
+    t = max(flops / (peak_flops * efficiency), bytes / memory_bandwidth)
+
+The rules, kept deliberately simple and consistent:
+
+* forward: ``flops = batch * layer.forward_flops``;
+  ``bytes = batch * layer.forward_bytes + params * WEIGHT_BYTES``
+  (activations in and out for every sample, 16-bit weights read once per batch);
+* backward: twice the forward flops *and* bytes (gradients with respect to the
+  activations and to the weights each cost about one forward; the saved
+  activations and incoming gradients are read, outgoing gradients written);
+* optimizer step: memory-bound streaming over the parameters,
+  ``OPTIMIZER_BYTES_PER_PARAM`` bytes each.
+
+Nothing here knows about communication, overlap or stragglers: the engine adds
+those. :func:`iteration_compute_time` is the single-worker, communication-free
+time that ``scaling_efficiency`` is measured against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.devices import Device
+from simulator.workloads import Layer, Model
+
+__all__ = [
+    "BACKWARD_FACTOR",
+    "OPTIMIZER_BYTES_PER_PARAM",
+    "WEIGHT_BYTES",
+    "backward_times",
+    "forward_time",
+    "iteration_compute_time",
+    "layer_time",
+    "step_time",
+]
+
+WEIGHT_BYTES = 2
+"""Bytes per parameter a layer's kernels read in forward (fp16/bf16 working copy)."""
+
+BACKWARD_FACTOR = 2.0
+"""Backward cost / forward cost, applied to both FLOPs and bytes."""
+
+OPTIMIZER_BYTES_PER_PARAM = 16.0
+"""Default optimizer traffic per parameter: one fp32 pass over weight, gradient and
+two moments (Adam-like, fused); pass 28 to also count writing back weight and moments."""
+
+_PASSES = {"forward": 1.0, "backward": BACKWARD_FACTOR}
+
+
+def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forward") -> float:
+    """Roofline time of one layer for one batch.
+
+    Parameters
+    ----------
+    layer : Layer
+    device : Device
+    batch : int
+        Samples per batch on this device (> 0).
+    pass_ : {"forward", "backward"}
+        Backward costs ``BACKWARD_FACTOR`` times the forward FLOPs and bytes.
+
+    Returns
+    -------
+    float
+        Seconds: ``max(flops / (peak_flops * efficiency), bytes / memory_bandwidth)``.
+
+    Examples
+    --------
+    >>> from simulator.devices import Device
+    >>> d = Device("toy", "gpu", peak_flops=1e12, memory_bandwidth=1e12, memory_bytes=1e9,
+    ...            efficiency=0.5)
+    >>> layer_time(Layer("fc", params=0, forward_flops=1e9, activation_bytes=1.0), d, 2)
+    0.004
+    """
+    if pass_ not in _PASSES:
+        raise ValueError(f"pass_ must be 'forward' or 'backward', got {pass_!r}")
+    if not batch > 0:
+        raise ValueError(f"batch must be > 0, got {batch!r}")
+    factor = _PASSES[pass_]
+    flops = factor * batch * layer.forward_flops
+    moved = factor * (batch * layer.forward_bytes + layer.params * WEIGHT_BYTES)
+    return max(flops / device.sustained_flops, moved / device.memory_bandwidth)
+
+
+def forward_time(model: Model, device: Device, batch: int) -> float:
+    """Forward pass of the whole model for one batch, seconds (layers run one after another)."""
+    return float(sum(layer_time(layer, device, batch) for layer in model.layers))
+
+
+def backward_times(model: Model, device: Device, batch: int) -> np.ndarray:
+    """Backward time of each layer for one batch, seconds, in model (forward) order.
+
+    Index ``i`` belongs to ``model.layers[i]``; the backward pass runs them from
+    the last index to the first, which is the order :func:`gradient_buckets` uses.
+    """
+    return np.array([layer_time(layer, device, batch, pass_="backward") for layer in model.layers])
+
+
+def step_time(
+    model: Model, device: Device, *, bytes_per_param: float = OPTIMIZER_BYTES_PER_PARAM
+) -> float:
+    """Optimizer update time, seconds: memory-bound streaming over every parameter.
+
+    Parameters
+    ----------
+    model : Model
+    device : Device
+    bytes_per_param : float, default OPTIMIZER_BYTES_PER_PARAM
+        Bytes read and written per parameter by the update.
+    """
+    if not bytes_per_param >= 0:
+        raise ValueError(f"bytes_per_param must be >= 0, got {bytes_per_param!r}")
+    return model.parameters * bytes_per_param / device.memory_bandwidth
+
+
+def iteration_compute_time(model: Model, device: Device, batch: int) -> float:
+    """Forward + backward + optimizer step for one batch on one device, seconds.
+
+    No communication: this is the single-worker time that throughput and
+    ``scaling_efficiency`` are measured against.
+    """
+    backward = float(backward_times(model, device, batch).sum())
+    return forward_time(model, device, batch) + backward + step_time(model, device)

@@ -1,0 +1,500 @@
+"""Training workloads as layer lists: parameters, FLOPs, activations, gradient buckets.
+
+A :class:`Model` is an ordered tuple of :class:`Layer` records, each carrying
+what the roofline in :mod:`simulator.compute` and the gradient communication in
+the engine need: trainable parameters, forward FLOPs per sample, output
+activation bytes per sample and bytes moved per sample. ``PRESETS`` builds
+well-known networks programmatically from their architecture (real layer
+shapes, not hand-typed totals), and :func:`gradient_buckets` groups gradients
+into PyTorch-DDP-style buckets in backward order.
+
+Conventions
+-----------
+* FLOP = 2 x multiply-accumulate (MAC). Papers and torchvision often quote MACs
+  as "FLOPs" (ResNet-50: 4.1 G); here ResNet-50 is about 8.2 GFLOP forward.
+* Activations are 16-bit (mixed precision, :data:`ACT_BYTES`); gradients are
+  communicated as ``Model.bytes_per_param`` bytes each (fp32 by default).
+* Transformer samples are sequences; per-sample FLOPs = per-token FLOPs x seq_len.
+
+This module does no timing (see :mod:`simulator.compute`) and no I/O: the config
+layer turns YAML into the plain dicts :func:`model_from_layers` accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "ACT_BYTES",
+    "PRESETS",
+    "Bucket",
+    "Layer",
+    "Model",
+    "get_model",
+    "gradient_buckets",
+    "model_from_layers",
+]
+
+ACT_BYTES = 2
+"""Bytes per activation element (fp16/bf16 mixed-precision training)."""
+
+_Shape = tuple[int, int, int]  # (channels, height, width) of a CNN feature map
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One trainable (or parameter-free) layer, with per-sample costs.
+
+    Parameters
+    ----------
+    name : str
+        Unique within its model, e.g. ``"layer1.0.conv1"``.
+    params : int
+        Trainable parameters (count).
+    forward_flops : float
+        Forward FLOPs per sample (FLOP = 2 x MAC).
+    activation_bytes : float
+        Output activations per sample at training precision, bytes.
+    memory_bytes : float, default 0.0
+        Activation bytes read and written per sample by the forward pass, bytes
+        (weights excluded: they are read once per batch). 0 means derive it as
+        ``2 * activation_bytes`` (input about as large as the output).
+    """
+
+    name: str
+    params: int
+    forward_flops: float
+    activation_bytes: float
+    memory_bytes: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Check that every quantity is non-negative and ``params`` is whole."""
+        if int(self.params) != self.params:
+            raise ValueError(f"layer {self.name!r}: params must be an integer, got {self.params!r}")
+        object.__setattr__(self, "params", int(self.params))
+        for name in ("params", "forward_flops", "activation_bytes", "memory_bytes"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"layer {self.name!r}: {name} must be >= 0, got {value!r}")
+
+    @property
+    def forward_bytes(self) -> float:
+        """Activation bytes moved per sample in forward: ``memory_bytes`` or its derivation."""
+        return self.memory_bytes if self.memory_bytes > 0 else 2.0 * self.activation_bytes
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network as an ordered tuple of layers (forward order).
+
+    Parameters
+    ----------
+    name : str
+        Preset key or user label.
+    layers : tuple of Layer
+        Forward order; a list is accepted and stored as a tuple.
+    bytes_per_param : int, default 4
+        Bytes per gradient element as communicated (fp32 gradients).
+    sample_unit : str, default "samples"
+        What one sample is ("images", "sequences"), for reports.
+    num_layers, hidden, heads, seq_len, vocab : int or None
+        Transformer shape (None for CNNs and custom models).
+    """
+
+    name: str
+    layers: tuple[Layer, ...]
+    bytes_per_param: int = 4
+    sample_unit: str = "samples"
+    num_layers: int | None = None
+    hidden: int | None = None
+    heads: int | None = None
+    seq_len: int | None = None
+    vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        """Store layers as a tuple; reject empty models and duplicate layer names."""
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise ValueError(f"model {self.name!r}: needs at least one layer")
+        if not self.bytes_per_param > 0:
+            raise ValueError(f"model {self.name!r}: bytes_per_param must be > 0")
+        names = [layer.name for layer in self.layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model {self.name!r}: duplicate layer names {duplicates}")
+
+    @property
+    def parameters(self) -> int:
+        """Trainable parameters (count)."""
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def forward_flops(self) -> float:
+        """Forward FLOPs per sample."""
+        return float(sum(layer.forward_flops for layer in self.layers))
+
+    @property
+    def activation_bytes(self) -> float:
+        """Sum of layer output activations per sample, bytes (a proxy for saved activations)."""
+        return float(sum(layer.activation_bytes for layer in self.layers))
+
+    @property
+    def gradient_bytes(self) -> int:
+        """Bytes of one full gradient as communicated: ``parameters * bytes_per_param``."""
+        return self.parameters * self.bytes_per_param
+
+
+# --------------------------------------------------------------------------- CNN parts
+
+
+def _conv(
+    name: str, x: _Shape, cout: int, k: int, stride: int = 1, pad: int = 0, bias: bool = False
+) -> tuple[Layer, _Shape]:
+    """Build a k x k convolution: params k*k*cin*cout (+cout bias), MACs = k*k*cin*cout*Ho*Wo."""
+    cin, h, w = x
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    weights, out = k * k * cin * cout, cout * ho * wo
+    layer = Layer(
+        name,
+        weights + (cout if bias else 0),
+        2.0 * weights * ho * wo,
+        out * ACT_BYTES,
+        (cin * h * w + out) * ACT_BYTES,
+    )
+    return layer, (cout, ho, wo)
+
+
+def _elementwise(name: str, x: _Shape, *, params: int = 0, flops: float, passes: int) -> Layer:
+    """Build a memory-bound op over a feature map: ``flops`` and ``passes`` per element."""
+    elements = x[0] * x[1] * x[2]
+    size = elements * ACT_BYTES
+    return Layer(name, params, flops * elements, size, passes * size)
+
+
+def _bn(name: str, x: _Shape, relu: bool = True) -> Layer:
+    """BatchNorm (2C params) in training mode, optionally followed by an in-place ReLU.
+
+    BN reads its input twice (statistics, normalise) and writes once: 3 passes;
+    ReLU reads and writes once more: 2 passes.
+    """
+    return _elementwise(name, x, params=2 * x[0], flops=5 if relu else 4, passes=5 if relu else 3)
+
+
+def _pool(name: str, x: _Shape, k: int, stride: int, pad: int = 0) -> tuple[Layer, _Shape]:
+    """Max pooling: k*k comparisons per output element, reads input, writes output."""
+    c, h, w = x
+    out = (c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+    n_out = out[0] * out[1] * out[2]
+    layer = Layer(name, 0, float(k * k * n_out), n_out * ACT_BYTES, (c * h * w + n_out) * ACT_BYTES)
+    return layer, out
+
+
+def _global_pool(name: str, x: _Shape) -> Layer:
+    """Global average pooling to C x 1 x 1: one add per input element."""
+    c, h, w = x
+    return Layer(name, 0, float(c * h * w), c * ACT_BYTES, (c * h * w + c) * ACT_BYTES)
+
+
+def _fc(name: str, n_in: int, n_out: int) -> Layer:
+    """Build a fully-connected layer with bias."""
+    return Layer(
+        name,
+        n_in * n_out + n_out,
+        2.0 * n_in * n_out,
+        n_out * ACT_BYTES,
+        (n_in + n_out) * ACT_BYTES,
+    )
+
+
+def _bottleneck(prefix: str, x: _Shape, width: int, stride: int) -> tuple[list[Layer], _Shape]:
+    """ResNet v1.5 bottleneck (torchvision): 1x1, 3x3 (strided), 1x1 x4, projection if needed."""
+    conv1, y1 = _conv(f"{prefix}.conv1", x, width, 1)
+    conv2, y2 = _conv(f"{prefix}.conv2", y1, width, 3, stride, 1)
+    conv3, y = _conv(f"{prefix}.conv3", y2, 4 * width, 1)
+    layers = [
+        conv1,
+        _bn(f"{prefix}.bn1", y1),
+        conv2,
+        _bn(f"{prefix}.bn2", y2),
+        conv3,
+        _bn(f"{prefix}.bn3", y, relu=False),
+    ]
+    if stride != 1 or x[0] != 4 * width:
+        proj, _ = _conv(f"{prefix}.downsample.0", x, 4 * width, 1, stride)
+        layers += [proj, _bn(f"{prefix}.downsample.1", y, relu=False)]
+    # residual add (read 2, write 1) then in-place ReLU (read 1, write 1)
+    layers.append(_elementwise(f"{prefix}.add", y, flops=2, passes=5))
+    return layers, y
+
+
+def _resnet50() -> Model:
+    """ResNet-50 v1.5 (He et al. 2016; torchvision ``resnet50``), 224x224 input."""
+    x: _Shape = (3, 224, 224)
+    conv, x = _conv("conv1", x, 64, 7, 2, 3)
+    layers = [conv, _bn("bn1", x)]
+    pool, x = _pool("maxpool", x, 3, 2, 1)
+    layers.append(pool)
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            block_layers, x = _bottleneck(f"layer{stage + 1}.{block}", x, width, stride)
+            layers += block_layers
+    layers.append(_global_pool("avgpool", x))
+    layers.append(_fc("fc", x[0], 1000))
+    return Model("resnet50", tuple(layers), sample_unit="images")
+
+
+_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg16() -> Model:
+    """VGG-16 (Simonyan & Zisserman 2015, configuration D; torchvision ``vgg16``)."""
+    x: _Shape = (3, 224, 224)
+    layers: list[Layer] = []
+    block, index = 1, 1
+    for spec in _VGG16:
+        if spec == "M":
+            pool, x = _pool(f"pool{block}", x, 2, 2)
+            layers.append(pool)
+            block, index = block + 1, 1
+            continue
+        conv, x = _conv(f"conv{block}_{index}", x, int(spec), 3, 1, 1, bias=True)
+        layers += [conv, _elementwise(f"relu{block}_{index}", x, flops=1, passes=2)]
+        index += 1
+    n_in = x[0] * x[1] * x[2]
+    for name, n_out in (("fc6", 4096), ("fc7", 4096), ("fc8", 1000)):
+        layers.append(_fc(name, n_in, n_out))
+        if name != "fc8":
+            layers.append(_elementwise(f"relu{name[2:]}", (n_out, 1, 1), flops=1, passes=2))
+        n_in = n_out
+    return Model("vgg16", tuple(layers), sample_unit="images")
+
+
+# ------------------------------------------------------------------- transformer parts
+
+
+def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
+    """Token + position (+ BERT token-type and LayerNorm) embeddings: gathers, no GEMM."""
+    params = (vocab + s) * h + ((2 * h + 2 * h) if bert else 0)
+    tables = 3 if bert else 2
+    passes = tables + 1 + (2 if bert else 0)  # gather rows, write the sum, LayerNorm
+    return Layer(
+        "embedding",
+        params,
+        float(s * h * (tables - 1 + (5 if bert else 0))),
+        s * h * ACT_BYTES,
+        passes * s * h * ACT_BYTES,
+    )
+
+
+def _block(name: str, s: int, h: int, heads: int) -> Layer:
+    """One pre/post-LN transformer block: attention + 4h MLP.
+
+    Params 12h^2 + 13h. Forward FLOPs per token 24h^2 (QKV, projection, MLP GEMMs)
+    + 4sh (scores QK^T and context AV), Narayanan et al. 2021, appendix.
+    Activation traffic: Korthikanti et al. 2022 store s*h*(34 + 5*a*s/h) bytes per
+    sequence per layer with 16-bit activations; each is written once and read at
+    least once, hence twice that moved.
+    """
+    per_token = 24.0 * h * h + 4.0 * s * h
+    stored = s * h * (34 + 5 * heads * s / h)
+    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored)
+
+
+def _lm_head(s: int, h: int, vocab: int) -> Layer:
+    """Build the final LayerNorm (2h params) + logits through the tied embedding (no extra params).
+
+    FLOPs 2*h*vocab per token; the logits are written and read back by softmax-CE.
+    """
+    return Layer(
+        "lm_head",
+        2 * h,
+        2.0 * h * vocab * s,
+        s * vocab * ACT_BYTES,
+        (3 * s * h + 2 * s * vocab) * ACT_BYTES,
+    )
+
+
+def _transformer(
+    name: str,
+    *,
+    num_layers: int,
+    hidden: int,
+    heads: int,
+    seq_len: int,
+    vocab: int,
+    causal_lm: bool,
+) -> Model:
+    """Build a BERT-style encoder (``causal_lm=False``) or a GPT-style decoder + LM head."""
+    layers = [_embedding(seq_len, hidden, vocab, bert=not causal_lm)]
+    layers += [_block(f"block{i}", seq_len, hidden, heads) for i in range(num_layers)]
+    if causal_lm:
+        layers.append(_lm_head(seq_len, hidden, vocab))
+    return Model(
+        name,
+        tuple(layers),
+        sample_unit="sequences",
+        num_layers=num_layers,
+        hidden=hidden,
+        heads=heads,
+        seq_len=seq_len,
+        vocab=vocab,
+    )
+
+
+PRESETS: dict[str, Model] = {
+    "resnet50": _resnet50(),
+    "vgg16": _vgg16(),
+    # Devlin et al. 2019: BERT-large, L=24, H=1024, A=16; seq 512, WordPiece vocab 30522.
+    # Encoder only (no pooler, no MLM head).
+    "bert_large": _transformer(
+        "bert_large",
+        num_layers=24,
+        hidden=1024,
+        heads=16,
+        seq_len=512,
+        vocab=30522,
+        causal_lm=False,
+    ),
+    # Radford et al. 2019: GPT-2 XL, 48 layers, d_model 1600, 25 heads, context 1024, BPE 50257.
+    "gpt2_xl": _transformer(
+        "gpt2_xl", num_layers=48, hidden=1600, heads=25, seq_len=1024, vocab=50257, causal_lm=True
+    ),
+    # Brown et al. 2020, Table 2.1: GPT-3 175B, 96 layers, d_model 12288, 96 heads, n_ctx 2048.
+    "gpt3_175b": _transformer(
+        "gpt3_175b",
+        num_layers=96,
+        hidden=12288,
+        heads=96,
+        seq_len=2048,
+        vocab=50257,
+        causal_lm=True,
+    ),
+}
+
+
+def get_model(name: str) -> Model:
+    """Look a preset up in :data:`PRESETS` (case-insensitive).
+
+    Raises
+    ------
+    KeyError
+        If the name is unknown; the message lists the known names.
+
+    Examples
+    --------
+    >>> get_model("resnet50").parameters
+    25557032
+    """
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(PRESETS))}")
+    return PRESETS[key]
+
+
+_LAYER_KEYS = {"name", "params", "forward_flops", "activation_bytes", "memory_bytes"}
+
+
+def model_from_layers(
+    name: str,
+    layers: Iterable[Mapping[str, object]],
+    *,
+    bytes_per_param: int = 4,
+    sample_unit: str = "samples",
+) -> Model:
+    """Build a custom model from plain dicts (as a YAML layer list gives them).
+
+    Parameters
+    ----------
+    name : str
+        Model label.
+    layers : iterable of mapping
+        Forward order; each has ``name``, ``params`` (count), ``forward_flops``
+        (FLOP per sample), ``activation_bytes`` (bytes per sample) and optionally
+        ``memory_bytes`` (bytes per sample), all already numbers.
+    bytes_per_param : int, default 4
+        Gradient bytes per parameter.
+    sample_unit : str, default "samples"
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ValueError
+        Naming the layer index and the missing or unexpected key.
+    """
+    built = []
+    for i, spec in enumerate(layers):
+        missing = sorted(_LAYER_KEYS - {"memory_bytes"} - set(spec))
+        unexpected = sorted(set(spec) - _LAYER_KEYS)
+        if missing or unexpected:
+            problem = f"missing {missing}" if missing else f"unexpected {unexpected}"
+            raise ValueError(f"model {name!r}: layers[{i}]: {problem}")
+        built.append(Layer(**spec))  # type: ignore[arg-type]
+    return Model(name, tuple(built), bytes_per_param=bytes_per_param, sample_unit=sample_unit)
+
+
+# --------------------------------------------------------------------------- buckets
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Gradients communicated together.
+
+    Parameters
+    ----------
+    index : int
+        Position in communication order (0 = first ready in backward).
+    layers : tuple of int
+        Indices into ``Model.layers``, in backward order (descending); the
+        bucket is ready when the backward pass of all of them is done.
+    bytes : int
+        Gradient bytes in the bucket.
+    """
+
+    index: int
+    layers: tuple[int, ...]
+    bytes: int
+
+
+def gradient_buckets(model: Model, bucket_bytes: float | None) -> tuple[Bucket, ...]:
+    """Group gradients into PyTorch-DDP-style buckets, in backward order.
+
+    Layers are visited last to first; a bucket takes consecutive layers until
+    adding the next layer's gradient would exceed ``bucket_bytes`` (a layer
+    larger than a bucket gets a bucket of its own; a layer is never split).
+    Parameter-free layers add no bytes but join the current bucket, so every
+    layer's backward compute belongs to exactly one bucket.
+
+    Parameters
+    ----------
+    model : Model
+    bucket_bytes : float or None
+        Bucket capacity, bytes. ``None`` or ``<= 0`` gives one bucket with everything.
+
+    Returns
+    -------
+    tuple of Bucket
+        Bucket bytes sum to ``model.gradient_bytes``.
+
+    Examples
+    --------
+    >>> m = model_from_layers("m", [dict(name=f"l{i}", params=10, forward_flops=1.0,
+    ...                                  activation_bytes=1.0) for i in range(3)])
+    >>> [(b.layers, b.bytes) for b in gradient_buckets(m, 80)]
+    [((2, 1), 80), ((0,), 40)]
+    """
+    cap = bucket_bytes if bucket_bytes is not None and bucket_bytes > 0 else float("inf")
+    groups: list[tuple[list[int], int]] = [([], 0)]
+    for i in reversed(range(len(model.layers))):
+        size = model.layers[i].params * model.bytes_per_param
+        members, filled = groups[-1]
+        if size > 0 and filled > 0 and filled + size > cap:
+            groups.append(([], 0))
+            members, filled = groups[-1]
+        members.append(i)
+        groups[-1] = (members, filled + size)
+    return tuple(Bucket(k, tuple(members), filled) for k, (members, filled) in enumerate(groups))
