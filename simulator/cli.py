@@ -1,0 +1,200 @@
+"""``trainsim`` command line: parse arguments, call the library, format. No modelling here.
+
+Every command takes ``--json`` (one JSON object on stdout, nothing else there;
+logs and progress go to stderr). Bad input is reported once, in ``main``, as one
+line on stderr with exit status 2; any other exception is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .config.errors import TrainsimInputError
+
+__all__ = ["main"]
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
+    def register(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (configure, fn)
+        return fn
+    return register
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def print_mapping(title: str, data: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        table.add_row(key, _fmt(value))
+    stdout.print(table)
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for key in rows[0]:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row.values()))
+    stdout.print(table)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+# --- trainsim run ---------------------------------------------------------------------
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="YAML config (see examples/)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key before validation, e.g. --set parallelism.data=64")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    p.epilog = "example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50"
+
+
+@command("run", _configure_run)
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import simulate
+
+    config = load_config(args.config, args.overrides)
+    with stderr.status(f"simulating {config.name} ...", spinner="dots"):
+        result = simulate(config)
+    out = args.out or Path("runs") / config.name
+    result.write(out, plots=config.output.plots and not args.no_plots)
+    if args.json:
+        emit_json(result.summary)
+    else:
+        print_mapping(f"{config.name}  →  {out}/", result.summary)
+    stderr.print(f"[dim]wrote {out}/ (simulated in {result.run_info['sim_wall_s']:.2f} s)[/dim]")
+    return 0
+
+
+# --- trainsim collective --------------------------------------------------------------
+
+
+def _configure_collective(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--algorithm", default="ring", help="an algorithm name, or 'all'")
+    p.add_argument("--collective", default="allreduce",
+                   help="allreduce, reduce_scatter, allgather, broadcast, reduce, alltoall, ...")
+    p.add_argument("--ranks", default="8", help="e.g. 8 or 2,4,8 or 2..64:x2")
+    p.add_argument("--size", "--sizes", dest="sizes", default="64MiB", help="e.g. 64MiB or 8B..1GiB:x4")
+    p.add_argument("--topology", default="switch", help="topology kind (see `trainsim topology --help`)")
+    p.add_argument("--bandwidth", default="10GB/s", help="link bandwidth, e.g. 100Gbps")
+    p.add_argument("--latency", default="1us", help="per-hop latency, e.g. 1us")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra topology parameter, e.g. --param k=4 (fat_tree)")
+    p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
+    p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
+    p.add_argument("--plot", type=Path, help="write a log-log time-vs-size PNG here")
+    p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
+    p.epilog = ("example: trainsim collective --algorithm ring --ranks 8 --size 64MiB "
+                "--topology switch --bandwidth 10GB/s --latency 1us --json")
+
+
+@command("collective", _configure_collective)
+def cmd_collective(args: argparse.Namespace) -> int:
+    from .collective_report import collective_rows, plot_rows
+    from .sizes import parse_ranks, parse_sizes
+
+    rows = collective_rows(
+        algorithm=args.algorithm, collective=args.collective, ranks=parse_ranks(args.ranks),
+        sizes=parse_sizes(args.sizes), topology=args.topology, bandwidth=args.bandwidth,
+        latency=args.latency, params=args.param, gamma=args.gamma, network=args.network)
+    if args.plot:
+        plot_rows(rows, args.plot)
+    if args.json:
+        emit_json(rows[0] if len(rows) == 1 else {"results": rows})
+    else:
+        print_rows(f"{args.collective} on {args.topology}", rows)
+    return 0
+
+
+# --- trainsim topology ----------------------------------------------------------------
+
+
+def _configure_topology(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", help="ring, switch, torus, fat_tree, leaf_spine, hierarchical, or a topology file")
+    p.add_argument("params", nargs="*", metavar="KEY=VALUE", help="builder parameters, e.g. k=4")
+    p.add_argument("--draw", type=Path, help="write a drawing of the graph as PNG")
+    p.add_argument("--save", type=Path, help="write the graph as a topology YAML file")
+    p.add_argument("--json", action="store_true")
+    p.epilog = "example: trainsim topology fat_tree k=4 bandwidth=100Gbps latency=1us --draw ft.png"
+
+
+@command("topology", _configure_topology)
+def cmd_topology(args: argparse.Namespace) -> int:
+    from .topology_report import describe_topology, draw, make_topology
+
+    graph = make_topology(args.kind, args.params)
+    info = describe_topology(graph)
+    if args.draw:
+        draw(graph, args.draw)
+    if args.save:
+        import topologies
+
+        topologies.save(graph, args.save)
+    if args.json:
+        emit_json(info)
+    else:
+        print_mapping(f"topology {graph.graph.get('kind', args.kind)}", info)
+    return 0
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainsim", description="Simulate distributed deep-learning training on a cluster you describe in YAML.")
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (configure, fn) in COMMANDS.items():
+        sub = subs.add_parser(name, help=(fn.__doc__ or configure.__doc__ or name).strip().splitlines()[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        configure(sub)
+        sub.set_defaults(handler=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except TrainsimInputError as e:
+        stderr.print(f"trainsim {args.command}: error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        return 130
+
+
+cmd_run.__doc__ = "simulate a training run from a YAML config"
+cmd_collective.__doc__ = "time one collective: simulated, analytic, algbw/busbw"
+cmd_topology.__doc__ = "build a topology and describe or draw it"
+
+if __name__ == "__main__":
+    sys.exit(main())

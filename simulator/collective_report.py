@@ -1,0 +1,108 @@
+"""Rows for ``trainsim collective``: simulated vs analytic time, algbw and busbw, and a plot.
+
+algbw = size / time; busbw = algbw × the nccl-tests factor of the collective
+(allreduce 2(p-1)/p; allgather, reduce-scatter, all-to-all (p-1)/p; broadcast,
+reduce 1), so predictions are in the same currency as NCCL's measurements.
+The analytic column is the α-β-γ cost of the same schedule with α the path
+latency and β the inverse bottleneck bandwidth between the first and last rank:
+on an ideal switch it equals the simulation exactly; elsewhere the gap is congestion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import topologies
+from simulator import collectives
+
+from .config.errors import TrainsimInputError
+from .network import Network
+from .topology_report import make_topology
+
+__all__ = ["collective_rows", "plot_rows"]
+
+
+def _path_alpha_beta(net: Network, a: int, b: int) -> tuple[float, float]:
+    r = net.routing
+    links = r.path_links(r.device_node(a), r.device_node(b))
+    return float(r.latency[links].sum()), float(1.0 / r.capacity[links].min())
+
+
+def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p: int, size: int,
+         gamma: float) -> dict[str, Any]:
+    try:
+        sched = collectives.schedule(algorithm, p, size, collective=collective, **info)
+    except (collectives.ScheduleError, ValueError) as e:
+        raise TrainsimInputError(f"--algorithm {algorithm}: {e}") from None
+    if sched.ranks > net.devices:
+        raise TrainsimInputError(f"--ranks {p}: the schedule needs {sched.ranks} devices, "
+                                 f"the topology has {net.devices}")
+    simulated = net.schedule_time(sched, np.arange(sched.ranks))
+    alpha, beta = _path_alpha_beta(net, 0, sched.ranks - 1)
+    analytic = collectives.analytic_time(algorithm, p, size, alpha, beta, gamma, collective=collective, **info)
+    algbw = size / simulated / 1e9 if simulated > 0 else float("inf")
+    return {"algorithm": algorithm, "collective": collective, "ranks": p, "size_bytes": size,
+            "simulated_s": simulated, "analytic_s": analytic, "algbw_GBps": algbw,
+            "busbw_GBps": algbw * collectives.bus_factor(collective, p)}
+
+
+def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes: list[int],
+                    topology: str, bandwidth: str, latency: str, params: list[str], gamma: float,
+                    network: str) -> list[dict[str, Any]]:
+    known = collectives.algorithms(collective)
+    if not known:
+        raise TrainsimInputError(f"--collective: unknown collective {collective!r}")
+    names = known if algorithm == "all" else [algorithm]
+    for name in names:
+        if name not in known:
+            raise TrainsimInputError(f"--algorithm: expected one of {', '.join(known)} or all, got {name!r}")
+    rows = []
+    for p in ranks:
+        graph = _topology_for(topology, p, bandwidth, latency, params)
+        net = Network(graph, network, gamma=gamma)
+        info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
+        for name in names:
+            for size in sizes:
+                try:
+                    rows.append(_one(net, info, name, collective, p, size, gamma))
+                except TrainsimInputError:
+                    if algorithm != "all":
+                        raise  # with 'all', skip algorithms that cannot run on p ranks
+    if not rows:
+        raise TrainsimInputError(f"--ranks: no {collective} algorithm supports these rank counts")
+    return rows
+
+
+def _topology_for(kind: str, p: int, bandwidth: str, latency: str, params: list[str]):
+    defaults: dict[str, Any] = {}
+    if kind in ("ring", "switch"):
+        defaults = {"n": p, "bandwidth": bandwidth, "latency": latency}
+    elif kind in topologies.KINDS:
+        defaults = {"bandwidth": bandwidth, "latency": latency}
+    return make_topology(kind, params, defaults)
+
+
+def plot_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """Log-log time vs size, one line per (algorithm, ranks): the α/β crossover is visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keys = sorted({(r["algorithm"], r["ranks"]) for r in rows})
+    for alg, p in keys:
+        pts = [(r["size_bytes"], r["simulated_s"]) for r in rows if (r["algorithm"], r["ranks"]) == (alg, p)]
+        xs, ys = zip(*sorted(pts), strict=True)
+        ax.loglog(xs, ys, marker="o", ms=3, label=f"{alg} (p={p})")
+    ax.set_xlabel("message size (bytes)")
+    ax.set_ylabel("simulated time (s)")
+    ax.set_title(f"{rows[0]['collective']}: time vs size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,105 @@
+"""Configs: YAML (or a dict) plus ``--set`` overrides → a validated, frozen ``Config``.
+
+``load_config`` is the only entry point. It loads YAML safely, applies dotted
+overrides to the raw dict *before* validation (so an override gets the same
+located error as the file would), resolves relative paths against the file's
+folder, and raises ``ConfigError`` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import ConfigError, TrainsimInputError, describe
+from .models import Config
+
+__all__ = ["Config", "ConfigError", "TrainsimInputError", "apply_override", "load_config", "read_yaml"]
+
+
+def read_yaml(path: Path) -> Any:
+    """Load a YAML file safely; missing file or bad syntax → ``ConfigError`` naming it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: {where}invalid YAML ({problem})") from None
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply ``dotted.key=value`` to a raw config dict in place (value parsed as YAML)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment}: expected dotted.key=value")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {assignment}: {where} is {child!r}, not a mapping")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(text)
+    except yaml.YAMLError:
+        node[parts[-1]] = text
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Make ``cluster.topology.path`` and ``cluster.profile`` relative to the config file."""
+    cluster = raw.get("cluster")
+    if not isinstance(cluster, dict):
+        return
+    topo = cluster.get("topology")
+    if isinstance(topo, dict) and isinstance(topo.get("path"), str):
+        topo["path"] = str(base / topo["path"])
+    if isinstance(cluster.get("profile"), str):
+        cluster["profile"] = str(base / cluster["profile"])
+
+
+def load_config(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> Config:
+    """Validate a config from a YAML path or a dict, with optional ``--set`` overrides.
+
+    Raises
+    ------
+    ConfigError
+        One line: ``source: dotted.key: what was expected (got value)``.
+    """
+    if isinstance(source, Mapping):
+        raw, name, base = _deepcopy(source), "config", Path.cwd()
+    else:
+        path = Path(source)
+        raw, name, base = read_yaml(path), str(path), path.parent
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping of config keys at the top level, got {type(raw).__name__}")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    _resolve_paths(raw, base)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe(e, name)) from None
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deepcopy(v) for v in value]
+    return value

@@ -1,0 +1,211 @@
+"""What a trainsim YAML file may say: frozen pydantic models with units and defaults.
+
+Defaults live only here, on the fields (never ``cfg.get(key, default)`` in engine
+code). Every quantity is SI after validation: bytes, seconds, bytes/s, FLOP/s.
+Unknown keys are rejected (``extra="forbid"``); the topology is a tagged union on
+``kind`` so a misspelt kind lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
+
+__all__ = [
+    "Cluster", "Communication", "Config", "DeviceSpec", "Link", "Network", "Output",
+    "Parallelism", "Stragglers", "Sync", "TopologySpec", "Training", "Workload",
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Link(StrictModel):
+    bandwidth: Bandwidth = Field(description="per direction, e.g. 100Gbps or 25GB/s")
+    latency: Duration = Field(0.0, description="per hop, e.g. 1us")
+
+
+# --- topologies: one model per family in topologies.KINDS --------------------------
+
+
+class _Flat(StrictModel):
+    link: Link
+
+    def build_params(self) -> dict[str, Any]:
+        params = self.model_dump(exclude={"kind", "link"})
+        return {**params, "bandwidth": self.link.bandwidth, "latency": self.link.latency}
+
+
+class Ring(_Flat):
+    kind: Literal["ring"]
+    devices: Annotated[int, Field(ge=2)]
+
+    def build_params(self) -> dict[str, Any]:
+        return {"n": self.devices, "bandwidth": self.link.bandwidth, "latency": self.link.latency}
+
+
+class Switch(Ring):
+    kind: Literal["switch"]  # type: ignore[assignment]
+
+
+class Torus(_Flat):
+    kind: Literal["torus"]
+    dims: Annotated[tuple[Annotated[int, Field(ge=2)], ...], Field(min_length=1, max_length=3)]
+
+
+class FatTree(_Flat):
+    kind: Literal["fat_tree"]
+    k: Annotated[int, Field(ge=2, multiple_of=2)]
+    oversubscription: Annotated[float, Field(ge=1.0)] = 1.0
+
+
+class LeafSpine(_Flat):
+    kind: Literal["leaf_spine"]
+    leaves: PositiveInt
+    spines: PositiveInt
+    hosts_per_leaf: PositiveInt
+    uplink_bandwidth: Bandwidth | None = None
+
+
+class InterFabric(StrictModel):
+    kind: Literal["switch", "leaf_spine", "fat_tree"] = "leaf_spine"
+    bandwidth: Bandwidth
+    latency: Duration = 0.0
+    oversubscription: Annotated[float, Field(ge=1.0)] = 1.0
+    hosts_per_leaf: PositiveInt | None = None
+    spines: PositiveInt | None = None
+    k: Annotated[int, Field(ge=2, multiple_of=2)] | None = None
+
+
+class Hierarchical(StrictModel):
+    kind: Literal["hierarchical"]
+    nodes: PositiveInt
+    devices_per_node: PositiveInt
+    intra: Link
+    inter: InterFabric
+    nics_per_node: PositiveInt = 1
+
+    def build_params(self) -> dict[str, Any]:
+        inter = self.inter.model_dump(exclude={"kind", "bandwidth", "latency"}, exclude_none=True)
+        if inter.get("oversubscription") == 1.0:
+            del inter["oversubscription"]  # the default; not every fabric takes the parameter
+        return {
+            "nodes": self.nodes, "devices_per_node": self.devices_per_node,
+            "intra_bandwidth": self.intra.bandwidth, "intra_latency": self.intra.latency,
+            "inter_bandwidth": self.inter.bandwidth, "inter_latency": self.inter.latency,
+            "inter_kind": self.inter.kind, "nics_per_node": self.nics_per_node, **inter,
+        }
+
+
+class FromFile(StrictModel):
+    kind: Literal["file"]
+    path: Path
+
+
+TopologySpec = Annotated[
+    Ring | Switch | Torus | FatTree | LeafSpine | Hierarchical | FromFile,
+    Field(discriminator="kind"),
+]
+
+
+# --- hardware and workload ---------------------------------------------------------
+
+
+class DeviceSpec(StrictModel):
+    """A catalog device with overrides, or a custom one (all four numbers given)."""
+
+    name: str = "custom"
+    kind: Literal["cpu", "gpu", "tpu"] | None = None
+    peak_flops: FlopRate | None = None
+    memory_bandwidth: Bandwidth | None = None
+    memory: ByteSize | None = None
+    efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class LayerSpec(StrictModel):
+    name: str
+    params: Annotated[int, Field(ge=0)]
+    forward_flops: FlopCount = Field(description="per sample")
+    activation_bytes: ByteSize = 0.0
+
+
+class CustomModel(StrictModel):
+    name: str
+    layers: Annotated[tuple[LayerSpec, ...], Field(min_length=1)]
+
+
+class Cluster(StrictModel):
+    topology: TopologySpec
+    device: str | DeviceSpec = "a100"
+    profile: Path | None = None
+
+
+class Workload(StrictModel):
+    model: str | CustomModel = "resnet50"
+    batch_per_device: PositiveInt = 32
+    gradient_bytes_per_param: Literal[2, 4] = 4
+
+
+class Parallelism(StrictModel):
+    data: PositiveInt | None = Field(None, description="data-parallel workers; null = every device")
+    tensor: Literal[1] = 1
+    pipeline: Literal[1] = 1
+    microbatches: PositiveInt = 1
+    schedule: Literal["gpipe", "1f1b"] = "1f1b"
+
+
+class Communication(StrictModel):
+    pattern: Literal["allreduce"] = "allreduce"
+    algorithm: str = "ring"
+    bucket_size: ByteSize = 25 * 2**20
+    overlap: bool = True
+
+
+class Sync(StrictModel):
+    mode: Literal["bsp"] = "bsp"
+
+
+class Stragglers(StrictModel):
+    distribution: Literal["none", "lognormal", "normal", "exponential"] = "none"
+    sigma: Annotated[float, Field(ge=0)] = 0.0
+    slow_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    slowdown: Annotated[float, Field(ge=1)] = 1.0
+
+
+class Training(StrictModel):
+    iterations: PositiveInt = 20
+    warmup: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _warmup_leaves_iterations(self) -> Training:
+        if self.warmup >= self.iterations:
+            raise ValueError(f"warmup ({self.warmup}) must be less than iterations ({self.iterations})")
+        return self
+
+
+class Network(StrictModel):
+    model: Literal["fluid", "alpha_beta"] = "fluid"
+
+
+class Output(StrictModel):
+    trace_ranks: Annotated[int, Field(ge=0)] = 16
+    plots: bool = True
+
+
+class Config(StrictModel):
+    name: str = "trainsim"
+    seed: int = 0
+    cluster: Cluster
+    workload: Workload = Workload()
+    parallelism: Parallelism = Parallelism()
+    communication: Communication = Communication()
+    sync: Sync = Sync()
+    stragglers: Stragglers = Stragglers()
+    training: Training = Training()
+    network: Network = Network()
+    output: Output = Output()

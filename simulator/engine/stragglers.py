@@ -1,0 +1,50 @@
+"""Per-worker, per-iteration compute slowdowns drawn from named random streams.
+
+A worker's factor for an iteration is ``persistent × noise``: ``persistent`` is
+``slowdown`` for the ``slow_fraction`` of workers chosen once (stream
+``"stragglers.slow"``), else 1; ``noise`` is drawn per iteration from the
+worker's own stream ``("stragglers", rank)``:
+
+- ``lognormal``: exp(N(0, σ²))  (median 1)
+- ``normal``: max(0.1, N(1, σ²))
+- ``exponential``: 1 + Exp(mean σ)  (a heavy right tail; never faster than nominal)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.config.models import Stragglers
+from simulator.rng import Streams
+
+__all__ = ["SlowdownModel"]
+
+
+class SlowdownModel:
+    def __init__(self, spec: Stragglers, workers: int, streams: Streams):
+        self.spec = spec
+        self.persistent = np.ones(workers)
+        n_slow = int(round(spec.slow_fraction * workers))
+        if n_slow:
+            slow = streams.get("stragglers.slow").choice(workers, size=n_slow, replace=False)
+            self.persistent[np.sort(slow)] = spec.slowdown
+        self._rngs = [streams.get("stragglers", r) for r in range(workers)] if self.noisy else []
+
+    @property
+    def noisy(self) -> bool:
+        return self.spec.distribution != "none" and self.spec.sigma > 0
+
+    def factor(self, rank: int) -> float:
+        """Slowdown of ``rank``'s next iteration (1.0 = nominal)."""
+        base = self.persistent[rank]
+        if not self.noisy:
+            return float(base)
+        rng, sigma = self._rngs[rank], self.spec.sigma
+        match self.spec.distribution:
+            case "lognormal":
+                noise = rng.lognormal(0.0, sigma)
+            case "normal":
+                noise = max(0.1, rng.normal(1.0, sigma))
+            case _:
+                noise = 1.0 + rng.exponential(sigma)
+        return float(base * noise)

@@ -1,0 +1,52 @@
+"""The network's one question: when do these concurrent flows finish?
+
+A batch of flows is given as arrays (CSR incidence of flows on directed links),
+so a collective step with thousands of transfers is one vectorised call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["FlowBatch", "NetworkModel"]
+
+
+@dataclass(frozen=True)
+class FlowBatch:
+    """Flows that start together.
+
+    Attributes
+    ----------
+    link_ptr : int64[n_flows + 1]
+        Flow ``i`` crosses directed links ``links[link_ptr[i]:link_ptr[i+1]]``.
+    links : int64[nnz]
+        Directed link indices (into the capacity array of the routing).
+    nbytes : float64[n_flows]
+        Bytes each flow carries.
+    latency : float64[n_flows]
+        Sum of per-hop latencies on each flow's path, seconds.
+    """
+
+    link_ptr: np.ndarray
+    links: np.ndarray
+    nbytes: np.ndarray
+    latency: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.nbytes)
+
+    def flow_of_entry(self) -> np.ndarray:
+        """For each entry of ``links``, the flow it belongs to."""
+        return np.repeat(np.arange(self.n), np.diff(self.link_ptr))
+
+
+class NetworkModel(Protocol):
+    """How long bytes take. ``fluid`` shares links max-min fairly; ``alpha_beta`` ignores contention."""
+
+    def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
+        """Seconds from the common start until each flow's last byte arrives."""
+        ...

@@ -1,0 +1,126 @@
+"""Resolve a config's names into hardware: topology graph, device, model, algorithm.
+
+Checks that need several pieces together live here (more workers than devices,
+a model that does not fit in device memory, an algorithm that cannot run on this
+many ranks); each raises ``ConfigError`` naming the key, so ``trainsim run``
+fails before anything is simulated or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+import topologies
+from simulator import collectives
+from simulator.config import Config, ConfigError
+from simulator.config.models import DeviceSpec, FromFile
+from simulator.devices import Device, get_device
+from simulator.workloads import Model, get_model, model_from_layers
+
+__all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
+
+#: bytes per parameter held in device memory for mixed-precision Adam training:
+#: fp16 weights (2) + fp16 gradients (2) + fp32 master weights, momentum, variance (12)
+#: (Rajbhandari et al., ZeRO, SC'20, §3.1).
+MODEL_STATE_BYTES_PER_PARAM = 16
+
+
+@dataclass(frozen=True)
+class ResolvedHardware:
+    graph: nx.Graph
+    device: Device
+    model: Model
+    workers: int
+    algorithm: str
+    gamma: float                      # seconds per byte reduced
+    topology_info: dict[str, Any]     # what topology-aware algorithms need (devices_per_node)
+
+    def schedule(self, nbytes: int) -> collectives.Schedule:
+        return collectives.schedule(self.algorithm, self.workers, nbytes, **self.topology_info)
+
+
+def build_topology(config: Config) -> nx.Graph:
+    spec = config.cluster.topology
+    try:
+        if isinstance(spec, FromFile):
+            return topologies.load(spec.path)
+        graph = topologies.build(spec.kind, **spec.build_params())
+        topologies.check(graph, source=spec.kind)
+        return graph
+    except topologies.TopologyError as e:
+        raise ConfigError(f"cluster.topology: {e}") from None
+
+
+def resolve_device(spec: str | DeviceSpec) -> Device:
+    if isinstance(spec, str):
+        try:
+            return get_device(spec)
+        except KeyError as e:
+            raise ConfigError(f"cluster.device: {e.args[0]}") from None
+    given = {k: v for k, v in spec.model_dump(exclude={"memory"}).items() if v is not None}
+    if spec.memory is not None:
+        given["memory_bytes"] = spec.memory
+    try:
+        return dataclasses.replace(get_device(spec.name), **given)
+    except KeyError:
+        missing = [k for k in ("kind", "peak_flops", "memory_bandwidth", "memory_bytes") if k not in given]
+        if missing:
+            names = ", ".join(m.replace("memory_bytes", "memory") for m in missing)
+            raise ConfigError(f"cluster.device: {spec.name!r} is not in the catalog, so it needs {names}") from None
+        return Device(**given)
+
+
+def resolve_model(config: Config) -> Model:
+    spec = config.workload.model
+    if isinstance(spec, str):
+        try:
+            model = get_model(spec)
+        except KeyError as e:
+            raise ConfigError(f"workload.model: {e.args[0]}") from None
+    else:
+        model = model_from_layers(spec.name, [layer.model_dump() for layer in spec.layers])
+    return dataclasses.replace(model, bytes_per_param=config.workload.gradient_bytes_per_param)
+
+
+def check_memory(model: Model, device: Device, batch: int) -> None:
+    states = MODEL_STATE_BYTES_PER_PARAM * model.parameters
+    activations = batch * sum(layer.activation_bytes for layer in model.layers)
+    need = states + activations
+    if need > device.memory_bytes:
+        raise ConfigError(
+            f"workload: {model.name} with batch {batch} needs {need / 1e9:.1f} GB per device "
+            f"({states / 1e9:.1f} GB model states + {activations / 1e9:.1f} GB activations) "
+            f"but {device.name} has {device.memory_bytes / 1e9:.1f} GB")
+
+
+def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:
+    name = config.communication.algorithm
+    valid = collectives.algorithms("allreduce")
+    if name not in valid:
+        raise ConfigError(f"communication.algorithm: expected one of {', '.join(valid)}, got {name!r}")
+    try:
+        collectives.schedule(name, workers, workers, **info)  # tiny probe: rank-count support
+    except collectives.ScheduleError as e:
+        raise ConfigError(f"communication.algorithm: {e}") from None
+    return name
+
+
+def resolve_hardware(config: Config) -> ResolvedHardware:
+    if config.cluster.profile is not None:
+        raise ConfigError("cluster.profile: calibrated profiles are not supported yet; remove the key")
+    graph = build_topology(config)
+    n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
+    workers = config.parallelism.data or n_devices
+    if workers > n_devices:
+        raise ConfigError(f"parallelism.data: {workers} workers but the topology has {n_devices} devices")
+    device = resolve_device(config.cluster.device)
+    model = resolve_model(config)
+    check_memory(model, device, config.workload.batch_per_device)
+    info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
+    algorithm = resolve_algorithm(config, workers, info)
+    gamma = 3.0 / device.memory_bandwidth  # a reduce reads two operands and writes one
+    return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info)

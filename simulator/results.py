@@ -1,0 +1,165 @@
+"""Record types, the run summary, and writers (json, csv, Perfetto trace, PNG plots).
+
+The engine appends ``IterationRecord``s and trace spans to plain lists; this
+module turns them into ``Result.summary`` and files. Writers build the whole
+output in a temporary folder and rename it into place, so a failed run leaves
+nothing half-written. Wall-clock facts go to ``run_info.json``, never into the
+summary, so one seed gives byte-identical ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = ["IterationRecord", "Result", "Trace", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class IterationRecord:
+    """One worker's iteration (seconds of simulated time)."""
+
+    rank: int
+    iteration: int
+    start_s: float
+    compute_s: float          # forward + backward + optimizer, after slowdowns
+    comm_exposed_s: float     # waiting on gradient communication after backward
+    wait_s: float             # waiting for slower peers (BSP barrier)
+    end_s: float
+
+
+@dataclass
+class Trace:
+    """Chrome/Perfetto trace events ("X" complete events, microsecond timestamps)."""
+
+    ranks: frozenset[int]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    tracks: dict[str, int] = field(default_factory=dict)
+
+    def traced(self, rank: int) -> bool:
+        return rank in self.ranks
+
+    def span(self, name: str, track: int | str, start: float, end: float, **args: Any) -> None:
+        """Record ``name`` on ``track`` (a worker rank, or a named track like "comm")."""
+        tid = track if isinstance(track, int) else self._named(track)
+        ev = {"name": name, "ph": "X", "pid": 0, "tid": tid, "ts": start * 1e6, "dur": (end - start) * 1e6}
+        if args:
+            ev["args"] = args
+        self.events.append(ev)
+
+    def _named(self, track: str) -> int:
+        tid = self.tracks.get(track)
+        if tid is None:
+            tid = self.tracks[track] = -1 - len(self.tracks)  # below every rank
+            self._label(tid, track)
+        return tid
+
+    def _label(self, tid: int, label: str) -> None:
+        self.events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": tid, "args": {"name": label}})
+        self.events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": tid,
+                            "args": {"sort_index": tid}})
+
+    def label_ranks(self) -> None:
+        for rank in sorted(self.ranks):
+            self._label(rank, f"worker {rank}")
+
+
+def _iteration_ends(records: list[IterationRecord], iterations: int) -> np.ndarray:
+    ends = np.zeros(iterations)
+    for r in records:
+        ends[r.iteration] = max(ends[r.iteration], r.end_s)
+    return ends
+
+
+def summarize(records: list[IterationRecord], *, name: str, workers: int, iterations: int,
+              warmup: int, batch_per_worker: int, single_worker_compute_s: float,
+              communication_s: np.ndarray, algorithm: str, extra: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
+    """The contract of ``summary.json`` (DESIGN.md): always these keys, SI units.
+
+    ``communication_s[i]`` is the time the gradient collectives were busy in iteration i.
+    """
+    ends = _iteration_ends(records, iterations)
+    durations = np.diff(np.concatenate([[0.0], ends]))[warmup:]
+    measured = [r for r in records if r.iteration >= warmup]
+    mean_t = float(durations.mean())
+    samples = workers * batch_per_worker
+    summary = {
+        "name": name,
+        "workers": workers,
+        "iterations": iterations,
+        "warmup": warmup,
+        "algorithm": algorithm,
+        "iteration_time_s": mean_t,
+        "iteration_time_p50_s": float(np.percentile(durations, 50)),
+        "iteration_time_p99_s": float(np.percentile(durations, 99)),
+        "throughput_samples_per_s": samples / mean_t,
+        "scaling_efficiency": single_worker_compute_s / mean_t,
+        "compute_s": float(np.mean([r.compute_s for r in measured])),
+        "communication_s": float(np.mean(communication_s[warmup:])),
+        "exposed_communication_s": float(np.mean([r.comm_exposed_s for r in measured])),
+        "wait_s": float(np.mean([r.wait_s for r in measured])),
+        "simulated_time_s": float(ends[-1]),
+    }
+    summary.update(extra or {})
+    return summary
+
+
+@dataclass
+class Result:
+    """What ``simulate`` returns: the summary, per-iteration records, trace and resolved config."""
+
+    summary: dict[str, Any]
+    iterations: list[IterationRecord]
+    trace: Trace
+    config: dict[str, Any]
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path, *, plots: bool = True) -> Path:
+        """Write every output file into ``out_dir`` atomically; returns the folder."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            self._write_files(tmp, plots)
+            _move_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    def _write_files(self, folder: Path, plots: bool) -> None:
+        (folder / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        (folder / "run_info.json").write_text(json.dumps(self.run_info, indent=2) + "\n")
+        (folder / "config.resolved.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        with (folder / "iterations.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow([f.name for f in fields(IterationRecord)])
+            w.writerows(tuple(asdict(r).values()) for r in self.iterations)
+        trace = {"traceEvents": self.trace.events, "displayTimeUnit": "ms"}
+        (folder / "trace.json").write_text(json.dumps(trace))
+        if plots:
+            from .plots import iteration_plot  # matplotlib is slow to import; only when asked
+
+            (folder / "plots").mkdir()
+            iteration_plot(self, folder / "plots" / "iterations.png")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; an existing ``out`` gets our files replaced."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    for item in tmp.iterdir():
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)

@@ -1,0 +1,80 @@
+"""The size/rank vocabulary shared by ``trainsim collective`` and ``trainsim validate``.
+
+nccl-tests style: ``64MiB``, ``4KiB,1MiB``, ``8B..1GiB:x4`` (geometric, factor 4),
+``1KiB..8KiB:+1KiB`` (arithmetic); ranks ``2,4,8`` or ``2..16:x2``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from topologies.units import UnitError, parse
+
+from .config.errors import TrainsimInputError
+
+__all__ = ["parse_ranks", "parse_sizes"]
+
+_RANGE = re.compile(r"^(?P<lo>[^.]+)\.\.(?P<hi>[^:]+)(?::(?P<op>[x+*])(?P<step>.+))?$")
+
+
+def _expand(text: str, convert, what: str) -> list[int]:
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = _RANGE.match(part)
+        if not m:
+            out.append(convert(part))
+            continue
+        lo, hi = convert(m["lo"]), convert(m["hi"])
+        op, step = m["op"] or "x", m["step"] or "2"
+        if op in "x*":
+            factor = float(step)
+            if factor <= 1:
+                raise TrainsimInputError(f"{what} {part!r}: the factor after 'x' must be > 1")
+            v = lo
+            while v <= hi:
+                out.append(int(v))
+                v = max(v + 1, int(round(v * factor)))
+        else:
+            inc = convert(step)
+            if inc <= 0:
+                raise TrainsimInputError(f"{what} {part!r}: the step after '+' must be positive")
+            out.extend(range(lo, hi + 1, inc))
+        if lo > hi:
+            raise TrainsimInputError(f"{what} {part!r}: the range is empty ({lo} > {hi})")
+    if not out:
+        raise TrainsimInputError(f"{what}: expected at least one value, got {text!r}")
+    return out
+
+
+def _size(text: str) -> int:
+    try:
+        value = parse(text, "bytes")
+    except UnitError as e:
+        raise TrainsimInputError(f"--sizes: {e}") from None
+    if value < 0 or value != int(value):
+        raise TrainsimInputError(f"--sizes: expected a whole number of bytes, got {text!r}")
+    return int(value)
+
+
+def _rank(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise TrainsimInputError(f"--ranks: expected whole numbers like 2,4,8 or 2..64:x2, got {text!r}") from None
+    if value < 1:
+        raise TrainsimInputError(f"--ranks: expected at least 1 rank, got {value}")
+    return value
+
+
+def parse_sizes(text: str) -> list[int]:
+    """>>> parse_sizes("1KiB..8KiB:x2")
+    [1024, 2048, 4096, 8192]
+    """
+    return _expand(text, _size, "--sizes")
+
+
+def parse_ranks(text: str) -> list[int]:
+    """>>> parse_ranks("2..16:x2")
+    [2, 4, 8, 16]
+    """
+    return _expand(text, _rank, "--ranks")

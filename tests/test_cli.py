@@ -1,0 +1,116 @@
+"""The CLI as a user meets it: files, clean --json, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simulator.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trainsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "simulator", *args], capture_output=True, text=True,
+                          cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
+
+
+@pytest.fixture
+def config_file(tmp_path, small_config) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_config))
+    return path
+
+
+def test_run_json_is_one_clean_object(config_file, tmp_path):
+    res = trainsim("run", str(config_file), "--out", str(tmp_path / "out"), "--json", "--no-plots")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["workers"] == 4
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("cluster.topology.link.bandwidth=fast", "cluster.topology.switch.link.bandwidth: expected a bandwidth"),
+    ("cluster.topology.link.bandwidth=100GHz", "expected a bandwidth"),
+    ("cluster.topology.link.latency=-1us", "cluster.topology.switch.link.latency"),
+    ("cluster.topology.lnk={}", "cluster.topology.switch.lnk: unknown key"),
+    ("parallelism.data=5", "parallelism.data: 5 workers but the topology has 4 devices"),
+    ("communication.algorithm=carrier_pigeon", "communication.algorithm: expected one of"),
+    ("workload.model=alexnet9000", "workload.model:"),
+    ("cluster.device=abacus", "cluster.device:"),
+    ("workload.batch_per_device=100000", "needs"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(config_file, tmp_path, override, expected):
+    out = tmp_path / "out"
+    res = trainsim("run", str(config_file), "--out", str(out), "--set", override)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in res.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [config_file]  # no temporary folder left behind either
+
+
+def test_missing_and_invalid_files(tmp_path):
+    res = trainsim("run", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2 and "missing.yaml: no such file" in res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster: {topology: [\n")
+    res = trainsim("run", str(bad))
+    assert res.returncode == 2 and "invalid YAML" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_disconnected_topology_file(tmp_path, small_config):
+    topo = tmp_path / "topo.yaml"
+    topo.write_text(yaml.safe_dump({
+        "nodes": [{"name": "d0", "role": "device", "rank": 0}, {"name": "d1", "role": "device", "rank": 1},
+                  {"name": "d2", "role": "device", "rank": 2}, {"name": "s0", "role": "switch"}],
+        "edges": [{"u": "d0", "v": "s0", "bandwidth": "10GB/s", "latency": "1us"},
+                  {"u": "d1", "v": "s0", "bandwidth": "10GB/s", "latency": "1us"}],
+    }))
+    small_config["cluster"]["topology"] = {"kind": "file", "path": "topo.yaml"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(small_config))
+    res = trainsim("run", str(cfg), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert "d2" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_collective_json_matches_the_closed_form():
+    res = trainsim("collective", "--algorithm", "ring", "--ranks", "8", "--size", "64MiB", "--topology", "switch",
+                   "--bandwidth", "10GB/s", "--latency", "1us", "--json")
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout)
+    assert set(row) >= {"algorithm", "ranks", "size_bytes", "simulated_s", "analytic_s", "algbw_GBps", "busbw_GBps"}
+    p, n = 8, 64 * 2**20
+    closed = 2 * (p - 1) * 2e-6 + 2 * (p - 1) / p * n / 10e9
+    assert row["simulated_s"] == pytest.approx(closed, rel=1e-9)
+    assert row["analytic_s"] == pytest.approx(closed, rel=1e-9)
+    assert row["busbw_GBps"] == pytest.approx(n / closed / 1e9 * 2 * (p - 1) / p, rel=1e-9)
+
+
+@pytest.mark.parametrize("argv", [
+    ["collective", "--sizes", "lots"], ["collective", "--ranks", "two"], ["collective", "--algorithm", "nope"],
+    ["topology", "fat_tree", "k=3", "bandwidth=1GB/s"], ["topology", "moebius"],
+])
+def test_cli_argument_errors(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("trainsim ")
+
+
+def test_every_command_has_help_with_an_example():
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert {"run", "collective", "topology"} <= set(subs.choices)
+    for name, sub in subs.choices.items():
+        assert "example: trainsim " + name in sub.format_help(), name
