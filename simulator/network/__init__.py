@@ -11,13 +11,14 @@ are solved once.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
 
 from .alpha_beta import AlphaBeta
-from .base import FlowBatch, NetworkModel
+from .base import FlowBatch, NetworkModel, segment_reduce
 from .fluid import Fluid, max_min_rates
 from .routing import Routing
 
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["MODELS", "AlphaBeta", "FlowBatch", "Fluid", "Network", "NetworkModel", "max_min_rates"]
 
 MODELS: dict[str, type] = {"fluid": Fluid, "alpha_beta": AlphaBeta}
+
+
+@dataclass(frozen=True)
+class _Routes:
+    ptr: np.ndarray               # CSR: flow i crosses links[ptr[i]:ptr[i+1]]
+    links: np.ndarray
+    latency: np.ndarray           # per flow, seconds
+    inv_bottleneck: np.ndarray    # per flow, seconds per byte on its slowest link
+    disjoint: bool                # no directed link carries two of these flows
+    unique_dst: bool              # every receiver gets one flow
 
 
 class Network:
@@ -44,6 +55,7 @@ class Network:
         self.model: NetworkModel = MODELS[model]()
         self.gamma = gamma
         self._steps: dict[bytes, float] = {}
+        self._route_cache: dict[bytes, _Routes] = {}
         self.steps_solved = 0
 
     @property
@@ -52,42 +64,60 @@ class Network:
 
     def flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> FlowBatch:
         """Flows between device ranks ``src[i] → dst[i]`` carrying ``nbytes[i]``."""
-        r = self.routing
-        pairs = zip(src.tolist(), dst.tolist(), strict=True)
-        paths = [r.path_links(r.device_node(s), r.device_node(d)) for s, d in pairs]
-        counts = np.fromiter((len(p) for p in paths), dtype=np.int64, count=len(paths))
-        ptr = np.zeros(len(paths) + 1, dtype=np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        links = np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64)
-        latency = np.add.reduceat(r.latency[links], ptr[:-1]) if len(links) else np.zeros(len(paths))
-        latency = np.where(counts > 0, latency, 0.0)
-        return FlowBatch(ptr, links, np.asarray(nbytes, dtype=float), latency)
+        routes = self._routes(src, dst)
+        return FlowBatch(routes.ptr, routes.links, np.asarray(nbytes, dtype=float), routes.latency)
+
+    def _routes(self, src: np.ndarray, dst: np.ndarray, key: bytes | None = None) -> _Routes:
+        """Path structure of these pairs (CSR link lists, latencies), cached by content."""
+        key = key or _digest(src, dst)
+        cached = self._route_cache.get(key)
+        if cached is None:
+            r = self.routing
+            pairs = zip(src.tolist(), dst.tolist(), strict=True)
+            paths = [r.path_links(r.device_node(s), r.device_node(d)) for s, d in pairs]
+            counts = np.fromiter((len(p) for p in paths), dtype=np.int64, count=len(paths))
+            ptr = np.zeros(len(paths) + 1, dtype=np.int64)
+            np.cumsum(counts, out=ptr[1:])
+            links = np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64)
+            latency = segment_reduce(np.add, r.latency[links], ptr, 0.0)
+            shared = bool(len(links)) and np.bincount(links).max() > 1
+            bottleneck = segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
+            cached = self._route_cache[key] = _Routes(ptr, links, latency, 1.0 / bottleneck, not shared,
+                                                      len(np.unique(dst)) == len(dst))
+        return cached
 
     def finish_times(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
         """Seconds until each of these concurrent flows completes."""
         return self.model.finish_times(self.flows(src, dst, nbytes), self.routing.capacity)
 
     def step_time(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
-                  reduced: np.ndarray | None = None) -> float:
+                  reduced: np.ndarray | None = None, route_key: bytes | None = None) -> float:
         """Duration of one collective step (memoised on endpoints and bytes).
 
-        ``reduced`` marks the transfers whose receiver reduces (γ applies to them).
+        ``reduced`` marks the transfers whose receiver reduces (γ applies to them);
+        ``route_key`` (a digest of ``src`` and ``dst``) saves re-hashing shared arrays.
         """
         if len(src) == 0:
             return 0.0
-        h = hashlib.blake2b(digest_size=16)
-        for a in (src, dst, nbytes, reduced if reduced is not None else np.zeros(0, bool)):
-            h.update(np.ascontiguousarray(a).tobytes())
-            h.update(b"|")
-        key = h.digest()
-        t = self._steps.get(key)
-        if t is None:
-            t = float(self.finish_times(src, dst, nbytes).max())
-            if reduced is not None and self.gamma and reduced.any():
-                per_rank = np.bincount(dst[reduced], weights=nbytes[reduced])
-                t += self.gamma * float(per_rank.max())
-            self._steps[key] = t
-            self.steps_solved += 1
+        route_key = route_key or _digest(src, dst)
+        routes = self._routes(src, dst, route_key)
+        red = reduced if reduced is not None else np.zeros(0, bool)
+        if routes.disjoint:
+            # no link carries two flows: every model gives latency + bytes / bottleneck, and
+            # computing that is cheaper than looking it up
+            t = float((routes.latency + nbytes * routes.inv_bottleneck).max())
+        else:
+            key = route_key + _digest(nbytes)
+            t = self._steps.get(key)
+            if t is None:
+                flows = FlowBatch(routes.ptr, routes.links, np.asarray(nbytes, dtype=float), routes.latency)
+                t = self._steps[key] = float(self.model.finish_times(flows, self.routing.capacity).max())
+                self.steps_solved += 1
+        if self.gamma and red.any():
+            if routes.unique_dst:
+                t += self.gamma * float(nbytes[red].max())
+            else:
+                t += self.gamma * float(np.bincount(dst[red], weights=nbytes[red]).max())
         return t
 
     def schedule_time(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
@@ -102,17 +132,24 @@ class Network:
         """
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
-        mapped: dict[int, np.ndarray] = {}
-
-        def on_devices(a: np.ndarray) -> np.ndarray:
-            got = mapped.get(id(a))
-            if got is None:
-                got = mapped[id(a)] = place[a]
-            return got
-
+        # builders share src/dst arrays between steps: map and hash each distinct pair once
+        # (the steps keep the arrays alive, so their ids are stable during this call)
+        mapped: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, bytes]] = {}
         total = carried = 0.0
         for step in schedule.steps:
+            pair = mapped.get((id(step.src), id(step.dst)))
+            if pair is None:
+                s, d = place[step.src], place[step.dst]
+                pair = mapped[(id(step.src), id(step.dst))] = (s, d, _digest(s, d))
             nbytes = chunk_bytes[step.chunk]
-            total += self.step_time(on_devices(step.src), on_devices(step.dst), nbytes, step.reduce)
+            total += self.step_time(pair[0], pair[1], nbytes, step.reduce, route_key=pair[2])
             carried += float(nbytes.sum())
         return total, carried
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.digest()

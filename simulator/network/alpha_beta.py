@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FlowBatch
+from .base import FlowBatch, alone_finish_times
 
 __all__ = ["AlphaBeta"]
 
@@ -17,12 +17,4 @@ class AlphaBeta:
     name = "alpha_beta"
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
-        if flows.n == 0:
-            return np.zeros(0)
-        caps = capacity[flows.links]
-        counts = np.diff(flows.link_ptr)
-        bottleneck = np.full(flows.n, np.inf)
-        has_links = counts > 0
-        starts = flows.link_ptr[:-1][has_links]
-        bottleneck[has_links] = np.minimum.reduceat(caps, starts) if len(caps) else np.inf
-        return flows.latency + flows.nbytes / bottleneck
+        return alone_finish_times(flows, capacity)

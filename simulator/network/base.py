@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["FlowBatch", "NetworkModel"]
+__all__ = ["FlowBatch", "NetworkModel", "alone_finish_times", "segment_reduce"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,19 @@ class NetworkModel(Protocol):
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         """Seconds from the common start until each flow's last byte arrives."""
         ...
+
+
+def segment_reduce(ufunc: np.ufunc, values: np.ndarray, ptr: np.ndarray, empty: float) -> np.ndarray:
+    """``ufunc.reduce`` over each CSR segment ``values[ptr[i]:ptr[i+1]]``; ``empty`` for empty ones."""
+    n = len(ptr) - 1
+    out = np.full(n, empty, dtype=float)
+    has = np.diff(ptr) > 0
+    if has.any():
+        out[has] = ufunc.reduceat(values, ptr[:-1][has])
+    return out
+
+
+def alone_finish_times(flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
+    """Each flow alone on its path: path latency + bytes / bottleneck capacity (Hockney's α + nβ)."""
+    bottleneck = segment_reduce(np.minimum, capacity[flows.links], flows.link_ptr, np.inf)
+    return flows.latency + flows.nbytes / bottleneck

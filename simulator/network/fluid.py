@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FlowBatch
+from .base import FlowBatch, alone_finish_times
 
 __all__ = ["Fluid", "max_min_rates"]
 
@@ -74,6 +74,26 @@ class Fluid:
         if n == 0:
             return finish
         flow_of_all = flows.flow_of_entry()
+        # A flow that shares none of its links runs at its bottleneck from start to end;
+        # only flows coupled through a shared link need the epoch loop below.
+        busy = (flows.nbytes > 0)[flow_of_all]
+        sharing = np.bincount(flows.links[busy], minlength=len(capacity))[flows.links] > 1
+        coupled = np.zeros(n, dtype=bool)
+        coupled[flow_of_all[sharing & busy]] = True
+        if not coupled.any():
+            return alone_finish_times(flows, capacity)
+        if not coupled.all():
+            finish = alone_finish_times(flows, capacity)
+            sub = _subset(flows, np.flatnonzero(coupled))
+            finish[coupled] = self.finish_times_coupled(sub, capacity)
+            return finish
+        return self.finish_times_coupled(flows, capacity)
+
+    def finish_times_coupled(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
+        """The general case: epochs of max-min allocation between flow completions."""
+        n = flows.n
+        finish = np.zeros(n)
+        flow_of_all = flows.flow_of_entry()
         left = flows.nbytes.astype(float).copy()
         alive = left > 0
         now = 0.0
@@ -92,3 +112,11 @@ class Fluid:
             left[done] = 0.0
             alive[done] = False
         return finish + flows.latency
+
+
+def _subset(flows: FlowBatch, ids: np.ndarray) -> FlowBatch:
+    counts = np.diff(flows.link_ptr)[ids]
+    ptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    links = np.concatenate([flows.links[flows.link_ptr[i]:flows.link_ptr[i + 1]] for i in ids])
+    return FlowBatch(ptr, links, flows.nbytes[ids], flows.latency[ids])

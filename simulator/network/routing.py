@@ -6,8 +6,9 @@ integer hash of (source, destination, hop), the way switches hash flows (ECMP):
 deterministic across runs, yet spreading different pairs over parallel paths.
 
 Distances are computed by BFS from a destination's *anchor* (its only neighbour
-when the destination is a leaf device, else itself) and cached, so routing all
-pairs of a 1,024-device fabric costs one BFS per edge switch, not per device.
+when the destination is a leaf, else itself) over the graph without its leaves
+(a leaf is never a transit node), and cached: routing all pairs of a
+4,096-device fabric costs one BFS per edge switch over the switches and NICs only.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Routing:
         nodes = list(graph.nodes)
         self._index = {n: i for i, n in enumerate(nodes)}
         self._adj: list[list[int]] = [[self._index[v] for v in graph.adj[n]] for n in nodes]
+        leaf = [len(a) == 1 for a in self._adj]
+        self._transit: list[list[int]] = [[v for v in a if not leaf[v]] for a in self._adj]
         self._link: dict[tuple[int, int], int] = {}
         cap, lat = [], []
         for u, v, data in graph.edges(data=True):
@@ -72,7 +75,7 @@ class Routing:
             dist = np.full(len(self._adj), -1, dtype=np.int64)
             dist[anchor] = 0
             queue = deque([anchor])
-            adj = self._adj
+            adj = self._transit
             while queue:
                 u = queue.popleft()
                 du = dist[u] + 1
@@ -88,14 +91,19 @@ class Routing:
         """Node indices from ``s`` to ``t`` (inclusive) on a shortest path, ECMP-hashed."""
         if s == t:
             return [s]
+        if self._adj[s] == [t]:
+            return [s, t]
         anchor = self._anchor(t)
         dist = self._distances(anchor)
-        if dist[s] < 0:
+        start = self._anchor(s)
+        if dist[start] < 0:
             raise ValueError(f"no route from {self._name(s)} to {self._name(t)}")
-        path, cur, hop = [s], s, 0
+        path, cur, hop = [s], start, 0
+        if start != s:
+            path.append(start)
         while cur != anchor:
             d = dist[cur] - 1
-            options = [v for v in self._adj[cur] if dist[v] == d]
+            options = [v for v in self._transit[cur] if dist[v] == d]
             cur = options[_mix(s, t, hop) % len(options)] if len(options) > 1 else options[0]
             path.append(cur)
             hop += 1
