@@ -22,8 +22,9 @@ from .config.errors import TrainsimInputError
 
 __all__ = ["main"]
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+# a pipe or a file gets a fixed, roomy width instead of rich's 80-column default
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -52,8 +53,8 @@ def print_mapping(title: str, data: dict[str, Any]) -> None:
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     table = Table(title=title, title_justify="left")
-    for key in rows[0]:
-        table.add_column(key, justify="right")
+    for i, key in enumerate(rows[0]):
+        table.add_column(key, justify="left" if i == 0 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row.values()))
     stdout.print(table)
@@ -110,7 +111,8 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
                    help="extra topology parameter, e.g. --param k=4 (fat_tree)")
     p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
     p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
-    p.add_argument("--plot", type=Path, help="write a log-log time-vs-size PNG here")
+    p.add_argument("--plot", type=Path,
+                   help="write a log-log time-vs-size PNG here (with --algorithm all: collective_<name>.png)")
     p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
     p.epilog = ("example: trainsim collective --algorithm ring --ranks 8 --size 64MiB "
                 "--topology switch --bandwidth 10GB/s --latency 1us --json")
@@ -125,13 +127,41 @@ def cmd_collective(args: argparse.Namespace) -> int:
         algorithm=args.algorithm, collective=args.collective, ranks=parse_ranks(args.ranks),
         sizes=parse_sizes(args.sizes), topology=args.topology, bandwidth=args.bandwidth,
         latency=args.latency, params=args.param, gamma=args.gamma, network=args.network)
-    if args.plot:
-        plot_rows(rows, args.plot)
+    plot = args.plot or (Path(f"collective_{args.collective}.png") if args.algorithm == "all" else None)
+    if plot:
+        plot_rows(rows, plot)
     if args.json:
         emit_json(rows[0] if len(rows) == 1 else {"results": rows})
     else:
-        print_rows(f"{args.collective} on {args.topology}", rows)
+        note = "  (* chosen by auto)" if args.algorithm == "auto" else ""
+        print_rows(f"{args.collective} on {args.topology} ({args.network} network){note}", [_compact(r) for r in rows])
+    if plot:
+        stderr.print(f"[dim]wrote {plot}[/dim]")
     return 0
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" or n == int(n) else f"{n:.3g} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _human_seconds(t: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.4g} {unit}"
+    return f"{t * 1e9:.4g} ns"
+
+
+def _compact(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row that fits a terminal: human units, no repeated columns."""
+    out = {"algorithm": row["algorithm"] + ("*" if row.get("chosen_by") == "auto" else ""),
+           "ranks": row["ranks"], "size": _human_bytes(row["size_bytes"]),
+           "simulated": _human_seconds(row["simulated_s"]), "analytic": _human_seconds(row["analytic_s"]),
+           "algbw GB/s": f"{row['algbw_GBps']:.4g}", "busbw GB/s": f"{row['busbw_GBps']:.4g}"}
+    return out
 
 
 # --- trainsim topology ----------------------------------------------------------------

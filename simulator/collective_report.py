@@ -21,6 +21,7 @@ from simulator import collectives
 from .config.errors import TrainsimInputError
 from .network import Network
 from .topology_report import make_topology
+from .tuner import best_algorithm
 
 __all__ = ["collective_rows", "plot_rows"]
 
@@ -54,11 +55,12 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
                     network: str) -> list[dict[str, Any]]:
     known = collectives.algorithms(collective)
     if not known:
-        raise TrainsimInputError(f"--collective: unknown collective {collective!r}")
+        valid = sorted({c for c, _ in collectives.ALGORITHMS})
+        raise TrainsimInputError(f"--collective: expected one of {', '.join(valid)}, got {collective!r}")
     names = known if algorithm == "all" else [algorithm]
     for name in names:
-        if name not in known:
-            raise TrainsimInputError(f"--algorithm: expected one of {', '.join(known)} or all, got {name!r}")
+        if name not in known and name != "auto":
+            raise TrainsimInputError(f"--algorithm: expected auto, all or one of {', '.join(known)}, got {name!r}")
     rows = []
     for p in ranks:
         graph = _topology_for(topology, p, bandwidth, latency, params)
@@ -66,6 +68,10 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
         info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
         for name in names:
             for size in sizes:
+                if name == "auto":
+                    chosen, _ = best_algorithm(net, p, [size], collective=collective, **info)
+                    rows.append({**_one(net, info, chosen, collective, p, size, gamma), "chosen_by": "auto"})
+                    continue
                 try:
                     rows.append(_one(net, info, name, collective, p, size, gamma))
                 except TrainsimInputError:

@@ -100,8 +100,10 @@ def check_memory(model: Model, device: Device, batch: int) -> None:
 def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:
     name = config.communication.algorithm
     valid = collectives.algorithms("allreduce")
+    if name == "auto":
+        return name  # chosen by simulator.tuner once the network exists
     if name not in valid:
-        raise ConfigError(f"communication.algorithm: expected one of {', '.join(valid)}, got {name!r}")
+        raise ConfigError(f"communication.algorithm: expected auto or one of {', '.join(valid)}, got {name!r}")
     try:
         collectives.schedule(name, workers, workers, **info)  # tiny probe: rank-count support
     except collectives.ScheduleError as e:

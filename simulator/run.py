@@ -37,7 +37,8 @@ def simulate(config: Config | str | Path | Mapping) -> Result:
         extra={"model": hw.model.name, "device": hw.device.name, "network_model": config.network.model,
                "gradient_bytes": int(hw.model.gradient_bytes),
                "buckets": len(cluster.comm.bucket_bytes),
-               "bytes_sent_per_iteration": float(np.mean(cluster.comm.bytes_sent))},
+               "bytes_sent_per_iteration": float(np.mean(cluster.comm.bytes_sent)),
+               **({"auto_candidates_s": cluster.auto_candidates_s} if cluster.auto_candidates_s else {})},
     )
     run_info = {"sim_wall_s": time.perf_counter() - t0, "host": platform.node(),
                 "python": platform.python_version(), "network_steps_solved": cluster.network.steps_solved,

@@ -8,6 +8,7 @@ wires them. Nothing runs until ``Cluster.run``; a mis-wired model fails here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
 from simulator.results import IterationRecord, Trace
 from simulator.rng import Streams
+from simulator.tuner import best_algorithm
 from simulator.workloads import gradient_buckets
 
 from .communicator import Communicator
@@ -40,6 +42,7 @@ class Cluster:
     workers: list[Worker]
     trace: Trace
     records: list[IterationRecord] = field(default_factory=list)
+    auto_candidates_s: dict[str, float] = field(default_factory=dict)  # algorithm: auto's scores
 
     def run(self) -> None:
         iterations = self.config.training.iterations
@@ -71,6 +74,10 @@ def build_cluster(config: Config, env: simpy.Environment | None = None) -> Clust
     network = Network(hw.graph, config.network.model, gamma=hw.gamma)
     plan, sizes = compute_plan(hw, config, config.communication.bucket_size)
     placement = np.arange(workers)
+    candidates: dict[str, float] = {}
+    if hw.algorithm == "auto":
+        best, candidates = best_algorithm(network, workers, sizes, placement=placement, **hw.topology_info)
+        hw = dataclasses.replace(hw, algorithm=best)
     cache: dict[int, tuple[float, float]] = {}
 
     def cost(nbytes: int) -> tuple[float, float]:
@@ -91,7 +98,7 @@ def build_cluster(config: Config, env: simpy.Environment | None = None) -> Clust
     slowdown = SlowdownModel(config.stragglers, workers, Streams(config.seed))
     records: list[IterationRecord] = []
     ranks = [Worker(env, r, plan, comm, slowdown, trace, records) for r in range(workers)]
-    return Cluster(env, config, hw, network, plan, comm, ranks, trace, records)
+    return Cluster(env, config, hw, network, plan, comm, ranks, trace, records, candidates)
 
 
 def _traced_ranks(workers: int, limit: int) -> list[int]:

@@ -102,3 +102,12 @@ def test_outputs_are_written(small_config, tmp_path):
     rows = (out / "iterations.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 6
     assert (out / "plots" / "iterations.png").stat().st_size > 1000
+
+
+def test_auto_algorithm_is_reported_and_is_the_fastest_candidate(small_config):
+    s = simulate(load_config(small_config, ["communication.algorithm=auto"])).summary
+    cands = s["auto_candidates_s"]
+    assert s["algorithm"] in cands
+    assert cands[s["algorithm"]] == min(cands.values())
+    ring = simulate(load_config(small_config)).summary
+    assert s["iteration_time_s"] <= ring["iteration_time_s"] * (1 + 1e-12)
