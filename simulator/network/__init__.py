@@ -37,7 +37,13 @@ class _Routes:
     latency: np.ndarray           # per flow, seconds
     inv_bottleneck: np.ndarray    # per flow, seconds per byte on its slowest link
     disjoint: bool                # no directed link carries two of these flows
-    unique_dst: bool              # every receiver gets one flow
+    unique_dst: bool              # every receiver gets one transfer
+    merged: np.ndarray | None     # transfer -> flow, when several transfers share (src, dst)
+
+    def flow_bytes(self, nbytes: np.ndarray) -> np.ndarray:
+        if self.merged is None:
+            return nbytes
+        return np.bincount(self.merged, weights=nbytes, minlength=len(self.latency))
 
 
 class Network:
@@ -65,7 +71,8 @@ class Network:
     def flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> FlowBatch:
         """Flows between device ranks ``src[i] → dst[i]`` carrying ``nbytes[i]``."""
         routes = self._routes(src, dst)
-        return FlowBatch(routes.ptr, routes.links, np.asarray(nbytes, dtype=float), routes.latency)
+        return FlowBatch(routes.ptr, routes.links, routes.flow_bytes(np.asarray(nbytes, dtype=float)),
+                         routes.latency)
 
     def _routes(self, src: np.ndarray, dst: np.ndarray, key: bytes | None = None) -> _Routes:
         """Path structure of these pairs (CSR link lists, latencies), cached by content."""
@@ -73,6 +80,13 @@ class Network:
         cached = self._route_cache.get(key)
         if cached is None:
             r = self.routing
+            unique_dst = len(np.unique(dst)) == len(dst)
+            # transfers between the same two ranks in one step travel as one message
+            pair_id = src.astype(np.int64) * (int(dst.max()) + 1) + dst
+            ids, first, inverse = np.unique(pair_id, return_index=True, return_inverse=True)
+            merged = None
+            if len(ids) < len(pair_id):
+                merged, src, dst = inverse.ravel(), src[first], dst[first]
             pairs = zip(src.tolist(), dst.tolist(), strict=True)
             paths = [r.path_links(r.device_node(s), r.device_node(d)) for s, d in pairs]
             counts = np.fromiter((len(p) for p in paths), dtype=np.int64, count=len(paths))
@@ -83,11 +97,11 @@ class Network:
             shared = bool(len(links)) and np.bincount(links).max() > 1
             bottleneck = segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
             cached = self._route_cache[key] = _Routes(ptr, links, latency, 1.0 / bottleneck, not shared,
-                                                      len(np.unique(dst)) == len(dst))
+                                                      unique_dst, merged)
         return cached
 
     def finish_times(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-        """Seconds until each of these concurrent flows completes."""
+        """Seconds until each of these concurrent flows completes (one per distinct (src, dst))."""
         return self.model.finish_times(self.flows(src, dst, nbytes), self.routing.capacity)
 
     def step_time(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
@@ -102,15 +116,16 @@ class Network:
         route_key = route_key or _digest(src, dst)
         routes = self._routes(src, dst, route_key)
         red = reduced if reduced is not None else np.zeros(0, bool)
+        flow_bytes = routes.flow_bytes(nbytes)
         if routes.disjoint:
             # no link carries two flows: every model gives latency + bytes / bottleneck, and
             # computing that is cheaper than looking it up
-            t = float((routes.latency + nbytes * routes.inv_bottleneck).max())
+            t = float((routes.latency + flow_bytes * routes.inv_bottleneck).max())
         else:
-            key = route_key + _digest(nbytes)
+            key = route_key + _digest(flow_bytes)
             t = self._steps.get(key)
             if t is None:
-                flows = FlowBatch(routes.ptr, routes.links, np.asarray(nbytes, dtype=float), routes.latency)
+                flows = FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency)
                 t = self._steps[key] = float(self.model.finish_times(flows, self.routing.capacity).max())
                 self.steps_solved += 1
         if self.gamma and red.any():
