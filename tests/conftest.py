@@ -27,3 +27,13 @@ SMALL = {
 def small_config() -> dict:
     """A 4-GPU switch cluster training ResNet-50 (a fresh dict each time)."""
     return copy.deepcopy(SMALL)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/*/expected_summary.json from the current code")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")
