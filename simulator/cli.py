@@ -79,12 +79,16 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
 
 @command("run", _configure_run)
 def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from .config import load_config
     from .run import simulate
 
     config = load_config(args.config, args.overrides)
-    with stderr.status(f"simulating {config.name} ...", spinner="dots"):
-        result = simulate(config)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(f"simulating {config.name}", total=config.training.iterations)
+        result = simulate(config, progress=lambda it: bar.update(task, completed=it + 1))
     out = args.out or Path("runs") / config.name
     result.write(out, plots=config.output.plots and not args.no_plots)
     if args.json:

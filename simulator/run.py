@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import networkx as nx
@@ -19,13 +19,16 @@ from simulator.results import Result, summarize
 __all__ = ["collective_time", "simulate"]
 
 
-def simulate(config: Config | str | Path | Mapping) -> Result:
-    """Run one training simulation and return its ``Result`` (nothing is written)."""
+def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], None] | None = None) -> Result:
+    """Run one training simulation and return its ``Result`` (nothing is written).
+
+    ``progress(i)`` is called as each iteration ``i`` completes (the CLI draws a bar with it).
+    """
     if not isinstance(config, Config):
         config = load_config(config)
     t0 = time.perf_counter()
     cluster = build_cluster(config)
-    cluster.run()
+    cluster.run(progress)
     hw = cluster.hardware
     single = cluster.plan.total_s
     summary = summarize(

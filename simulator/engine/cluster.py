@@ -9,6 +9,7 @@ wires them. Nothing runs until ``Cluster.run``; a mis-wired model fails here.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,11 +45,16 @@ class Cluster:
     records: list[IterationRecord] = field(default_factory=list)
     auto_candidates_s: dict[str, float] = field(default_factory=dict)  # algorithm: auto's scores
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """Run every process to the end; ``progress(i)`` is called as iteration ``i`` completes."""
         iterations = self.config.training.iterations
         self.env.process(self.comm.serve(iterations))
         for w in self.workers:
             self.env.process(w.train(iterations))
+        if progress is not None:
+            for it in range(iterations):
+                self.env.run(until=self.comm.done(it))
+                progress(it)
         self.env.run()
 
 
