@@ -37,6 +37,9 @@ class IterationRecord:
     end_s: float
 
 
+_NAMED_TRACKS = 1_000_000  # thread ids of named tracks ("gradient allreduce"), clear of any rank
+
+
 @dataclass
 class Trace:
     """Chrome/Perfetto trace events ("X" complete events, microsecond timestamps)."""
@@ -59,14 +62,14 @@ class Trace:
     def _named(self, track: str) -> int:
         tid = self.tracks.get(track)
         if tid is None:
-            tid = self.tracks[track] = -1 - len(self.tracks)  # below every rank
-            self._label(tid, track)
+            tid = self.tracks[track] = _NAMED_TRACKS + len(self.tracks)
+            self._label(tid, track, sort_index=-1 - len(self.tracks))
         return tid
 
-    def _label(self, tid: int, label: str) -> None:
+    def _label(self, tid: int, label: str, sort_index: int | None = None) -> None:
         self.events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": tid, "args": {"name": label}})
         self.events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": tid,
-                            "args": {"sort_index": tid}})
+                            "args": {"sort_index": tid if sort_index is None else sort_index}})
 
     def label_ranks(self) -> None:
         for rank in sorted(self.ranks):
