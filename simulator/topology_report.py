@@ -67,6 +67,27 @@ def describe_topology(graph: nx.Graph) -> dict[str, Any]:
     }
 
 
+_TIER = {"intra": 1, "edge": 3, "leaf": 3, "agg": 4, "spine": 5, "core": 5}
+
+
+def _layout(graph: nx.Graph) -> dict:
+    """Rows by tier: devices at the bottom, then NICs and switches up to the core/spine."""
+    if graph.graph.get("kind") in {"ring", "torus"}:
+        return nx.circular_layout(graph) if graph.graph["kind"] == "ring" else nx.spring_layout(graph, seed=0)
+    rows: dict[int, list] = {}
+    for order, (node, data) in enumerate(graph.nodes(data=True)):
+        role = data.get("role")
+        tier = 0 if role == "device" else 2 if role == "nic" else _TIER.get(data.get("level"), 3)
+        key = (data.get("host", data.get("pod", 0)), data.get("rank", order), order)
+        rows.setdefault(tier, []).append((key, node))
+    pos = {}
+    for y, tier in enumerate(sorted(rows)):
+        members = sorted(rows[tier])
+        for i, (_, node) in enumerate(members):
+            pos[node] = ((i + 0.5) / len(members), float(y))
+    return pos
+
+
 def draw(graph: nx.Graph, path: Path) -> None:
     """PNG drawing: devices, NICs and switches coloured by role, layered when levels exist."""
     import matplotlib
@@ -75,7 +96,7 @@ def draw(graph: nx.Graph, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colours = {"device": "tab:green", "switch": "tab:blue", "nic": "tab:orange"}
-    pos = nx.kamada_kawai_layout(graph) if graph.number_of_nodes() <= 300 else nx.spring_layout(graph, seed=0)
+    pos = _layout(graph)
     fig, ax = plt.subplots(figsize=(8, 6))
     nx.draw_networkx(graph, pos, ax=ax, with_labels=graph.number_of_nodes() <= 64, font_size=6,
                      node_size=80, node_color=[colours.get(r, "grey") for _, r in graph.nodes(data="role")],

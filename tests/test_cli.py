@@ -114,3 +114,18 @@ def test_every_command_has_help_with_an_example():
     assert {"run", "collective", "topology"} <= set(subs.choices)
     for name, sub in subs.choices.items():
         assert "example: trainsim " + name in sub.format_help(), name
+
+
+@pytest.mark.parametrize("kind", [["fat_tree", "k=4"], ["hierarchical", "nodes=2", "devices_per_node=4",
+                                  "intra_bandwidth=300GB/s", "inter_bandwidth=100Gbps"], ["torus", "dims=3,3"]])
+def test_topology_describe_draw_and_save_round_trip(kind, tmp_path, capsys):
+    png, saved = tmp_path / "t.png", tmp_path / "t.yaml"
+    args = ["topology", *kind, "bandwidth=10GB/s"] if kind[0] != "hierarchical" else ["topology", *kind]
+    assert main([*args, "--draw", str(png), "--save", str(saved), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import topologies
+
+    again = topologies.load(saved)
+    assert len(topologies.devices(again)) == info["devices"]
+    assert again.number_of_edges() == info["links"]
