@@ -168,6 +168,55 @@ def _compact(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --- trainsim sweep -------------------------------------------------------------------
+
+
+def _configure_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", type=Path, help="sweep YAML: base config + grid/zip of dotted keys + seeds")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<sweep name>)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=int, help="embedded LocalCluster size (default: one per CPU)")
+    p.add_argument("--dry-run", action="store_true", help="list the points (and which are cached); run nothing")
+    p.add_argument("--no-plots", action="store_true", help="skip plots/scaling.png")
+    p.add_argument("--json", action="store_true", help="print counts and paths as one JSON object on stdout")
+    p.epilog = "example: trainsim sweep examples/sweeps/scaling.yaml --out runs/scaling --workers 4"
+
+
+@command("sweep", _configure_sweep)
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .sweep import POINTS, load_sweep, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise TrainsimInputError(f"--workers: expected a positive integer, got {args.workers}")
+    sweep = load_sweep(args.sweep)
+    out = args.out or Path("runs") / sweep.name
+    if args.dry_run:
+        rows = [{"point": p.index, **{k: p.values[k] for k in sweep.varied}, "seed": p.seed, "hash": p.hash,
+                 "cached": any((out / POINTS / p.hash / f).is_file() for f in ("summary.json", "error.json"))}
+                for p in sweep.points]
+        if args.json:
+            emit_json({"sweep": sweep.name, "points": rows})
+        else:
+            print_rows(f"{sweep.name}: {len(rows)} points (nothing run)", rows)
+        return 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(f"sweep {sweep.name}", total=None)
+        result = run_sweep(sweep, out, scheduler=args.scheduler, workers=args.workers, plots=not args.no_plots,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    info = {"out": str(out), "points": len(sweep.points), "computed": result.computed, "cached": result.cached,
+            "failed": result.failed, "files": [str(f) for f in result.files], "wall_s": round(result.wall_s, 3)}
+    if args.json:
+        emit_json(info)
+    else:
+        print_mapping(f"sweep {sweep.name}  →  {out}/", {k: v for k, v in info.items() if k != "files"})
+        for f in result.files:
+            stderr.print(f"[dim]wrote {f}[/dim]")
+    return 0
+
+
 # --- trainsim topology ----------------------------------------------------------------
 
 
@@ -229,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 cmd_run.__doc__ = "simulate a training run from a YAML config"
 cmd_collective.__doc__ = "time one collective: simulated, analytic, algbw/busbw"
 cmd_topology.__doc__ = "build a topology and describe or draw it"
+cmd_sweep.__doc__ = "run a sweep of configs (grid/zip/seeds) on Dask; write results.csv"
 
 if __name__ == "__main__":
     sys.exit(main())

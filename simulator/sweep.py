@@ -1,0 +1,452 @@
+"""Parameter sweeps: a sweep YAML → one simulation per point on Dask → a tidy ``results.csv``.
+
+A sweep file names a base config and the dotted keys to vary::
+
+    base: ../01_resnet50_128gpu_ring.yaml        # relative to the sweep file
+    set: {training.iterations: 5}                 # fixed overrides for every point
+    grid:                                         # cartesian product, first key slowest
+      cluster.topology.nodes: [1, 2, 4]
+      communication.algorithm: [ring, auto]
+    zip:                                          # varied together (equal lengths), one axis
+      cluster.topology.inter.bandwidth: [100Gbps, 400Gbps]
+      cluster.topology.inter.latency: [2us, 1us]
+    seeds: [1, 2]                                 # replications (innermost axis)
+
+Points are ``grid × zip × seeds`` in that order; every point is validated
+(``load_config``) before anything runs, so a bad value fails fast naming the
+point. Each point's resolved config is hashed; ``OUT/points/<hash>/`` holds its
+``summary.json`` (or ``error.json`` for a point that fails at simulation, e.g. a
+model that does not fit in memory), so re-running an interrupted sweep computes
+only what is missing. ``OUT/results.csv`` has one row per point, ordered by point
+index, and is always replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import Config, ConfigError, TrainsimInputError, load_config, read_yaml
+from .config.errors import describe
+
+__all__ = ["Point", "Sweep", "SweepFile", "SweepResult", "load_sweep", "run_sweep"]
+
+POINTS = "points"
+TABLE = "results.csv"
+
+
+class SweepFile(BaseModel):
+    """The sweep YAML schema (unknown keys are errors, like configs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = Field(description="base config YAML, relative to the sweep file")
+    name: str | None = Field(None, description="sweep name (default: the file's stem)")
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted key → value applied to every point")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key → values (cartesian product)")
+    zip: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key → values (varied together)")
+    seeds: list[int] | None = Field(None, description="replication seeds (default: the base config's seed)")
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _non_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in axes.items():
+            if not values:
+                raise ValueError(f"{key}: expected a non-empty list of values")
+        return axes
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError("expected a non-empty list of distinct integers")
+        return seeds
+
+
+def _check_axes(spec: SweepFile, path: Path) -> None:
+    """Checks across keys (pydantic would report them at the top level, with the whole file as input)."""
+    if len({len(v) for v in spec.zip.values()}) > 1:
+        detail = ", ".join(f"{k} has {len(v)}" for k, v in spec.zip.items())
+        raise ConfigError(f"{path}: zip: lists must have equal lengths ({detail})")
+    seen: dict[str, str] = {}
+    for section in ("set", "grid", "zip"):
+        for key in getattr(spec, section):
+            if key in seen:
+                raise ConfigError(f"{path}: {section}.{key}: already given in {seen[key]}")
+            if key == "seed":
+                raise ConfigError(f"{path}: {section}.seed: use the top-level `seeds: [..]` list for replications")
+            seen[key] = section
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sweep point: its index, the varied values (dotted key → value), the seed and the resolved config."""
+
+    index: int
+    values: dict[str, Any]
+    seed: int
+    config: Config
+    hash: str
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: the parsed file and its expanded points (in index order)."""
+
+    name: str
+    source: Path
+    spec: SweepFile
+    points: list[Point]
+
+    @property
+    def varied(self) -> list[str]:
+        return [*self.spec.grid, *self.spec.zip]
+
+
+@dataclass
+class SweepResult:
+    """What ``run_sweep`` returns: the table rows (by point index) and what was computed vs cached."""
+
+    out: Path
+    rows: list[dict[str, Any]]
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    wall_s: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+
+# --- expansion and validation ---------------------------------------------------------
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML flow syntax, so apply_override parses it back exactly
+
+
+def config_hash(config: Config) -> str:
+    """A stable hash of the resolved config (the cache key of a point)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, validate and expand a sweep file; every point's config is validated here.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the sweep key, or the point and the config key at fault.
+    """
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with base, grid, zip, seeds, got {type(raw).__name__}")
+    try:
+        spec = SweepFile.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe(e, str(path))) from None
+    _check_axes(spec, path)
+    base = path.parent / spec.base
+    if not base.is_file():
+        raise ConfigError(f"{path}: base: no such file {str(base)!r}")
+    fixed = [_override(k, v) for k, v in spec.set.items()]
+    grid = [[(k, v) for v in values] for k, values in spec.grid.items()]
+    zipped = [list(zip(spec.zip, row, strict=True)) for row in zip(*spec.zip.values(), strict=True)] or [[]]
+    seeds: list[int | None] = list(spec.seeds) if spec.seeds is not None else [None]
+    points: list[Point] = []
+    for combo in itertools.product(*grid, zipped, seeds):
+        *pairs, zip_row, seed = combo
+        values = dict([*pairs, *zip_row])
+        overrides = [*fixed, *(_override(k, v) for k, v in values.items())]
+        if seed is not None:
+            overrides.append(f"seed={seed}")
+        index = len(points)
+        try:
+            config = load_config(base, overrides)
+        except ConfigError as e:
+            seed_label = [] if seed is None else [f"seed={seed}"]
+            label = ", ".join([*(f"{k}={v}" for k, v in values.items()), *seed_label])
+            raise ConfigError(f"{path}: point {index} ({label}): {e}") from None
+        points.append(Point(index, values, config.seed, config, config_hash(config)))
+    return Sweep(spec.name or path.stem, path, spec, points)
+
+
+# --- running one point (on a Dask worker) -----------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cached(point_dir: Path) -> dict[str, Any] | None:
+    """A finished point's record (summary or recorded error), or None if it still has to run."""
+    for name in ("summary.json", "error.json"):
+        file = point_dir / name
+        if file.is_file():
+            data = json.loads(file.read_text())
+            return {"summary": data} if name == "summary.json" else data
+    return None
+
+
+def run_point(config: Config, point_dir: str) -> dict[str, Any]:
+    """Simulate one point and write its folder; returns ``{"summary": ...}`` or ``{"error": ...}``.
+
+    Bad input found at simulation time (a ``TrainsimInputError``: the model does
+    not fit, more workers than devices, ...) is recorded in ``error.json`` and
+    cached like a result; any other exception is returned but not cached, so a
+    re-run tries the point again.
+    """
+    from .run import simulate
+
+    out = Path(point_dir)
+    try:
+        result = simulate(config)
+    except TrainsimInputError as e:
+        record = {"error": str(e)}
+        _atomic_write(out / "error.json", json.dumps(record, indent=2) + "\n")
+        return record
+    except Exception as e:  # noqa: BLE001 - one broken point must not stop the sweep
+        return {"error": f"{type(e).__name__}: {e}"}
+    result.write(out, plots=False)
+    return {"summary": result.summary}
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def _flat(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, list | tuple):
+            out[f"{prefix}{key}"] = json.dumps(value)
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _row(point: Point, record: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"point": point.index}
+    for key, value in point.values.items():
+        row[key] = json.dumps(value) if isinstance(value, dict | list) else value
+    row["seed"] = point.seed
+    row["status"] = "error" if "error" in record else "ok"
+    row["error"] = record.get("error", "")
+    row["dir"] = f"{POINTS}/{point.hash}"
+    row.update(_flat(record.get("summary", {})))
+    return row
+
+
+def write_table(rows: list[dict[str, Any]], out: Path) -> Path:
+    """Write ``results.csv`` (rows in the given order) atomically; also Parquet when pyarrow is importable."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    path = out / TABLE
+    fd, tmp = tempfile.mkstemp(prefix=f".{TABLE}.", dir=out)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns), restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _write_parquet(rows, list(columns), out)
+    return path
+
+
+def _write_parquet(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return
+    data = {c: [None if row.get(c, "") == "" else row.get(c) for row in rows] for c in columns}
+    data = {c: v if len({type(x) for x in v if x is not None}) <= 1 else [None if x is None else str(x) for x in v]
+            for c, v in data.items()}
+    tmp = out / ".results.parquet.tmp"
+    pq.write_table(pa.table(data), tmp)
+    os.replace(tmp, out / "results.parquet")
+
+
+# --- the scaling plot -------------------------------------------------------------------
+
+
+def _design_keys(sweep: Sweep, rows: list[dict[str, Any]]) -> list[str]:
+    """Varied keys that name a design: those whose values do not each pin down a separate worker count."""
+    keys = []
+    for key in sweep.varied:
+        workers: dict[str, set[Any]] = {}
+        for row in rows:
+            workers.setdefault(str(row[key]), set()).add(row.get("workers"))
+        sets = list(workers.values())
+        disjoint = len(sets) > 1 and sum(len(s) for s in sets) == len(set().union(*sets))
+        if not disjoint:
+            keys.append(key)
+    return keys
+
+
+def scaling_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Throughput and scaling efficiency vs workers, one line per design (mean over seeds)."""
+    ok = [r for r in rows if r["status"] == "ok" and "workers" in r]
+    if len({r["workers"] for r in ok}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    design = _design_keys(sweep, ok)
+    lines: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    for r in ok:
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={r[k]}" for k in design) or sweep.name
+        lines.setdefault(label, {}).setdefault(r["workers"], []).append(
+            (r["throughput_samples_per_s"], r["scaling_efficiency"]))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, by_workers in lines.items():
+        xs = sorted(by_workers)
+        thr = [sum(v[0] for v in by_workers[x]) / len(by_workers[x]) for x in xs]
+        eff = [sum(v[1] for v in by_workers[x]) / len(by_workers[x]) for x in xs]
+        ax1.plot(xs, thr, marker="o", label=label)
+        ax2.plot(xs, eff, marker="o", label=label)
+    for ax, ylabel in ((ax1, "throughput (samples/s)"), (ax2, "scaling efficiency")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("workers")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    ax1.set_yscale("log")
+    ax2.set_ylim(0, 1.05)
+    ax2.legend(fontsize=8)
+    fig.suptitle(sweep.name)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# --- running a sweep --------------------------------------------------------------------
+
+
+def _client(scheduler: str | None, workers: int | None):
+    """A Dask client (and the cluster it owns, if embedded)."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="10s"), None
+        except OSError as e:
+            raise TrainsimInputError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def _split_cached(sweep: Sweep, out: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Point]]:
+    """Records of points already in ``out/points/`` (by hash), and the points still to run (one per hash)."""
+    records: dict[str, dict[str, Any]] = {}
+    todo: dict[str, Point] = {}
+    for p in sweep.points:
+        if p.hash in records or p.hash in todo:
+            continue
+        cached = _cached(out / POINTS / p.hash)
+        if cached is None:
+            todo[p.hash] = p
+        else:
+            records[p.hash] = cached
+    return records, todo
+
+
+def _compute(client: Any, todo: dict[str, Point], out: Path, done: Callable[[str, dict[str, Any]], None]) -> None:
+    """Submit one task per point and call ``done(hash, record)`` as each finishes (in completion order)."""
+    from dask.distributed import as_completed
+
+    futures = {client.submit(run_point, p.config, str(out / POINTS / h), key=f"trainsim-point-{h}", pure=False): h
+               for h, p in todo.items()}
+    for future in as_completed(futures):
+        done(futures[future], future.result())
+
+
+def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None, scheduler: str | None = None,
+              workers: int | None = None, plots: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every point not already in ``out/points/`` on Dask and write ``out/results.csv``.
+
+    ``client`` is an existing ``dask.distributed.Client``; otherwise one is made
+    for ``scheduler`` (an address such as ``tcp://host:8786``; workers write the
+    point folders, so ``out`` must be on a filesystem they share) or for an
+    embedded ``LocalCluster`` of ``workers`` processes (default: one per CPU).
+    ``progress(done, total)`` is called as points finish (cached ones count as done).
+    Rows are ordered by point index whatever the completion order; the table is
+    rewritten atomically about once a second and at the end (also on interrupt).
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    out = Path(out).resolve()
+    t0 = time.perf_counter()
+    records, todo = _split_cached(sweep, out)
+    result = SweepResult(out=out, rows=[], cached=len(records))
+    total = len(records) + len(todo)
+    out.mkdir(parents=True, exist_ok=True)
+    last = [time.perf_counter()]
+
+    def table() -> None:
+        result.rows = [_row(p, records[p.hash]) for p in sweep.points if p.hash in records]
+        write_table(result.rows, out)
+        last[0] = time.perf_counter()
+
+    def done(h: str, record: dict[str, Any]) -> None:
+        records[h] = record
+        result.computed += 1
+        if progress:
+            progress(len(records), total)
+        if time.perf_counter() - last[0] > 1.0:
+            table()
+
+    if progress:
+        progress(len(records), total)
+    owned = None
+    try:
+        if todo:
+            if client is None:
+                client, cluster = owned = _client(scheduler, workers)
+            _compute(client, todo, out, done)
+    finally:
+        if owned:
+            owned[0].close()
+            if owned[1] is not None:
+                owned[1].close()
+        table()
+    result.failed = sum(1 for r in result.rows if r["status"] == "error")
+    result.files = [out / TABLE]
+    if plots and (plot := scaling_plot(sweep, result.rows, out / "plots" / "scaling.png")):
+        result.files.append(plot)
+    result.wall_s = time.perf_counter() - t0
+    return result
