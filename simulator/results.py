@@ -71,9 +71,10 @@ class Trace:
         self.events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": tid,
                             "args": {"sort_index": tid if sort_index is None else sort_index}})
 
-    def label_ranks(self) -> None:
+    def label_ranks(self, labels: dict[int, str] | None = None) -> None:
+        """Name each traced rank's track (``labels[rank]``, default "worker <rank>")."""
         for rank in sorted(self.ranks):
-            self._label(rank, f"worker {rank}")
+            self._label(rank, (labels or {}).get(rank, f"worker {rank}"))
 
 
 def _iteration_ends(records: list[IterationRecord], iterations: int) -> np.ndarray:
@@ -83,19 +84,42 @@ def _iteration_ends(records: list[IterationRecord], iterations: int) -> np.ndarr
     return ends
 
 
+def _rank_durations(records: list[IterationRecord], workers: int, warmup: int) -> np.ndarray:
+    """Each worker's own iteration durations (asynchronous clocks), after warm-up, shape (workers, n)."""
+    ends = [[] for _ in range(workers)]
+    for r in sorted(records, key=lambda r: (r.rank, r.iteration)):
+        ends[r.rank].append(r.end_s)
+    n = min(len(e) for e in ends)
+    table = np.array([e[:n] for e in ends])
+    return np.diff(np.concatenate([np.zeros((workers, 1)), table], axis=1), axis=1)[:, warmup:]
+
+
 def summarize(records: list[IterationRecord], *, name: str, workers: int, iterations: int,
               warmup: int, batch_per_worker: int, single_worker_compute_s: float,
               communication_s: np.ndarray, algorithm: str, extra: dict[str, Any] | None = None,
-              ) -> dict[str, Any]:
+              step_ends: np.ndarray | None = None, per_worker_clock: bool = False,
+              contributors: int | None = None) -> dict[str, Any]:
     """The contract of ``summary.json`` (DESIGN.md): always these keys, SI units.
 
     ``communication_s[i]`` is the time the gradient collectives were busy in iteration i.
+    Synchronous runs time an iteration from one global step's end to the next (``step_ends``
+    when the protocol records them, else the last worker's end); ``per_worker_clock`` runs
+    (ASP, SSP) time each worker's own iterations. ``contributors`` (default ``workers``) is how
+    many workers' samples one step uses (fewer with backup workers).
     """
-    ends = _iteration_ends(records, iterations)
-    durations = np.diff(np.concatenate([[0.0], ends]))[warmup:]
+    contributors = contributors or workers
+    if per_worker_clock:
+        per_rank = _rank_durations(records, workers, warmup)
+        durations = per_rank.ravel()
+        throughput = float(np.sum(batch_per_worker / per_rank.mean(axis=1)))
+        span = float(max(r.end_s for r in records))
+    else:
+        ends = step_ends if step_ends is not None else _iteration_ends(records, iterations)
+        durations = np.diff(np.concatenate([[0.0], ends]))[warmup:]
+        throughput = contributors * batch_per_worker / float(durations.mean())
+        span = float(ends[-1])
     measured = [r for r in records if r.iteration >= warmup]
     mean_t = float(durations.mean())
-    samples = workers * batch_per_worker
     summary = {
         "name": name,
         "workers": workers,
@@ -105,13 +129,13 @@ def summarize(records: list[IterationRecord], *, name: str, workers: int, iterat
         "iteration_time_s": mean_t,
         "iteration_time_p50_s": float(np.percentile(durations, 50)),
         "iteration_time_p99_s": float(np.percentile(durations, 99)),
-        "throughput_samples_per_s": samples / mean_t,
-        "scaling_efficiency": single_worker_compute_s / mean_t,
+        "throughput_samples_per_s": throughput,
+        "scaling_efficiency": throughput * single_worker_compute_s / (workers * batch_per_worker),
         "compute_s": float(np.mean([r.compute_s for r in measured])),
         "communication_s": float(np.mean(communication_s[warmup:])),
         "exposed_communication_s": float(np.mean([r.comm_exposed_s for r in measured])),
         "wait_s": float(np.mean([r.wait_s for r in measured])),
-        "simulated_time_s": float(ends[-1]),
+        "simulated_time_s": span,
     }
     summary.update(extra or {})
     return summary
@@ -126,6 +150,7 @@ class Result:
     trace: Trace
     config: dict[str, Any]
     run_info: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> rows, written as <name>.csv
 
     def write(self, out_dir: str | Path, *, plots: bool = True) -> Path:
         """Write every output file into ``out_dir`` atomically; returns the folder."""
@@ -147,13 +172,19 @@ class Result:
             w = csv.writer(fh)
             w.writerow([f.name for f in fields(IterationRecord)])
             w.writerows(tuple(asdict(r).values()) for r in self.iterations)
+        for table, rows in self.tables.items():
+            with (folder / f"{table}.csv").open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
+                w.writeheader()
+                w.writerows(rows)
         trace = {"traceEvents": self.trace.events, "displayTimeUnit": "ms"}
         (folder / "trace.json").write_text(json.dumps(trace))
         if plots:
-            from .plots import iteration_plot  # matplotlib is slow to import; only when asked
+            from .plots import iteration_plot, table_plots  # matplotlib is slow to import; only when asked
 
             (folder / "plots").mkdir()
             iteration_plot(self, folder / "plots" / "iterations.png")
+            table_plots(self, folder / "plots")
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -31,5 +31,8 @@ def describe(err: ValidationError, source: str) -> str:
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see docs/config.md)"
-    got = "" if e["type"] == "missing" else f" (got {_short(e.get('input'))})"
+    whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
+    got = "" if e["type"] == "missing" or whole_section else f" (got {_short(e.get('input'))})"
+    if not e["loc"]:  # a check across sections words its message as "key: what was expected"
+        return f"{source}: {msg}{got}"
     return f"{source}: {where}: {msg}{got}"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
 
 __all__ = [
-    "Cluster", "Communication", "Config", "DeviceSpec", "Link", "Network", "Output",
+    "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "Link", "Network", "Output",
     "Parallelism", "Stragglers", "Sync", "TopologySpec", "Training", "Workload",
 ]
 
@@ -160,14 +160,33 @@ class Parallelism(StrictModel):
 
 
 class Communication(StrictModel):
-    pattern: Literal["allreduce"] = "allreduce"
+    pattern: Literal["allreduce", "parameter_server"] = "allreduce"
     algorithm: str = "ring"
     bucket_size: ByteSize = 25 * 2**20
     overlap: bool = True
+    servers: PositiveInt = Field(1, description="parameter_server only: number of server processes")
+    server_placement: Literal["dedicated", "colocated"] = "dedicated"
+    sharding: Literal["even", "layer"] = "even"
+    server_device: str | DeviceSpec | None = Field(None, description="dedicated servers' device; null = cpu")
 
 
 class Sync(StrictModel):
-    mode: Literal["bsp"] = "bsp"
+    mode: Literal["bsp", "asp", "ssp"] = "bsp"
+    staleness: Annotated[int, Field(ge=0)] = Field(0, description="ssp only: the bound s, in iterations")
+    backup_workers: Annotated[int, Field(ge=0)] = Field(0, description="bsp only: updates use the first p-b")
+
+    @model_validator(mode="after")
+    def _keys_match_mode(self) -> Sync:
+        if self.staleness and self.mode != "ssp":
+            raise ValueError(f"staleness applies to mode ssp only (mode is {self.mode})")
+        if self.backup_workers and self.mode != "bsp":
+            raise ValueError(f"backup_workers applies to mode bsp only (mode is {self.mode})")
+        return self
+
+
+class DeviceShare(StrictModel):
+    device: str | DeviceSpec
+    fraction: Annotated[float, Field(gt=0, le=1)]
 
 
 class Stragglers(StrictModel):
@@ -175,11 +194,41 @@ class Stragglers(StrictModel):
     sigma: Annotated[float, Field(ge=0)] = 0.0
     slow_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     slowdown: Annotated[float, Field(ge=1)] = 1.0
+    heterogeneity: tuple[DeviceShare, ...] = Field((), description="fractions of workers on other devices")
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> Stragglers:
+        total = sum(share.fraction for share in self.heterogeneity)
+        if total > 1 + 1e-9:
+            raise ValueError(f"heterogeneity fractions add up to {total:g}, more than 1")
+        return self
+
+
+class Convergence(StrictModel):
+    """A real learning problem trained inside the simulation (numpy, seeded)."""
+
+    problem: Literal["logistic_regression", "softmax", "mlp"] = "logistic_regression"
+    features: PositiveInt = 32
+    classes: Annotated[int, Field(ge=2)] = 2
+    hidden: PositiveInt = 32
+    samples: PositiveInt = 8192
+    batch: PositiveInt | None = Field(None, description="SGD batch per worker; null = workload.batch_per_device")
+    lr: Annotated[float, Field(gt=0)] = 0.5
+    label_noise: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
+    target_loss: Annotated[float, Field(gt=0)] | None = None
+    eval_every: PositiveInt = Field(1, description="evaluate the loss every this many iterations' worth of updates")
+
+    @model_validator(mode="after")
+    def _classes_match_problem(self) -> Convergence:
+        if self.problem == "logistic_regression" and self.classes != 2:
+            raise ValueError(f"logistic_regression is binary: classes must be 2 (got {self.classes})")
+        return self
 
 
 class Training(StrictModel):
     iterations: PositiveInt = 20
     warmup: Annotated[int, Field(ge=0)] = 2
+    convergence: Convergence | None = None
 
     @model_validator(mode="after")
     def _warmup_leaves_iterations(self) -> Training:
@@ -209,3 +258,11 @@ class Config(StrictModel):
     training: Training = Training()
     network: Network = Network()
     output: Output = Output()
+
+    @model_validator(mode="after")
+    def _sync_needs_a_server(self) -> Config:
+        asynchronous = self.sync.mode != "bsp" or self.sync.backup_workers
+        if asynchronous and self.communication.pattern != "parameter_server":
+            what = f"sync.mode: {self.sync.mode}" if self.sync.mode != "bsp" else "sync.backup_workers:"
+            raise ValueError(f"{what} needs communication.pattern: parameter_server (an allreduce is a barrier)")
+        return self

@@ -18,6 +18,7 @@ import simpy
 from simulator import compute
 from simulator.collectives import ScheduleError
 from simulator.config import Config, ConfigError
+from simulator.convergence import make_problem
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
 from simulator.results import IterationRecord, Trace
@@ -26,7 +27,8 @@ from simulator.tuner import best_algorithm
 from simulator.workloads import gradient_buckets
 
 from .communicator import Communicator
-from .stragglers import SlowdownModel
+from .learning import Learner
+from .stragglers import SlowdownModel, device_factors
 from .worker import ComputePlan, Worker
 
 __all__ = ["Cluster", "build_cluster"]
@@ -44,6 +46,7 @@ class Cluster:
     trace: Trace
     records: list[IterationRecord] = field(default_factory=list)
     auto_candidates_s: dict[str, float] = field(default_factory=dict)  # algorithm: auto's scores
+    learner: Learner | None = None    # training.convergence: the real problem trained alongside
 
     def run(self, progress: Callable[[int], None] | None = None) -> None:
         """Run every process to the end; ``progress(i)`` is called as iteration ``i`` completes."""
@@ -56,6 +59,8 @@ class Cluster:
                 self.env.run(until=self.comm.done(it))
                 progress(it)
         self.env.run()
+        if self.learner is not None:
+            self.learner.finish()
 
 
 def compute_plan(hw: ResolvedHardware, config: Config, buckets_bytes: float) -> tuple[ComputePlan, list[int]]:
@@ -101,10 +106,19 @@ def build_cluster(config: Config, env: simpy.Environment | None = None) -> Clust
     trace = Trace(frozenset(trace_ranks))
     trace.label_ranks()
     comm = Communicator(env, workers, sizes, cost, hw.algorithm, trace)
-    slowdown = SlowdownModel(config.stragglers, workers, Streams(config.seed))
+    batch = config.workload.batch_per_device
+    factors = device_factors(config.stragglers, hw.model, hw.device, batch)
+    slowdown = SlowdownModel(config.stragglers, workers, Streams(config.seed), factors)
     records: list[IterationRecord] = []
     ranks = [Worker(env, r, plan, comm, slowdown, trace, records) for r in range(workers)]
-    return Cluster(env, config, hw, network, plan, comm, ranks, trace, records, candidates)
+    cluster = Cluster(env, config, hw, network, plan, comm, ranks, trace, records, candidates)
+    spec = config.training.convergence
+    if spec is not None:  # every rank's gradient at the step's parameters, averaged when the allreduce ends
+        problem = make_problem(spec, Streams(config.seed), workers, spec.batch or batch)
+        learner = cluster.learner = Learner(env, problem, spec.lr, 1, spec.eval_every, spec.target_loss)
+        comm.on_done = lambda it: learner.apply_mean(
+            [learner.gradient(learner.params, r, it) for r in range(workers)])
+    return cluster
 
 
 def _traced_ranks(workers: int, limit: int) -> list[int]:

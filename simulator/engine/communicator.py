@@ -38,6 +38,7 @@ class Communicator:
         self.busy_s: list[float] = []          # per iteration: time collectives ran
         self.bytes_sent: list[float] = []      # per iteration: bytes all ranks sent
         self.last_ready_at: dict[int, float] = {}  # iteration -> when every rank had its last bucket
+        self.on_done: Callable[[int], None] | None = None  # called as iteration i's last bucket completes
 
     def _event(self, table: dict, key: tuple[int, int]) -> simpy.Event:
         ev = table.get(key)
@@ -73,6 +74,8 @@ class Communicator:
                 sent += nbytes_sent
                 self.trace.span(f"allreduce {nbytes / 2**20:.1f} MiB", "gradient allreduce", start,
                                 self.env.now, algorithm=self.algorithm, bucket=b, iteration=it)
+                if b == len(self.bucket_bytes) - 1 and self.on_done is not None:
+                    self.on_done(it)
                 self._event(self._done, (it, b)).succeed()
             self.busy_s.append(busy)
             self.bytes_sent.append(sent)

@@ -8,26 +8,60 @@ worker's own stream ``("stragglers", rank)``:
 - ``lognormal``: exp(N(0, σ²))  (median 1)
 - ``normal``: max(0.1, N(1, σ²))
 - ``exponential``: 1 + Exp(mean σ)  (a heavy right tail; never faster than nominal)
+
+Device heterogeneity multiplies ``persistent``: a ``fraction`` of the workers (chosen
+once, stream ``"stragglers.devices"``) runs on another device, slower or faster by
+the ratio of its compute time to the cluster device's (``device_factors``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from simulator import compute
 from simulator.config.models import Stragglers
+from simulator.devices import Device
 from simulator.rng import Streams
+from simulator.workloads import Model
 
-__all__ = ["SlowdownModel"]
+__all__ = ["SlowdownModel", "device_factors"]
+
+
+def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -> list[tuple[float, float]]:
+    """(fraction of workers, compute-time ratio to ``device``) for each entry of ``heterogeneity``."""
+    from simulator.resolve import resolve_device  # resolve imports the engine's inputs, not the engine
+
+    def seconds(dev: Device) -> float:
+        return compute.forward_time(model, dev, batch) + float(np.sum(compute.backward_times(model, dev, batch)))
+
+    from simulator.config import ConfigError
+
+    nominal = seconds(device)
+    out = []
+    for i, share in enumerate(spec.heterogeneity):
+        try:
+            other = resolve_device(share.device)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("cluster.device", f"stragglers.heterogeneity.{i}.device")) from None
+        out.append((share.fraction, seconds(other) / nominal))
+    return out
 
 
 class SlowdownModel:
-    def __init__(self, spec: Stragglers, workers: int, streams: Streams):
+    def __init__(self, spec: Stragglers, workers: int, streams: Streams,
+                 devices: list[tuple[float, float]] | None = None):
         self.spec = spec
         self.persistent = np.ones(workers)
         n_slow = int(round(spec.slow_fraction * workers))
         if n_slow:
             slow = streams.get("stragglers.slow").choice(workers, size=n_slow, replace=False)
             self.persistent[np.sort(slow)] = spec.slowdown
+        if devices:
+            order, at = streams.get("stragglers.devices").permutation(workers), 0
+            for fraction, ratio in devices:
+                n = int(round(fraction * workers))
+                self.persistent[order[at:at + n]] *= ratio
+                at += n
         self._rngs = [streams.get("stragglers", r) for r in range(workers)] if self.noisy else []
 
     @property
