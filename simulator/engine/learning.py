@@ -96,13 +96,14 @@ class UpdateLog:
 
     def pushed(self, rank: int, grad: np.ndarray | None) -> None:
         self.grads[rank] = grad
-        self._worst[rank] = 0
 
-    def shard_applied(self, shard: int, rank: int, tag: int, version: int) -> None:
-        """Shard ``shard`` has applied ``rank``'s push; ``version`` = updates it had applied before."""
-        self._worst[rank] = max(self._worst[rank], version - self.read_versions[rank, shard])
-        if self.learner is not None:
-            self.learner.apply_shard(shard, self.grads[rank], 1.0 / self.protocol.contributors)
+    def queued(self, rank: int, versions_before: np.ndarray) -> None:
+        """``rank``'s push is queued; each shard will apply it at version ``versions_before[j]``."""
+        self._worst[rank] = int((versions_before - self.read_versions[rank]).max())
+
+    def shard_applied(self, shard: int, rank: int, tag: int) -> None:
+        """Shard ``shard`` applies ``rank``'s push now: the learner's parameters change there."""
+        self.learner.apply_shard(shard, self.grads[rank], 1.0 / self.protocol.contributors)
 
     def completed(self, rank: int) -> None:
         """``rank``'s push is applied on every shard (and the protocol has been told)."""

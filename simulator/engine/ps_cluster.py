@@ -127,7 +127,8 @@ def build_ps_cluster(config: Config, env: simpy.Environment | None = None) -> PS
     protocol = make_protocol(config.sync, env, p, config.training.iterations)
     learner = _learner(config, env, p, comm.servers)
     log = UpdateLog(p, comm.servers, protocol, learner)
-    servers.on_shard_applied = lambda j, r, tag: log.shard_applied(j, r, tag, int(servers.versions[j]))
+    if learner is not None:
+        servers.on_shard_applied = log.shard_applied
     streams = Streams(config.seed)
     factors = device_factors(config.stragglers, hw.model, hw.device, batch)
     slowdown = SlowdownModel(config.stragglers, p, streams, factors)

@@ -43,7 +43,7 @@ class PSWorker:
             read_at = self.env.now
             self._span("wait for peers", start, read_at, clock)
             tag = self.protocol.tag(self.rank, clock)
-            params = self.log.read(self.rank, self.servers.versions, clock)
+            params = self.log.read(self.rank, self.servers.versions(), clock)
             yield self.servers.pull(self.rank)
             self._span("pull", read_at, self.env.now, clock)
             factor = self.slowdown.factor(self.rank)
@@ -56,7 +56,9 @@ class PSWorker:
             yield self.servers.push(self.rank)
             self._span("push", pushed_at, self.env.now, clock)
             if self.protocol.accept(tag):
-                yield self.servers.apply(self.rank, tag)
+                applied, versions_before = self.servers.apply(self.rank, tag)
+                self.log.queued(self.rank, versions_before)
+                yield applied
                 self.protocol.applied(self.rank, tag)
                 self.log.completed(self.rank)
             else:
