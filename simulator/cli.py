@@ -74,6 +74,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                    help="override a config key before validation, e.g. --set parallelism.data=64")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    p.add_argument("--explain-placement", action="store_true",
+                   help="print where every rank runs (device, node, groups, stages) and exit without simulating")
     p.epilog = "example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50"
 
 
@@ -85,6 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import simulate
 
     config = load_config(args.config, args.overrides)
+    if args.explain_placement:
+        from .placement_report import explain_placement
+
+        explain_placement(config, as_json=args.json, console=stdout)
+        return 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task(f"simulating {config.name}", total=config.training.iterations)
@@ -248,6 +255,187 @@ def cmd_topology(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- trainsim validate / calibrate / compare -------------------------------------------
+
+
+def _configure_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the kernels run")
+    p.add_argument("--algorithms", default="ring,recursive_doubling", help="comma-separated allreduce algorithms")
+    p.add_argument("--ranks", default="2,4", help="e.g. 2,4 or 2..8:x2")
+    p.add_argument("--sizes", default="4KiB..64MiB:x4", help="bytes per rank, e.g. 4KiB..64MiB:x4")
+    p.add_argument("--dtype", default="float32", help="element type of the buffers")
+    p.add_argument("--repeats", type=int, default=10, help="timed repetitions per point")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repetitions per point (JIT, page faults)")
+    p.add_argument("--rounds", type=int, default=1, help="spread the repetitions over this many passes")
+    p.add_argument("--holdout", choices=["sizes", "ranks", "none"], default="sizes",
+                   help="kept out of the fit: every other size (default) or the largest rank count")
+    _fit_options(p)
+    p.add_argument("--reference", choices=["mpi"], help="also time MPI_Allreduce (needs mpi4py and mpiexec)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/validate-<device>)")
+    p.add_argument("--no-plots", action="store_true", help="skip predicted_vs_measured.png")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.epilog = ("example: trainsim validate --device cpu --algorithms ring,recursive_doubling --ranks 2,4 "
+                "--sizes 4KiB..64MiB:x4 --out runs/val")
+
+
+@command("validate", _configure_validate)
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from validation.pipeline import validate
+
+    from .sizes import parse_ranks, parse_sizes
+
+    out = args.out or Path("runs") / f"validate-{args.device}"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("measuring", total=None)
+        run = validate(
+            out=out, device=args.device, algorithms=[a.strip() for a in args.algorithms.split(",") if a.strip()],
+            ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
+            warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
+            reference=args.reference,
+            plot=not args.no_plots, command=["trainsim", *args.argv],
+            progress=lambda done, total, label: bar.update(task, completed=done, total=total, description=label))
+    _report_comparison(run.comparison, args.json, out, run.files)
+    return 0
+
+
+def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: Sequence[Path]) -> None:
+    from validation.report import comparison_rows, mape_rows, regime_rows
+
+    if as_json:
+        emit_json({"out": str(out) if out else None, "files": [str(f) for f in files], **comparison.summary,
+                   "regimes": [r.model_dump(mode="json", exclude_none=True) for r in comparison.profile.regimes]})
+        return
+    print_rows(f"predicted vs measured ({comparison.profile.name}, {comparison.profile.device})",
+               comparison_rows(comparison))
+    print_rows("profile", regime_rows(comparison.profile))
+    print_rows("error on held-out points only (MAPE; never on fitted points)", mape_rows(comparison.summary))
+    for f in files:
+        stderr.print(f"[dim]wrote {f}[/dim]")
+
+
+def _fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--regimes", type=int, default=2, help="at most this many message-size regimes per group")
+    p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
+                   help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
+
+
+def _configure_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("measurements", type=Path, help="measurements.csv from `trainsim validate`")
+    p.add_argument("--out", type=Path, required=True, help="profile YAML to write")
+    p.add_argument("--holdout", choices=["sizes", "ranks", "none"], default="sizes",
+                   help="kept out of the fit (default: every other size); none = fit everything")
+    _fit_options(p)
+    p.add_argument("--name", help="profile name (default: <device>-<collective>)")
+    p.add_argument("--json", action="store_true", help="print the profile as one JSON object on stdout")
+    p.epilog = "example: trainsim calibrate runs/val/measurements.csv --out profile.yaml"
+
+
+@command("calibrate", _configure_calibrate)
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from validation.calibrate import calibrate
+    from validation.report import regime_rows
+
+    profile = calibrate(args.measurements, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
+                        name=args.name, command=["trainsim", *args.argv])
+    profile.save(args.out)
+    if args.json:
+        emit_json(profile.model_dump(mode="json", exclude_none=True))
+    else:
+        print_rows(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
+                   f"{profile.fit['points_held_out']} held out)", regime_rows(profile))
+    stderr.print(f"[dim]wrote {args.out}[/dim]")
+    return 0
+
+
+def _configure_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", type=Path, help="profile YAML (from `trainsim calibrate` or validation/profiles/)")
+    p.add_argument("measurements", type=Path, help="measurements.csv")
+    p.add_argument("--reference", type=Path, help="MPI reference measurements (reference_mpi.csv)")
+    p.add_argument("--out", type=Path, help="write comparison.csv and predicted_vs_measured.png here")
+    p.add_argument("--no-plots", action="store_true", help="skip predicted_vs_measured.png")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.epilog = "example: trainsim compare runs/val/profile.yaml runs/val/measurements.csv --out runs/val-compare"
+
+
+@command("compare", _configure_compare)
+def cmd_compare(args: argparse.Namespace) -> int:
+    from validation.compare import compare
+    from validation.records import atomic_folder
+
+    comparison = compare(args.profile, args.measurements, reference=args.reference)
+    files: list[Path] = []
+    if args.out:
+        with atomic_folder(args.out) as tmp:
+            files = [args.out / f.name for f in comparison.write(tmp, plot=not args.no_plots)]
+    _report_comparison(comparison, args.json, args.out, files)
+    return 0
+
+
+# --- trainsim kernels -----------------------------------------------------------------
+
+
+def _configure_kernels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["bench"], help="bench: time an algorithm on real kernels over sizes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--algorithm", default="ring", help="an algorithm registered for --collective")
+    p.add_argument("--collective", default="allreduce", help="allreduce, reduce_scatter, allgather, ...")
+    p.add_argument("--ranks", default="2", help="e.g. 4 or 2,4 or 2..8:x2")
+    p.add_argument("--sizes", "--size", dest="sizes", default="1KiB..64MiB:x4",
+                   help="bytes per rank, e.g. 1KiB..64MiB:x4")
+    p.add_argument("--dtype", default="float32", help="float32, float64 or int32")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per size (the median is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed repetitions before them")
+    p.add_argument("--mode", default="process", help="cpu only: process (one OS process per rank) or thread")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="schedule option, e.g. --param devices_per_node=2 (hierarchical)")
+    p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
+    p.epilog = "example: trainsim kernels bench --device cpu --algorithm ring --ranks 2,4 --sizes 1KiB..64MiB:x4"
+
+
+def _int_params(params: list[str]) -> dict[str, int]:
+    out = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise TrainsimInputError(f"--param: expected KEY=INTEGER, e.g. devices_per_node=2, got {item!r}")
+        out[key.strip()] = int(value)
+    return out
+
+
+@command("kernels", _configure_kernels)
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from kernels.bench import BenchInputError, bench
+
+    from .sizes import parse_ranks, parse_sizes
+
+    sizes, ranks, options = parse_sizes(args.sizes), parse_ranks(args.ranks), _int_params(args.param)
+    if args.warmup < 0:
+        raise TrainsimInputError(f"--warmup: expected 0 or more, got {args.warmup}")
+    def progress(row: dict[str, Any]) -> None:
+        size, took = _human_bytes(row["size_bytes"]), _human_seconds(row["time_s"])
+        stderr.print(f"[dim]{row['ranks']} ranks, {size}: {took}[/dim]")
+
+    try:
+        rows = bench(device=args.device, algorithm=args.algorithm, ranks=ranks, sizes=sizes,
+                     collective=args.collective, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup,
+                     mode=args.mode, progress=progress, **options)
+    except BenchInputError as e:
+        raise TrainsimInputError(str(e)) from None
+    if args.json:
+        emit_json({"results": rows})
+        return 0
+    table = [{"ranks": r["ranks"], "size": _human_bytes(r["size_bytes"]), "time": _human_seconds(r["time_s"]),
+              "algbw GB/s": f"{r['algbw_GBps']:.4g}",
+              "busbw GB/s": "-" if r["busbw_GBps"] is None else f"{r['busbw_GBps']:.4g}"} for r in rows]
+    first = rows[0]
+    print_rows(f"{first['algorithm']} {first['collective']} on {first['device']} ({first['mode']}, {first['dtype']}, "
+               f"median of {first['repeats']})", table)
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------
 
 
@@ -265,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # provenance records the command line
     try:
         return args.handler(args)
     except TrainsimInputError as e:
@@ -278,7 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 cmd_run.__doc__ = "simulate a training run from a YAML config"
 cmd_collective.__doc__ = "time one collective: simulated, analytic, algbw/busbw"
 cmd_topology.__doc__ = "build a topology and describe or draw it"
+cmd_kernels.__doc__ = "run collectives on real Numba kernels (CPU processes or a GPU): bench"
 cmd_sweep.__doc__ = "run a sweep of configs (grid/zip/seeds) on Dask; write results.csv"
+cmd_validate.__doc__ = "measure real collectives, calibrate the simulator, compare predicted with measured"
+cmd_calibrate.__doc__ = "fit a hardware profile (alpha, beta, gamma) to measurements.csv"
+cmd_compare.__doc__ = "compare a profile's predictions with measurements (held-out MAPE)"
 
 if __name__ == "__main__":
     sys.exit(main())

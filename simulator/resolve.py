@@ -19,6 +19,9 @@ from simulator import collectives
 from simulator.config import Config, ConfigError
 from simulator.config.models import DeviceSpec, FromFile
 from simulator.devices import Device, get_device
+from simulator.network.profile import HardwareProfile, ProfileError, load_profile
+from simulator.parallel.memory import DeviceMemory, check_fits, layer_activation_bytes, model_state_bytes
+from simulator.parallel.placement import needs_parallel_engine, parallel_sizes
 from simulator.workloads import Model, get_model, model_from_layers
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
@@ -38,6 +41,7 @@ class ResolvedHardware:
     algorithm: str
     gamma: float                      # seconds per byte reduced
     topology_info: dict[str, Any]     # what topology-aware algorithms need (devices_per_node)
+    profile: HardwareProfile | None = None  # cluster.profile: calibrated α, β, γ time the collectives
 
     def schedule(self, nbytes: int) -> collectives.Schedule:
         return collectives.schedule(self.algorithm, self.workers, nbytes, **self.topology_info)
@@ -87,14 +91,11 @@ def resolve_model(config: Config) -> Model:
 
 
 def check_memory(model: Model, device: Device, batch: int) -> None:
-    states = MODEL_STATE_BYTES_PER_PARAM * model.parameters
-    activations = batch * sum(layer.activation_bytes for layer in model.layers)
-    need = states + activations
-    if need > device.memory_bytes:
-        raise ConfigError(
-            f"workload: {model.name} with batch {batch} needs {need / 1e9:.1f} GB per device "
-            f"({states / 1e9:.1f} GB model states + {activations / 1e9:.1f} GB activations) "
-            f"but {device.name} has {device.memory_bytes / 1e9:.1f} GB")
+    """Data parallelism alone: the memory model of ``simulator.parallel.memory`` with T = P = 1, no ZeRO."""
+    states = model_state_bytes(model.parameters)
+    activations = batch * sum(layer_activation_bytes(layer, model) for layer in model.layers)
+    need = DeviceMemory(0, None, model.parameters, states, activations, 1)
+    check_fits(need, device, "workload", f"{model.name} with batch {batch}")
 
 
 def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:
@@ -112,17 +113,27 @@ def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str
 
 
 def resolve_hardware(config: Config) -> ResolvedHardware:
+    profile = None
+    if config.cluster.profile is not None and config.communication.pattern == "parameter_server":
+        raise ConfigError("cluster.profile: a calibrated profile times collectives (allreduce); the parameter-server "
+                          "pattern's flows use the topology's links, so remove one of the two")
     if config.cluster.profile is not None:
-        raise ConfigError("cluster.profile: calibrated profiles are not supported yet; remove the key")
+        try:
+            profile = load_profile(config.cluster.profile)
+        except ProfileError as e:
+            raise ConfigError(f"cluster.profile: {e}") from None
     graph = build_topology(config)
     n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
-    workers = config.parallelism.data or n_devices
-    if workers > n_devices:
-        raise ConfigError(f"parallelism.data: {workers} workers but the topology has {n_devices} devices")
+    workers = parallel_sizes(config.parallelism, n_devices).data  # data-parallel replicas
+    parallel = needs_parallel_engine(config.parallelism)  # memory and groups: simulator.parallel.plan
+    if parallel and config.communication.pattern != "allreduce":
+        raise ConfigError(f"communication.pattern: {config.communication.pattern} does not combine with "
+                          "tensor/pipeline parallelism, microbatches, ZeRO or recompute; use allreduce")
     device = resolve_device(config.cluster.device)
     model = resolve_model(config)
-    check_memory(model, device, config.workload.batch_per_device)
+    if not parallel:
+        check_memory(model, device, config.workload.batch_per_device)
     info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
-    algorithm = resolve_algorithm(config, workers, info)
+    algorithm = resolve_algorithm(config, workers, {"devices_per_node": 1} if parallel else info)
     gamma = 3.0 / device.memory_bandwidth  # a reduce reads two operands and writes one
-    return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info)
+    return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info, profile)

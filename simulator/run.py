@@ -13,7 +13,9 @@ import numpy as np
 from simulator import collectives
 from simulator.config import Config, load_config
 from simulator.engine import build_cluster
+from simulator.engine.pipeline import simulate_pipeline
 from simulator.network import Network
+from simulator.parallel import needs_parallel_engine
 from simulator.results import Result, summarize
 
 __all__ = ["collective_time", "simulate"]
@@ -28,6 +30,8 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
         config = load_config(config)
     if config.communication.pattern == "parameter_server":
         return _simulate_parameter_server(config, progress)
+    if needs_parallel_engine(config.parallelism):  # tensor / pipeline / microbatches / ZeRO / recompute
+        return simulate_pipeline(config, progress)
     t0 = time.perf_counter()
     cluster = build_cluster(config)
     cluster.run(progress)

@@ -60,6 +60,9 @@ class Layer:
         Activation bytes read and written per sample by the forward pass, bytes
         (weights excluded: they are read once per batch). 0 means derive it as
         ``2 * activation_bytes`` (input about as large as the output).
+    kind : str, default "layer"
+        What tensor parallelism may do with it (:mod:`simulator.parallel.tensor`):
+        ``"transformer"`` (a block), ``"embedding"``, ``"lm_head"``, or ``"layer"`` (anything else).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Layer:
     forward_flops: float
     activation_bytes: float
     memory_bytes: float = 0.0
+    kind: str = "layer"
 
     def __post_init__(self) -> None:
         """Check that every quantity is non-negative and ``params`` is whole."""
@@ -285,6 +289,7 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
         float(s * h * (tables - 1 + (5 if bert else 0))),
         s * h * ACT_BYTES,
         passes * s * h * ACT_BYTES,
+        kind="embedding",
     )
 
 
@@ -299,7 +304,7 @@ def _block(name: str, s: int, h: int, heads: int) -> Layer:
     """
     per_token = 24.0 * h * h + 4.0 * s * h
     stored = s * h * (34 + 5 * heads * s / h)
-    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored)
+    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored, kind="transformer")
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:
@@ -313,6 +318,7 @@ def _lm_head(s: int, h: int, vocab: int) -> Layer:
         2.0 * h * vocab * s,
         s * vocab * ACT_BYTES,
         (3 * s * h + 2 * s * vocab) * ACT_BYTES,
+        kind="lm_head",
     )
 
 

@@ -152,11 +152,32 @@ class Workload(StrictModel):
 
 
 class Parallelism(StrictModel):
-    data: PositiveInt | None = Field(None, description="data-parallel workers; null = every device")
-    tensor: Literal[1] = 1
-    pipeline: Literal[1] = 1
-    microbatches: PositiveInt = 1
-    schedule: Literal["gpipe", "1f1b"] = "1f1b"
+    """data × tensor × pipeline devices (see docs/config.md for the device-count rule)."""
+
+    data: PositiveInt | None = Field(None, description="data-parallel replicas; null = devices / (tensor × pipeline)")
+    tensor: PositiveInt = Field(1, description="Megatron-style tensor-parallel group size")
+    pipeline: PositiveInt = Field(1, description="pipeline stages")
+    microbatches: PositiveInt = Field(1, description="microbatches per replica per iteration")
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
+    chunks: PositiveInt = Field(1, description="interleaved only: model chunks per stage (v)")
+    order: tuple[Literal["tensor", "pipeline", "data"], ...] = Field(
+        ("tensor", "pipeline", "data"), description="placement, fastest-varying first")
+    zero: Literal[0, 1, 2, 3] = Field(0, description="ZeRO stage of the data-parallel sharding")
+    recompute: bool = Field(False, description="recompute transformer-layer activations in backward")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Parallelism:
+        if sorted(self.order) != ["data", "pipeline", "tensor"]:
+            raise ValueError(f"order must name tensor, pipeline and data once each, got {list(self.order)}")
+        if self.chunks > 1 and (self.schedule != "interleaved" or self.pipeline < 2):
+            raise ValueError(f"chunks ({self.chunks}) applies to schedule interleaved with pipeline >= 2 only")
+        if self.schedule == "interleaved" and self.microbatches % self.pipeline:
+            raise ValueError(f"schedule interleaved needs microbatches ({self.microbatches}) "
+                             f"to be a multiple of pipeline ({self.pipeline})")
+        if self.zero >= 2 and self.pipeline > 1:
+            raise ValueError(f"zero {self.zero} shards gradients per microbatch and does not combine with "
+                             f"pipeline > 1 (as in DeepSpeed); use zero 0 or 1")
+        return self
 
 
 class Communication(StrictModel):

@@ -82,7 +82,7 @@ def build_cluster(config: Config, env: simpy.Environment | None = None) -> Clust
     env = env or simpy.Environment()
     hw = resolve_hardware(config)
     workers = hw.workers
-    network = Network(hw.graph, config.network.model, gamma=hw.gamma)
+    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile)
     plan, sizes = compute_plan(hw, config, config.communication.bucket_size)
     placement = np.arange(workers)
     candidates: dict[str, float] = {}

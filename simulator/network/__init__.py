@@ -25,6 +25,8 @@ from .routing import Routing
 if TYPE_CHECKING:
     from simulator.collectives import Schedule
 
+    from .profile import HardwareProfile
+
 __all__ = ["MODELS", "AlphaBeta", "FlowBatch", "Fluid", "Network", "NetworkModel", "max_min_rates"]
 
 MODELS: dict[str, type] = {"fluid": Fluid, "alpha_beta": AlphaBeta}
@@ -54,9 +56,13 @@ class Network:
     graph : networkx.Graph from ``topologies`` (edges: bandwidth bytes/s, latency s).
     model : "fluid" (max-min fair sharing) or "alpha_beta" (no contention).
     gamma : seconds per byte reduced (the γ of the α-β-γ model).
+    profile : a calibrated ``HardwareProfile`` (``cluster.profile``): when given, collectives are
+        timed with its fitted α, β, γ (``profile.schedule_time``), not with the links' numbers.
     """
 
-    def __init__(self, graph: nx.Graph, model: str = "fluid", gamma: float = 0.0):
+    def __init__(self, graph: nx.Graph, model: str = "fluid", gamma: float = 0.0,
+                 profile: HardwareProfile | None = None):
+        self.profile = profile
         self.routing = Routing(graph)
         self.model: NetworkModel = MODELS[model]()
         self.gamma = gamma
@@ -145,6 +151,8 @@ class Network:
         ``placement[r]`` is the device rank that schedule rank ``r`` runs on
         (default: the identity).
         """
+        if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
+            return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
         # builders share src/dst arrays between steps: map and hash each distinct pair once

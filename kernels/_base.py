@@ -1,0 +1,236 @@
+"""What every executor shares: the error type, argument checks, test data and the numpy oracle.
+
+An executor (:mod:`kernels.cpu`, :mod:`kernels.cuda`) implements one method,
+``_execute``: run a :class:`~kernels.lowering.Lowered` plan on initial
+workspaces, ``warmup + repeats`` times, and return the workspaces after the
+first timed repetition plus the seconds of each timed one. ``run`` and ``time``
+are written here once, on top of it.
+
+The oracle (:func:`expected`) states each collective's postcondition on real
+values, mirroring ``simulator.collectives.schedule.verify``'s symbolic one: the
+reduction over all (worker) ranks for the summing collectives, the owner's
+data for the copying ones.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+
+from simulator.collectives import Schedule
+
+from .lowering import DTYPES, Lowered, collect_outputs, lower, place_inputs
+
+__all__ = ["SEED", "Executor", "KernelError", "check", "expected", "random_buffers"]
+
+#: seed of the buffers ``Executor.time`` fills
+SEED = 20240605
+_SUMMING = ("allreduce", "reduce", "reduce_scatter", "ps_push")
+_OPS = ("sum", "max", "min")
+
+
+class KernelError(RuntimeError):
+    """A collective could not be executed, or produced a wrong result.
+
+    Raised when a rank process dies or hangs (the message names the rank and
+    what was running), when a barrier times out, when the device is
+    unavailable, and when ``Executor.time(check=True)`` finds a result that
+    differs from numpy's.
+    """
+
+
+def random_buffers(ranks: int, nelems: int, dtype: str, seed: int = SEED) -> list[np.ndarray]:
+    """One seeded buffer per rank: floats uniform in [-1, 1), int32 in [-1000, 1000]."""
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "i":
+        return [rng.integers(-1000, 1001, nelems).astype(dtype) for _ in range(ranks)]
+    return [rng.uniform(-1.0, 1.0, nelems).astype(dtype) for _ in range(ranks)]
+
+
+def _reduce(op: str, rows: np.ndarray) -> np.ndarray:
+    if op == "sum":
+        return np.sum(rows, axis=0, dtype=rows.dtype)  # int32 sums wrap, as the kernels' do
+    return (np.max if op == "max" else np.min)(rows, axis=0)
+
+
+def _cells(low: Lowered) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, chunk) pairs whose final contents the collective defines."""
+    chunks = np.arange(low.chunk_n.shape[0])
+    every = np.repeat(np.arange(low.ranks), chunks.shape[0]), np.tile(chunks, low.ranks)
+    owner = low.chunk_owner
+    match low.collective:
+        case "allreduce" | "broadcast" | "allgather":
+            return every
+        case "reduce":
+            return np.full(chunks.shape[0], low.root), chunks
+        case "reduce_scatter" | "ps_push":
+            return owner, chunks
+        case "alltoall":
+            return chunks % low.ranks, chunks
+        case "ps_pull":
+            return np.repeat(np.arange(low.workers), chunks.shape[0]), np.tile(chunks, low.workers)
+    raise ValueError(f"no oracle for collective {low.collective!r}")
+
+
+def expected(low: Lowered, init: np.ndarray, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """Expected final workspaces and a mask of the elements the collective defines.
+
+    ``init`` is :func:`~kernels.lowering.place_inputs`' ``(ranks, elems)`` array.
+    """
+    want = np.zeros_like(init)
+    mask = np.zeros(init.shape, dtype=bool)
+    if low.collective in _SUMMING:
+        source = _reduce(op, init[: low.workers])
+    else:
+        source = None
+    for r, c in zip(*_cells(low), strict=True):
+        lo, hi = low.chunk_lo[c], low.chunk_lo[c] + low.chunk_n[c]
+        if source is not None:
+            want[r, lo:hi] = source[lo:hi]
+        else:
+            origin = low.root if low.collective == "broadcast" else low.chunk_owner[c]
+            want[r, lo:hi] = init[origin, lo:hi]
+        mask[r, lo:hi] = True
+    return want, mask
+
+
+def tolerance(low: Lowered, init: np.ndarray, op: str) -> np.ndarray | float:
+    """Allowed absolute error per element (0 where the result must be exact).
+
+    Integers, max, min and copies are exact. A float sum of ``p`` terms added in
+    another order than numpy's differs from it by at most ``(p - 1) eps sum|x_i|``
+    for each order (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2002, eq. 4.4), so two orders differ by at most twice that; we allow
+    ``2 p eps sum|x_i|``.
+    """
+    if op != "sum" or low.collective not in _SUMMING or np.dtype(init.dtype).kind != "f":
+        return 0.0
+    eps = np.finfo(init.dtype).eps
+    p = low.workers
+    return 2 * p * eps * np.abs(init[:p].astype(np.float64)).sum(axis=0)
+
+
+def check(low: Lowered, init: np.ndarray, got: np.ndarray, op: str) -> None:
+    """Raise :class:`KernelError` unless ``got`` (final workspaces) matches the oracle."""
+    want, mask = expected(low, init, op)
+    tol = tolerance(low, init, op)
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    bad = mask & (err > tol)
+    if bad.any():
+        r, i = (int(x[0]) for x in np.nonzero(bad))
+        raise KernelError(
+            f"{low.label()}, op {op}: rank {r} element {i} is {got[r, i]!r}, numpy says "
+            f"{want[r, i]!r} ({int(bad.sum())} wrong elements)"
+        )
+
+
+class Executor(abc.ABC):
+    """Runs schedules on ``ranks`` ranks of one device; use as a context manager.
+
+    Subclasses implement :meth:`_execute` and :meth:`close`.
+    """
+
+    device: str = ""
+    mode: str = ""
+
+    def __init__(self, ranks: int, timeout_s: float) -> None:
+        if int(ranks) < 1:
+            raise ValueError(f"executor: ranks must be >= 1, got {ranks}")
+        if not timeout_s > 0:
+            raise ValueError(f"executor: timeout_s must be > 0, got {timeout_s}")
+        self.ranks = int(ranks)
+        self.timeout_s = float(timeout_s)
+        self.closed = False
+
+    # -- what a backend provides -------------------------------------------------
+
+    @abc.abstractmethod
+    def _execute(
+        self, low: Lowered, init: np.ndarray, op: str, warmup: int, repeats: int, snapshot: bool
+    ) -> tuple[np.ndarray | None, list[float]]:
+        """Run ``warmup + repeats`` times from ``init``; (workspaces after the first timed one, seconds)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the ranks and free every buffer; idempotent."""
+
+    # -- shared -------------------------------------------------------------------
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} device={self.device} mode={self.mode} ranks={self.ranks} {state}>"
+
+    def _lower(self, s: Schedule, dtype: np.dtype, op: str) -> Lowered:
+        if self.closed:
+            raise KernelError(f"{self!r}: the executor is closed")
+        if op not in _OPS:
+            raise ValueError(f"op: expected one of {', '.join(_OPS)}, got {op!r}")
+        if dtype.name not in DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype.name!r}")
+        if s.ranks != self.ranks:
+            raise ValueError(f"{s!r} addresses {s.ranks} ranks; this executor has {self.ranks}")
+        return lower(s, dtype.itemsize)
+
+    def run(self, schedule: Schedule, buffers: Sequence[np.ndarray], op: str = "sum") -> list[np.ndarray]:
+        """Execute ``schedule`` once on ``buffers`` (one per rank); return each rank's output.
+
+        The inputs are not modified. See :func:`~kernels.lowering.collect_outputs`
+        for what each rank's output holds per collective.
+        """
+        buffers = [np.asarray(b) for b in buffers]
+        if len(buffers) != self.ranks:
+            raise ValueError(f"expected {self.ranks} buffers (one per rank), got {len(buffers)}")
+        shape, dtype = buffers[0].shape, buffers[0].dtype
+        if any(b.shape != shape or b.dtype != dtype for b in buffers):
+            raise ValueError("every rank's buffer must have the same shape and dtype")
+        low = self._lower(schedule, dtype, op)
+        if buffers[0].nbytes != schedule.size_bytes:
+            raise ValueError(f"{schedule!r} is for {schedule.size_bytes} bytes per rank, the buffers have "
+                             f"{buffers[0].nbytes}")
+        init = place_inputs(low, buffers, op)
+        work, _ = self._execute(low, init, op, 0, 1, True)
+        assert work is not None
+        return collect_outputs(low, work, shape)
+
+    def time(
+        self,
+        schedule: Schedule,
+        dtype: str = "float32",
+        *,
+        repeats: int = 5,
+        warmup: int = 2,
+        op: str = "sum",
+        check: bool = True,
+    ) -> np.ndarray:
+        """Seconds of each of ``repeats`` timed executions, after ``warmup`` untimed ones.
+
+        Buffers of ``schedule.size_bytes`` bytes are filled with seeded random
+        data (:func:`random_buffers`); every repetition starts from them. With
+        ``check``, the first timed repetition's result is compared with numpy's
+        and a mismatch raises :class:`KernelError`. Kernels are compiled when the
+        executor starts, never inside a timed repetition.
+        """
+        dt = np.dtype(dtype)
+        if repeats < 1 or warmup < 0:
+            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
+        low = self._lower(schedule, dt, op)
+        if schedule.size_bytes % dt.itemsize:
+            raise ValueError(f"{schedule!r}: {schedule.size_bytes} bytes is not a whole number of {dt.name}")
+        buffers = random_buffers(self.ranks, schedule.size_bytes // dt.itemsize, dt.name)
+        init = place_inputs(low, buffers, op)
+        work, seconds = self._execute(low, init, op, warmup, repeats, check)
+        if check:
+            assert work is not None
+            _check(low, init, work, op)
+        return np.asarray(seconds, dtype=np.float64)
+
+
+_check = check

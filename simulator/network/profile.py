@@ -1,0 +1,184 @@
+"""Calibrated hardware profiles: fitted α, β, γ per message-size regime, loaded from YAML.
+
+A profile is what ``trainsim validate`` / ``trainsim calibrate`` write (``profile.yaml``,
+committed examples in ``validation/profiles/``) and what ``cluster.profile`` points at.
+It holds numbers only: for each size regime the per-step latency α (s), the per-byte
+transfer cost β (s/B) and the per-byte reduction cost γ (s/B), fitted on the
+schedule-derived cost of :func:`simulator.collectives.analytic.schedule_cost`, so
+
+``time(schedule) = α_r · busy_steps + β_r · Σ_step max bytes moved + γ_r · Σ_step max bytes reduced``
+
+with the regime ``r`` chosen by the collective's message size (bytes per rank). This is the
+same cost ``validation.compare`` predicts with, so the simulator and the validation table
+can never disagree. The profile is congestion-free by construction (it was measured end to
+end), so a network with a profile ignores the topology's link numbers for collective timing.
+
+The file format (``format: trainsim-profile/1``) is documented in ``docs/validation.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator.collectives import Schedule
+from simulator.collectives.analytic import step_maxima
+from simulator.config.errors import TrainsimInputError, describe
+
+__all__ = ["FORMAT", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
+
+FORMAT = "trainsim-profile/1"
+
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class ProfileError(TrainsimInputError, ValueError):
+    """A profile file that cannot be read or does not validate (one line: path, key, what was expected)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Regime(_Strict):
+    """α, β, γ that serve messages of ``min_bytes <= size < max_bytes`` (``max_bytes: null`` = no bound).
+
+    ``algorithm`` / ``ranks`` restrict the regime to one algorithm / rank count (null = any):
+    a profile whose measurements showed, say, an oversubscribed 4-rank run behaving unlike a
+    2-rank one keeps separate numbers for each (see ``validation.calibrate``, "structure").
+    """
+
+    algorithm: str | None = None
+    ranks: Annotated[int, Field(ge=1)] | None = None
+    min_bytes: Annotated[int, Field(ge=0)] = 0
+    max_bytes: Annotated[int, Field(gt=0)] | None = None
+    alpha_s: NonNegative = Field(description="seconds per (busy) step")
+    beta_s_per_byte: NonNegative = Field(description="seconds per byte moved, slowest rank of a step")
+    gamma_s_per_byte: NonNegative = Field(0.0, description="seconds per byte reduced, slowest rank of a step")
+    alpha_stderr_s: NonNegative | None = None
+    beta_stderr_s_per_byte: NonNegative | None = None
+    gamma_stderr_s_per_byte: NonNegative | None = None
+    fitted_range_bytes: tuple[int, int] | None = Field(None, description="smallest and largest size fitted")
+    fixed: dict[str, str] = Field(default_factory=dict, description="coefficient -> why it was not fitted")
+    points: Annotated[int, Field(ge=0)] | None = None
+    rms_relative_residual: NonNegative | None = None
+
+    @property
+    def selector(self) -> tuple[str | None, int | None]:
+        return (self.algorithm, self.ranks)
+
+    def cost(self, busy: int, moved: int, reduced: int) -> float:
+        return self.alpha_s * busy + self.beta_s_per_byte * moved + self.gamma_s_per_byte * reduced
+
+
+class HardwareProfile(_Strict):
+    """A calibrated profile: groups of contiguous size regimes covering every message size, plus provenance.
+
+    Regimes with the same ``(algorithm, ranks)`` form a group, listed in size order from
+    ``min_bytes: 0`` to ``max_bytes: null``. A collective uses the most specific group that
+    matches it — ``(algorithm, ranks)``, then ``(any, ranks)``, then ``(algorithm, any)``,
+    then ``(any, any)`` — so a profile with specific groups also needs the ``(any, any)``
+    group for algorithms and rank counts it was not fitted on.
+    """
+
+    format: Literal["trainsim-profile/1"]
+    device: str = "unknown"
+    name: str | None = None
+    collective: str = "allreduce"
+    dtype: str | None = None
+    regimes: Annotated[tuple[Regime, ...], Field(min_length=1)]
+    fit: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _groups_cover_every_size(self) -> HardwareProfile:
+        groups: dict[tuple[str | None, int | None], list[tuple[int, Regime]]] = {}
+        for i, r in enumerate(self.regimes):
+            groups.setdefault(r.selector, []).append((i, r))
+        for members in groups.values():
+            first, last = members[0], members[-1]
+            if first[1].min_bytes != 0:
+                raise ValueError(f"regimes.{first[0]}: the first regime of a group must start at min_bytes 0, "
+                                 f"got {first[1].min_bytes}")
+            for (i, a), (_, b) in zip(members, members[1:], strict=False):
+                if a.max_bytes is None or a.max_bytes != b.min_bytes:
+                    raise ValueError(f"regimes.{i}: max_bytes must equal the next regime's min_bytes "
+                                     f"({b.min_bytes}), got {a.max_bytes}")
+            if last[1].max_bytes is not None:
+                raise ValueError(f"regimes.{last[0]}: the last regime of a group must have max_bytes null")
+        if len(groups) > 1 and (None, None) not in groups:
+            raise ValueError("regimes: a profile with algorithm- or rank-specific regimes needs a fallback group "
+                             "(regimes with neither algorithm nor ranks)")
+        return self
+
+    def group(self, algorithm: str | None = None, ranks: int | None = None) -> list[Regime]:
+        """The regimes serving ``algorithm`` on ``ranks`` ranks (most specific match)."""
+        for key in ((algorithm, ranks), (None, ranks), (algorithm, None), (None, None)):
+            found = [r for r in self.regimes if r.selector == key]
+            if found:
+                return found
+        return [r for r in self.regimes if r.selector == self.regimes[0].selector]  # single specific group
+
+    def regime(self, size_bytes: float, algorithm: str | None = None, ranks: int | None = None) -> Regime:
+        """The regime that serves messages of ``size_bytes`` bytes per rank."""
+        group = self.group(algorithm, ranks)
+        for r in group:
+            if r.max_bytes is None or size_bytes < r.max_bytes:
+                return r
+        return group[-1]  # unreachable: the last regime of a group is unbounded
+
+    def schedule_time(self, schedule: Schedule) -> float:
+        """Seconds of ``schedule`` with this profile's α, β, γ (regime by algorithm, ranks and size)."""
+        regime = self.regime(schedule.size_bytes, schedule.algorithm, schedule.ranks)
+        return regime.cost(*step_maxima(schedule))
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        for r in data["regimes"]:
+            if not r.get("fixed"):
+                r.pop("fixed", None)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile as YAML (atomically: a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_yaml())
+        tmp.replace(path)
+        return path
+
+
+def load_profile(path: str | Path) -> HardwareProfile:
+    """Read and validate a profile YAML file.
+
+    Raises
+    ------
+    ProfileError
+        One line naming the file, the key and what was expected.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile file (expected a profile.yaml from `trainsim calibrate`)") \
+            from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ProfileError(f"{path}: {where}invalid YAML ({getattr(e, 'problem', None) or 'syntax'})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ProfileError(f"{path}: expected a trainsim hardware profile (a mapping with format: {FORMAT}), "
+                           f"got {got!r}")
+    try:
+        return HardwareProfile.model_validate(raw)
+    except ValidationError as e:
+        raise ProfileError(describe(e, str(path))) from None

@@ -1,0 +1,109 @@
+"""Device memory: model states under ZeRO 0–3, activations in flight, and the fit check.
+
+Model states (Rajbhandari et al., "ZeRO", SC'20, §3.1 and Fig. 1): mixed-precision
+Adam keeps, per parameter, fp16 weights (2 bytes), fp16 gradients (2) and K = 12
+bytes of optimizer state (fp32 master weights, momentum, variance): 16 bytes. With
+``N_d`` data-parallel ranks, ZeRO shards:
+
+=====  ==================================  =========================
+stage  bytes per device                    7.5 B params, N_d = 64
+=====  ==================================  =========================
+0      (2 + 2 + K)·Ψ                       120 GB
+1      (2 + 2)·Ψ + K·Ψ/N_d                 31.4 GB
+2      2·Ψ + (2 + K)·Ψ/N_d                 16.6 GB
+3      (2 + 2 + K)·Ψ/N_d                   1.88 GB
+=====  ==================================  =========================
+
+where Ψ is the parameters a device holds before sharding (its stage's layers, 1/T
+of every tensor-parallel one).
+
+Activations (Korthikanti et al. 2022, "Reducing activation recomputation", Eq. 2):
+a transformer block keeps ``s·b·h·(10 + 24/T + 5·a·s/(h·T))`` bytes per microbatch
+of ``b`` sequences with T-way tensor parallelism (no sequence parallelism); with
+full recomputation it keeps only its input, ``2·s·b·h``, and the block being
+recomputed needs its full activations once more while its backward runs. Other
+layers keep their output (``Layer.activation_bytes``; the vocabulary-parallel
+``lm_head`` 1/T of it). A stage holds one set per microbatch in flight; how many are
+in flight at the peak is read off the pipeline schedule
+(:func:`simulator.parallel.schedules.peak_in_flight`).
+
+Not modelled: temporary buffers, fragmentation, the CUDA context, communication
+buffers. The check is therefore a lower bound: a config that fails it cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from simulator.config import ConfigError
+from simulator.devices import Device
+from simulator.workloads import Layer, Model
+
+__all__ = [
+    "GRAD_BYTES", "OPTIMIZER_BYTES", "PARAM_BYTES", "DeviceMemory", "check_fits", "layer_activation_bytes",
+    "model_state_bytes", "recompute_working_bytes",
+]
+
+PARAM_BYTES = 2        # fp16/bf16 working weights
+GRAD_BYTES = 2         # fp16/bf16 gradients
+OPTIMIZER_BYTES = 12   # K: fp32 master weights, Adam momentum and variance
+
+
+def model_state_bytes(params: float, zero: int = 0, data_parallel: int = 1) -> float:
+    """Bytes of weights, gradients and optimizer state one device holds (see the table above)."""
+    n = data_parallel
+    if zero == 0:
+        return (PARAM_BYTES + GRAD_BYTES + OPTIMIZER_BYTES) * params
+    if zero == 1:
+        return (PARAM_BYTES + GRAD_BYTES) * params + OPTIMIZER_BYTES * params / n
+    if zero == 2:
+        return PARAM_BYTES * params + (GRAD_BYTES + OPTIMIZER_BYTES) * params / n
+    if zero == 3:
+        return (PARAM_BYTES + GRAD_BYTES + OPTIMIZER_BYTES) * params / n
+    raise ValueError(f"ZeRO stage must be 0..3, got {zero!r}")
+
+
+def layer_activation_bytes(layer: Layer, model: Model, tensor: int = 1, recompute: bool = False) -> float:
+    """Bytes ``layer`` keeps for its backward, per sample (one sequence or image)."""
+    if layer.kind == "transformer" and model.hidden and model.seq_len:
+        s, h, a = model.seq_len, model.hidden, model.heads or 1
+        if recompute:
+            return 2.0 * s * h
+        return s * h * (10 + 24 / tensor + 5 * a * s / (h * tensor))
+    if layer.kind == "lm_head":
+        return layer.activation_bytes / tensor
+    return layer.activation_bytes
+
+
+def recompute_working_bytes(layers: Iterable[Layer], model: Model, tensor: int) -> float:
+    """Per sample: the largest block's full activations, rebuilt while its backward runs."""
+    return max((layer_activation_bytes(la, model, tensor) for la in layers if la.kind == "transformer"), default=0.0)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """What one device of a stage needs, bytes."""
+
+    device: int
+    stage: int | None      # None: no pipeline
+    params: float          # parameters held before ZeRO sharding (count)
+    model_states: float
+    activations: float     # at the peak
+    in_flight: float       # microbatches whose activations are held at the peak
+
+    @property
+    def total(self) -> float:
+        return self.model_states + self.activations
+
+
+def check_fits(mem: DeviceMemory, device: Device, where: str, what: str, hint: str = "") -> None:
+    """``ConfigError`` naming the device, the need and the capacity when ``mem`` exceeds ``device``."""
+    if mem.total <= device.memory_bytes:
+        return
+    gb = 1e9
+    stage = "" if mem.stage is None else f" (stage {mem.stage}, {mem.in_flight:g} microbatches in flight)"
+    raise ConfigError(
+        f"{where}: {what} needs {mem.total / gb:.1f} GB on device {mem.device}{stage} "
+        f"({mem.model_states / gb:.1f} GB model states + {mem.activations / gb:.1f} GB activations) "
+        f"but {device.name} has {device.memory_bytes / gb:.1f} GB{hint}")

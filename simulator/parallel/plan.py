@@ -1,0 +1,317 @@
+"""Elaboration of a data × tensor × pipeline job: stages, schedule, prices and memory, before time zero.
+
+:func:`build_plan` turns a validated config and its resolved hardware into a
+:class:`ParallelPlan`: the placement, the (virtual) stages balanced by compute, the
+schedule's op lists, and every duration the SimPy processes will need, each asked
+of :class:`simulator.network.Network` or :mod:`simulator.compute` once:
+
+- per microbatch and virtual stage: forward and backward compute (each layer's 1/T
+  share, on the roofline) and the tensor-parallel all-reduces
+  (:mod:`.tensor`), timed as a ring all-reduce of the tensor group on its devices;
+- per stage boundary: the activation (forward) and gradient (backward) transfer,
+  Megatron's scatter/gather form (Narayanan et al. 2021, §4.1): each of the T ranks
+  sends its 1/T slice to its peer in the next stage, concurrently (one network
+  step, so the slices share the NIC fairly), then the receivers all-gather it;
+- per stage and chunk: the data-parallel gradient collectives across the D
+  replicas — the T tensor-index groups of a stage run concurrently and are timed
+  together, step by step, so they contend for the links they share — and their
+  ZeRO variants (reduce-scatter, then parameter all-gathers);
+- per stage: the optimizer step over the device's (ZeRO-sharded) parameters, and
+  the memory need (:mod:`.memory`), checked against the device.
+
+Not modelled: contention *between* different transfers that happen to overlap in
+time (two replicas' pipeline sends, two stages' gradient syncs): each is timed on
+an otherwise idle network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator import collectives, compute
+from simulator.config import Config, ConfigError
+from simulator.network import Network
+from simulator.resolve import ResolvedHardware, resolve_hardware
+from simulator.tuner import best_algorithm
+from simulator.workloads import Layer, Model
+
+from .memory import (
+    PARAM_BYTES,
+    DeviceMemory,
+    check_fits,
+    layer_activation_bytes,
+    model_state_bytes,
+    recompute_working_bytes,
+)
+from .placement import ParallelSizes, Placement, parallel_sizes, place
+from .schedules import Schedule, build_schedule, peak_in_flight
+from .stages import balance
+from .tensor import ALLREDUCES, check_tensor_parallel, message_bytes, split_layer
+
+__all__ = ["Collective", "ParallelPlan", "build_plan", "concurrent_cost", "explain", "stage_rows"]
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One collective of a stage's gradient stream: what, how long, and the bytes every rank sent."""
+
+    name: str
+    seconds: float
+    bytes: float
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """Everything the pipeline engine needs; arrays are indexed [replica, virtual stage] or [stage, chunk]."""
+
+    sizes: ParallelSizes
+    placement: Placement
+    microbatches: int
+    microbatch_size: int
+    chunks: int
+    schedule_name: str
+    ops: Schedule
+    virtual: tuple[range, ...]          # layer ranges of virtual stage u = chunk·P + stage
+    compute_f: np.ndarray               # [V] seconds of compute per microbatch
+    compute_b: np.ndarray               # [V] (recomputation included)
+    tensor_f: np.ndarray                # [D, V] seconds of tensor-parallel all-reduces per microbatch
+    tensor_b: np.ndarray                # [D, V]
+    tensor_bytes: np.ndarray            # [V] bytes all T ranks send per microbatch, forward + backward
+    gather: np.ndarray                  # [P, v] ZeRO-3 parameter all-gather before each op
+    gather_bytes: np.ndarray            # [P, v]
+    send_f: np.ndarray                  # [D, V-1] activation transfer u → u+1
+    send_b: np.ndarray                  # [D, V-1] gradient transfer u+1 → u
+    send_bytes: np.ndarray              # [V-1] bytes of one transfer (all T slices)
+    grad_sync: tuple[tuple[tuple[Collective, ...], ...], ...]   # [stage][chunk]
+    after_step: tuple[tuple[Collective, ...], ...]              # [stage]: ZeRO-1/2 parameter all-gathers
+    optimizer_s: np.ndarray             # [P]
+    memory: tuple[DeviceMemory, ...]    # [P] one device of each stage
+    algorithm: str
+    tensor_bytes_per_block_pass: float  # bytes one device sends per block, microbatch and pass
+
+    @property
+    def virtual_stages(self) -> int:
+        return len(self.virtual)
+
+    def stage_of(self, u: int) -> int:
+        return u % self.sizes.pipeline
+
+
+def concurrent_cost(network: Network, sched: collectives.Schedule, groups: np.ndarray) -> tuple[float, float]:
+    """Seconds and bytes of ``sched`` run by every row of ``groups`` (device ranks) at once.
+
+    Step k of every group starts together, so the groups' flows share links; with one
+    group this is exactly ``Network.schedule_cost(sched, groups[0])``.
+    """
+    groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
+    if len(groups) == 1 or network.profile is not None:
+        seconds, sent = network.schedule_cost(sched, groups[0])
+        return seconds, sent * len(groups)
+    g = len(groups)
+    chunk_bytes = np.asarray(sched.chunk_bytes, dtype=float)
+    total = sent = 0.0
+    for step in sched.steps:
+        nbytes = np.tile(chunk_bytes[step.chunk], g)
+        total += network.step_time(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), nbytes,
+                                   np.tile(step.reduce, g))
+        sent += float(nbytes.sum())
+    return total, sent
+
+
+def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups: np.ndarray,
+                info: dict) -> Collective:
+    ranks = groups.shape[-1]
+    alg = algorithm if algorithm in collectives.algorithms(name) else "ring"
+    try:
+        sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info)
+    except collectives.ScheduleError as e:
+        raise ConfigError(f"communication.algorithm: {e}") from None
+    seconds, sent = concurrent_cost(network, sched, groups)
+    return Collective(name, seconds, sent)
+
+
+def _sizes_and_schedule(config: Config, network: Network, model: Model) -> tuple[ParallelSizes, int, int, Schedule]:
+    par = config.parallelism
+    sizes = parallel_sizes(par, network.devices)
+    batch, m = config.workload.batch_per_device, par.microbatches
+    if batch % m:
+        raise ConfigError(f"workload.batch_per_device: {batch} samples per replica do not split into "
+                          f"parallelism.microbatches = {m} equal microbatches")
+    check_tensor_parallel(model, sizes.tensor)
+    v = par.chunks if par.schedule == "interleaved" else 1
+    if sizes.pipeline * v > len(model.layers):
+        raise ConfigError(f"parallelism: {sizes.pipeline} stages × {v} chunks need at least as many layers, "
+                          f"but {model.name} has {len(model.layers)}")
+    return sizes, batch // m, v, build_schedule(par.schedule, sizes.pipeline, m, v)
+
+
+def _compute(config: Config, hw: ResolvedHardware, split: list[Layer], b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer forward and backward seconds per microbatch (recomputation adds a forward to blocks)."""
+    fwd = np.array([compute.layer_time(la, hw.device, b) for la in split])
+    bwd = np.array([compute.layer_time(la, hw.device, b, pass_="backward") for la in split])
+    if config.parallelism.recompute:
+        bwd = bwd + np.where([la.kind == "transformer" for la in split], fwd, 0.0)
+    return fwd, bwd
+
+
+def _tensor_costs(network: Network, placement: Placement, model: Model, virtual: tuple[range, ...], b: int,
+                  recompute: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Tensor-parallel all-reduce seconds [D, V] forward and backward, bytes [V], bytes per block-pass."""
+    d_, p_, t_ = placement.device.shape
+    counts = np.zeros((len(virtual), 2))
+    for u, layers in enumerate(virtual):
+        for i in layers:
+            kind = model.layers[i].kind
+            fwd, bwd = ALLREDUCES.get(kind, (0, 0)) if t_ > 1 else (0, 0)
+            counts[u] += (fwd, bwd + (fwd if recompute and kind == "transformer" else 0))
+    if t_ == 1:
+        zero = np.zeros((d_, len(virtual)))
+        return zero, zero.copy(), np.zeros(len(virtual)), 0.0
+    sched = collectives.schedule("ring", t_, message_bytes(model, b))
+    one = np.zeros((d_, p_))
+    sent = 0.0
+    for d in range(d_):
+        for s in range(p_):
+            one[d, s], sent = network.schedule_cost(sched, placement.tensor_group(d, s))
+    stage = np.arange(len(virtual)) % p_
+    per_block_pass = ALLREDUCES["transformer"][0] * sent / t_
+    return counts[:, 0] * one[:, stage], counts[:, 1] * one[:, stage], counts.sum(axis=1) * sent, per_block_pass
+
+
+def _transfer(network: Network, src: np.ndarray, dst: np.ndarray, nbytes: float) -> float:
+    """Scatter/gather point-to-point: T slices in one network step, then an all-gather at the receivers."""
+    t = len(src)
+    seconds = network.step_time(np.asarray(src), np.asarray(dst), np.full(t, nbytes / t))
+    if t > 1:
+        seconds += network.schedule_time(collectives.schedule("ring", t, int(nbytes), collective="allgather"), dst)
+    return seconds
+
+
+def _sends(network: Network, placement: Placement, model: Model, virtual: tuple[range, ...],
+           b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d_, p_, _ = placement.device.shape
+    n = len(virtual) - 1
+    nbytes = np.array([b * model.layers[virtual[u][-1]].activation_bytes for u in range(n)])
+    fwd, bwd = np.zeros((d_, n)), np.zeros((d_, n))
+    for d in range(d_):
+        for u in range(n):
+            a, z = placement.tensor_group(d, u % p_), placement.tensor_group(d, (u + 1) % p_)
+            fwd[d, u] = _transfer(network, a, z, nbytes[u])
+            bwd[d, u] = _transfer(network, z, a, nbytes[u])
+    return fwd, bwd, nbytes
+
+
+def _data_parallel(config: Config, network: Network, placement: Placement, algorithm: str,
+                   chunk_params: np.ndarray, grad_bytes: int):
+    """Per stage and chunk: gradient collectives; per stage: after-step gathers; ZeRO-3 gathers [P, v]."""
+    zero = config.parallelism.zero
+    p_, v = chunk_params.shape
+    gather, gather_bytes = np.zeros((p_, v)), np.zeros((p_, v))
+    sync, after = [], []
+    for s in range(p_):
+        groups = placement.device[:, s, :].T                   # [T, D]: one data-parallel group per tensor index
+        info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
+        per_chunk, post = [], []
+        for c in range(v):
+            grads, params = int(chunk_params[s, c] * grad_bytes), int(chunk_params[s, c] * PARAM_BYTES)
+            if zero == 0:
+                per_chunk.append((_collective(network, "allreduce", algorithm, grads, groups, info),))
+                continue
+            per_chunk.append((_collective(network, "reduce_scatter", algorithm, grads, groups, info),))
+            ag = _collective(network, "allgather", algorithm, params, groups, info)
+            if zero == 3:
+                gather[s, c], gather_bytes[s, c] = ag.seconds, ag.bytes
+            else:
+                post.append(ag)
+        sync.append(tuple(per_chunk))
+        after.append(tuple(post))
+    return tuple(sync), tuple(after), gather, gather_bytes
+
+
+def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual: tuple[range, ...],
+            ops: Schedule, b: int, stage_params: np.ndarray) -> tuple[DeviceMemory, ...]:
+    par, model = config.parallelism, hw.model
+    d_, p_, t_ = placement.device.shape
+    out = []
+    for s in range(p_):
+        chunks = [virtual[u] for u in range(s, len(virtual), p_)]
+        per_chunk = [b * sum(layer_activation_bytes(model.layers[i], model, t_, par.recompute) for i in r)
+                     for r in chunks]
+        acts = peak_in_flight(ops[s], per_chunk)
+        if par.recompute:
+            acts += b * recompute_working_bytes([model.layers[i] for r in chunks for i in r], model, t_)
+        states = model_state_bytes(stage_params[s], par.zero, d_)
+        out.append(DeviceMemory(int(placement.device[0, s, 0]), s, float(stage_params[s]), states, acts,
+                                peak_in_flight(ops[s])))
+    return tuple(out)
+
+
+def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config: Config) -> None:
+    worst = max(memory, key=lambda m: m.total)
+    par = config.parallelism
+    what = f"{hw.model.name} ({par.schedule}, {par.microbatches} microbatches, ZeRO-{par.zero})"
+    hint = "" if par.recompute else "; try parallelism.recompute: true, more stages, ZeRO or fewer microbatches"
+    check_fits(worst, hw.device, "parallelism", what, hint)
+
+
+def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check: bool = True) -> ParallelPlan:
+    """Elaborate the job; ``ConfigError`` for anything that cannot run (including a model that does not fit)."""
+    model = hw.model
+    sizes, b, v, ops = _sizes_and_schedule(config, network, model)
+    placement = place(sizes, config.parallelism.order, hw.graph)
+    t_, p_ = sizes.tensor, sizes.pipeline
+    split = [split_layer(la, t_) for la in model.layers]
+    fwd, bwd = _compute(config, hw, split, b)
+    virtual = balance(fwd + bwd, p_ * v)
+    compute_f = np.array([fwd[list(r)].sum() for r in virtual])
+    compute_b = np.array([bwd[list(r)].sum() for r in virtual])
+    tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b,
+                                                                config.parallelism.recompute)
+    send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
+    params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
+    chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
+    algorithm = config.communication.algorithm
+    if algorithm == "auto":
+        group = placement.data_group(0, 0)
+        algorithm, _ = best_algorithm(network, len(group), [int(chunk_params.sum() / p_ * model.bytes_per_param)],
+                                      placement=group, devices_per_node=placement.devices_per_node_in(group))
+    sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, chunk_params,
+                                                       model.bytes_per_param)
+    zero_shards = sizes.data if config.parallelism.zero else 1
+    optimizer = np.array([compute.step_time(Model("stage", tuple(split[i] for u in range(s, p_ * v, p_)
+                                                                  for i in virtual[u])), hw.device)
+                          for s in range(p_)]) / zero_shards
+    memory = _memory(config, hw, placement, virtual, ops, b, chunk_params.sum(axis=1))
+    if check:
+        _check_memory(memory, hw, config)
+    return ParallelPlan(sizes, placement, config.parallelism.microbatches, b, v, config.parallelism.schedule, ops,
+                        virtual, compute_f, compute_b, tensor_f, tensor_b, tensor_bytes, gather, gather_bytes,
+                        send_f, send_b, send_bytes, sync, after, optimizer, memory, algorithm, per_block)
+
+
+def stage_rows(plan: ParallelPlan, model: Model) -> list[dict]:
+    """One row per virtual stage: its layers, where replica 0 runs it, its prices and its stage's memory."""
+    p_ = plan.sizes.pipeline
+    rows = []
+    for u, layers in enumerate(plan.virtual):
+        s = u % p_
+        mem = plan.memory[s]
+        first, last = model.layers[layers[0]].name, model.layers[layers[-1]].name
+        rows.append({"stage": s, "chunk": u // p_, "layers": first if first == last else f"{first}..{last}",
+                     "n_layers": len(layers), "devices": plan.placement.tensor_group(0, s).tolist(),
+                     "forward_s": float(plan.compute_f[u] + plan.tensor_f[0, u]),
+                     "backward_s": float(plan.compute_b[u] + plan.tensor_b[0, u]),
+                     "params_per_device": mem.params, "memory_bytes": float(mem.total),
+                     "in_flight": mem.in_flight})
+    return rows
+
+
+def explain(config: Config) -> dict:
+    """What ``trainsim run --explain-placement`` shows: the mapping, the groups and the stages (nothing simulated)."""
+    hw = resolve_hardware(config)
+    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=getattr(hw, "profile", None))
+    plan = build_plan(config, hw, network, check=False)
+    return {**plan.placement.describe(), "model": hw.model.name, "device": hw.device.name,
+            "memory_capacity_bytes": hw.device.memory_bytes, "stages": stage_rows(plan, hw.model)}
