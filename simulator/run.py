@@ -37,13 +37,14 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     cluster.run(progress)
     hw = cluster.hardware
     single = cluster.plan.total_s
+    network_model = "profile" if hw.profile is not None else config.network.model
     summary = summarize(
         sorted(cluster.records, key=lambda r: (r.iteration, r.rank)),
         name=config.name, workers=hw.workers, iterations=config.training.iterations,
         warmup=config.training.warmup, batch_per_worker=config.workload.batch_per_device,
         single_worker_compute_s=single, communication_s=cluster.comm.busy_per_iteration(),
         algorithm=hw.algorithm,
-        extra={"model": hw.model.name, "device": hw.device.name, "network_model": config.network.model,
+        extra={"model": hw.model.name, "device": hw.device.name, "network_model": network_model,
                "gradient_bytes": int(hw.model.gradient_bytes),
                "buckets": len(cluster.comm.bucket_bytes),
                "bytes_sent_per_iteration": float(np.mean(cluster.comm.bytes_sent)),

@@ -336,12 +336,13 @@ def simulate_pipeline(config: Config, progress: Callable[[int], None] | None = N
     workers = D * P
     comm = (stats.tensor + stats.gathers + stats.sends) / workers + stats.stream / P
     worst = max(plan.memory, key=lambda m: m.total)
+    network_model = "profile" if hw.profile is not None else config.network.model
     summary = summarize(
         records, name=config.name, workers=D * P * T, iterations=config.training.iterations, warmup=warmup,
         batch_per_worker=batch / (T * P),
         single_worker_compute_s=compute.iteration_compute_time(hw.model, hw.device, batch) / (T * P),
         communication_s=comm, algorithm=plan.algorithm,
-        extra={"model": hw.model.name, "device": hw.device.name, "network_model": config.network.model,
+        extra={"model": hw.model.name, "device": hw.device.name, "network_model": network_model,
                "data_parallel": D, "tensor_parallel": T, "pipeline_parallel": P,
                "microbatches": plan.microbatches, "microbatch_size": plan.microbatch_size,
                "schedule": plan.schedule_name, "chunks": plan.chunks, "zero": config.parallelism.zero,

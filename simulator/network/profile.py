@@ -140,14 +140,14 @@ class HardwareProfile(_Strict):
         for r in data["regimes"]:
             if not r.get("fixed"):
                 r.pop("fixed", None)
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as YAML (atomically: a temporary file renamed into place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_yaml())
+        tmp.write_text(self.to_yaml(), encoding="utf-8")
         tmp.replace(path)
         return path
 
@@ -162,12 +162,12 @@ def load_profile(path: str | Path) -> HardwareProfile:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile file (expected a profile.yaml from `trainsim calibrate`)") \
             from None
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read ({e.strerror})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -1,0 +1,162 @@
+"""Compare: what a profile predicts against what was measured, point by point.
+
+The prediction is the simulator's own: ``HardwareProfile.schedule_time`` — α, β, γ of the
+regime serving the message size, times the schedule's steps, bytes moved and bytes reduced
+(exactly what ``trainsim run`` uses with ``cluster.profile``). Error is signed,
+``(predicted - measured) / measured`` in per cent, against the *median* of the repetitions.
+
+A point is *held out* when it was not among those the profile was fitted on (the profile's
+``fit`` section lists the fitted algorithms, rank counts and sizes). MAPE — the mean of
+``|error|`` — is reported on held-out points only, never on fitted ones, overall and for
+sizes ≥ 64 KiB, per algorithm and rank count. MPI reference points (``source: mpi``) are
+never fitted; each is compared with the fastest algorithm the profile predicts (what
+``algorithm: auto`` would pick), and reported separately.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.collectives import bus_factor
+from simulator.network.profile import HardwareProfile, load_profile
+
+from .calibrate import features
+from .records import MPI, Measurements, Point, read_measurements
+
+__all__ = ["LARGE_BYTES", "Comparison", "compare", "predict"]
+
+LARGE_BYTES = 64 * 1024  # "large" messages: the accuracy target is stated for sizes >= 64 KiB
+COLUMNS = ("source", "device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repeats",
+           "measured_s", "measured_p10_s", "measured_p90_s", "predicted_s", "error_pct", "held_out", "regime",
+           "predicted_algorithm", "measured_busbw_GBps", "predicted_busbw_GBps")
+
+
+def predict(profile: HardwareProfile, algorithm: str, ranks: int, size_bytes: int,
+            collective: str = "allreduce") -> float:
+    """Seconds the profile predicts for one collective (the simulator's cost with this profile)."""
+    return profile.regime(size_bytes, algorithm, ranks).cost(*features(algorithm, ranks, size_bytes, collective))
+
+
+def _regime_index(profile: HardwareProfile, p: Point, algorithm: str) -> int:
+    return profile.regimes.index(profile.regime(p.size_bytes, algorithm, p.ranks))
+
+
+def is_fitted(profile: HardwareProfile, p: Point) -> bool:
+    """Was ``p`` among the points the profile was fitted on? (False when the profile does not say.)"""
+    fit = profile.fit
+    return (p.source != MPI and p.device == profile.device and p.dtype == (profile.dtype or p.dtype)
+            and p.algorithm in fit.get("algorithms", ()) and p.ranks in fit.get("ranks", ())
+            and p.size_bytes in fit.get("sizes_bytes", ()))
+
+
+def _busbw(collective: str, ranks: int, size_bytes: int, seconds: float) -> float | None:
+    try:
+        return size_bytes / seconds * bus_factor(collective, ranks) / 1e9
+    except ValueError:
+        return None
+
+
+def _row(profile: HardwareProfile, p: Point, algorithms: Sequence[str]) -> dict[str, Any]:
+    if p.source == MPI:  # MPI picks its own algorithm: compare with the fastest we predict
+        guesses = {a: predict(profile, a, p.ranks, p.size_bytes, p.collective) for a in algorithms}
+        algorithm = min(guesses, key=guesses.__getitem__)
+        predicted = guesses[algorithm]
+    else:
+        algorithm = p.algorithm
+        predicted = predict(profile, algorithm, p.ranks, p.size_bytes, p.collective)
+    return {
+        "source": p.source, "device": p.device, "algorithm": p.algorithm, "collective": p.collective,
+        "ranks": p.ranks, "size_bytes": p.size_bytes, "dtype": p.dtype, "repeats": p.repeats,
+        "measured_s": p.seconds, "measured_p10_s": p.p10_s, "measured_p90_s": p.p90_s,
+        "predicted_s": predicted, "error_pct": 100.0 * (predicted - p.seconds) / p.seconds,
+        "held_out": not is_fitted(profile, p), "regime": _regime_index(profile, p, algorithm),
+        "predicted_algorithm": algorithm,
+        "measured_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, p.seconds),
+        "predicted_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, predicted),
+    }
+
+
+def mape(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Mean absolute percentage error of ``rows`` (None when there are none)."""
+    if not rows:
+        return None
+    return float(np.mean([abs(r["error_pct"]) for r in rows]))
+
+
+def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    kern = [r for r in rows if r["source"] != MPI]
+    held = [r for r in kern if r["held_out"]]
+    large = [r for r in held if r["size_bytes"] >= LARGE_BYTES]
+    groups = []
+    for alg, ranks in sorted({(r["algorithm"], r["ranks"]) for r in kern}):
+        g = [r for r in held if (r["algorithm"], r["ranks"]) == (alg, ranks)]
+        g_large = [r for r in g if r["size_bytes"] >= LARGE_BYTES]
+        groups.append({"algorithm": alg, "ranks": ranks, "held_out_points": len(g),
+                       "mape_held_out_pct": mape(g), "mape_held_out_ge_64KiB_pct": mape(g_large)})
+    out: dict[str, Any] = {
+        "profile": profile.name, "device": profile.device, "regimes": len(profile.regimes),
+        "points": len(kern), "held_out_points": len(held), "held_out_points_ge_64KiB": len(large),
+        "mape_held_out_pct": mape(held), "mape_held_out_ge_64KiB_pct": mape(large),
+        "max_abs_error_held_out_pct": max((abs(r["error_pct"]) for r in held), default=None),
+        "by_group": groups,
+    }
+    ref = [r for r in rows if r["source"] == MPI]
+    if ref:
+        out["reference_mpi"] = {"points": len(ref), "mape_pct": mape(ref),
+                                "mape_ge_64KiB_pct": mape([r for r in ref if r["size_bytes"] >= LARGE_BYTES])}
+    return out
+
+
+@dataclass
+class Comparison:
+    """Per-point rows (``comparison.csv``) and the summary with held-out MAPE."""
+
+    profile: HardwareProfile
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def write(self, folder: str | Path, *, plot: bool = True) -> list[Path]:
+        """Write ``comparison.csv`` (and ``predicted_vs_measured.png``) into ``folder``; returns the paths."""
+        folder = Path(folder)
+        csv_path = folder / "comparison.csv"
+        with csv_path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, COLUMNS)
+            w.writeheader()
+            w.writerows(self.rows)
+        paths = [csv_path]
+        if plot:
+            from .plots import predicted_vs_measured  # matplotlib only when asked
+
+            paths.append(predicted_vs_measured(self, folder / "predicted_vs_measured.png"))
+        return paths
+
+
+def compare(profile: HardwareProfile | str | Path, measurements: Measurements | str | Path,
+            *, reference: Measurements | str | Path | None = None) -> Comparison:
+    """Predicted vs measured for every point of ``measurements`` (and of an MPI ``reference``).
+
+    Parameters
+    ----------
+    profile : a ``HardwareProfile`` or the path of a ``profile.yaml``.
+    measurements : a ``Measurements`` or the path of a ``measurements.csv``.
+    reference : MPI reference measurements (``source: mpi`` rows), compared but never fitted.
+    """
+    if not isinstance(profile, HardwareProfile):
+        profile = load_profile(profile)
+    if not isinstance(measurements, Measurements):
+        measurements = read_measurements(measurements)
+    points = measurements.points()
+    if reference is not None:
+        if not isinstance(reference, Measurements):
+            reference = read_measurements(reference)
+        points += reference.points()
+    algorithms = profile.fit.get("algorithms") or sorted({p.algorithm for p in points if p.source != MPI})
+    algorithms = algorithms or ["ring"]
+    rows = [_row(profile, p, algorithms) for p in points]
+    return Comparison(profile, rows, _summary(profile, rows))

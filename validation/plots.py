@@ -1,0 +1,85 @@
+"""``predicted_vs_measured.png``: log-log time vs size, measured as points, prediction as lines.
+
+One panel per algorithm (and one for the MPI reference), one colour per rank count. Filled
+markers were fitted, hollow ones held out; bars span the 10th-90th percentile of the
+repetitions; dotted verticals mark the profile's regime boundaries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .records import MPI
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+
+__all__ = ["predicted_vs_measured"]
+
+
+def _line(comparison: Comparison, algorithm: str, ranks: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    from .compare import predict
+
+    sizes = np.unique(np.geomspace(lo, hi, 96).round().astype(int))
+    profile, collective = comparison.profile, comparison.profile.collective
+    if algorithm == MPI:
+        algs = comparison.profile.fit.get("algorithms") or ["ring"]
+        t = [min(predict(profile, a, ranks, int(s), collective) for a in algs) for s in sizes]
+    else:
+        t = [predict(profile, algorithm, ranks, int(s), collective) for s in sizes]
+    return sizes, np.asarray(t)
+
+
+def predicted_vs_measured(comparison: Comparison, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = comparison.rows
+    panels = sorted({r["algorithm"] for r in rows}, key=lambda a: (a == MPI, a))
+    ranks_all = sorted({r["ranks"] for r in rows})
+    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(ranks_all)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, sharey=True)
+    for ax, alg in zip(axes[0], panels, strict=True):
+        for ranks in ranks_all:
+            pts = sorted((r for r in rows if r["algorithm"] == alg and r["ranks"] == ranks),
+                         key=lambda r: r["size_bytes"])
+            if not pts:
+                continue
+            c = colours[ranks]
+            sizes, t = _line(comparison, alg, ranks, pts[0]["size_bytes"], pts[-1]["size_bytes"])
+            ax.plot(sizes, t, "-", color=c, lw=1.4, label=f"p={ranks} predicted")
+            for held in (False, True):
+                sel = [r for r in pts if r["held_out"] == held]
+                if not sel:
+                    continue
+                x = np.array([r["size_bytes"] for r in sel])
+                y = np.array([r["measured_s"] for r in sel])
+                err = np.array([[r["measured_s"] - r["measured_p10_s"] for r in sel],
+                                [r["measured_p90_s"] - r["measured_s"] for r in sel]])
+                ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", ms=5, color=c, capsize=2,
+                            mfc="white" if held else c,
+                            label=f"p={ranks} measured ({'held out' if held else 'fitted'})")
+        bounds = {r.max_bytes for p in ranks_all for r in comparison.profile.group(alg, p)[:-1]} - {None}
+        for bound in sorted(bounds):
+            ax.axvline(bound, color="0.5", ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("message size per rank (bytes)")
+        ax.set_title(f"{alg} {comparison.profile.collective}" if alg != MPI else "MPI_Allreduce (reference)")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("time (s)")
+    s = comparison.summary
+    mape = s.get("mape_held_out_ge_64KiB_pct")
+    note = f"held-out MAPE (>= 64 KiB): {mape:.1f} %" if mape is not None else "no held-out points >= 64 KiB"
+    fig.suptitle(f"{comparison.profile.name} ({comparison.profile.device}) - {note}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

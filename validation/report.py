@@ -1,0 +1,76 @@
+"""Terminal-sized views of a comparison and a profile (plain data; ``simulator.cli`` prints them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.network.profile import HardwareProfile
+
+from .compare import Comparison
+
+__all__ = ["comparison_rows", "mape_rows", "regime_rows"]
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if n == int(n) else f"{n:.3g} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def human_seconds(t: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.4g} {unit}"
+    return f"{t * 1e9:.4g} ns"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} %"
+
+
+def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
+    """One row per point: algorithm, ranks, size, measured, predicted, error, fitted/held out."""
+    return [{"algorithm": r["algorithm"] if r["source"] != "mpi" else f"mpi (vs {r['predicted_algorithm']})",
+             "ranks": r["ranks"], "size": human_bytes(r["size_bytes"]),
+             "measured": human_seconds(r["measured_s"]), "predicted": human_seconds(r["predicted_s"]),
+             "error": f"{r['error_pct']:+.1f} %", "point": "held out" if r["held_out"] else "fitted",
+             "busbw GB/s": f"{r['measured_busbw_GBps']:.3g}" if r["measured_busbw_GBps"] is not None else "",
+             } for r in c.rows]
+
+
+def mape_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Held-out MAPE overall and per (algorithm, ranks); the MPI reference last."""
+    rows = [{"points": "all held out", "n": summary["held_out_points"],
+             "MAPE": _pct(summary["mape_held_out_pct"]),
+             "MAPE >= 64 KiB": _pct(summary["mape_held_out_ge_64KiB_pct"])}]
+    rows += [{"points": f"{g['algorithm']} p={g['ranks']}", "n": g["held_out_points"],
+              "MAPE": _pct(g["mape_held_out_pct"]), "MAPE >= 64 KiB": _pct(g["mape_held_out_ge_64KiB_pct"])}
+             for g in summary["by_group"]]
+    ref = summary.get("reference_mpi")
+    if ref:
+        rows.append({"points": "MPI_Allreduce reference", "n": ref["points"], "MAPE": _pct(ref["mape_pct"]),
+                     "MAPE >= 64 KiB": _pct(ref["mape_ge_64KiB_pct"])})
+    return rows
+
+
+def _coef(value: float, stderr: float | None, scale: float) -> str:
+    return f"{value * scale:.4g}" + (f" ± {stderr * scale:.2g}" if stderr is not None else " (fixed)")
+
+
+def regime_rows(profile: HardwareProfile) -> list[dict[str, Any]]:
+    """One row per regime: size range, α (us), β (as GB/s and ns/B), γ (ns/B)."""
+    rows = []
+    for r in profile.regimes:
+        hi = "inf" if r.max_bytes is None else human_bytes(r.max_bytes)
+        rows.append({"algorithm": r.algorithm or "any", "ranks": r.ranks or "any",
+                     "sizes": f"[{human_bytes(r.min_bytes)}, {hi})",
+                     "alpha us": _coef(r.alpha_s, r.alpha_stderr_s, 1e6),
+                     "beta ns/B": _coef(r.beta_s_per_byte, r.beta_stderr_s_per_byte, 1e9),
+                     "1/beta GB/s": f"{1e-9 / r.beta_s_per_byte:.3g}" if r.beta_s_per_byte > 0 else "inf",
+                     "gamma ns/B": _coef(r.gamma_s_per_byte, r.gamma_stderr_s_per_byte, 1e9),
+                     "fitted sizes": "" if r.fitted_range_bytes is None else
+                     f"{human_bytes(r.fitted_range_bytes[0])}..{human_bytes(r.fitted_range_bytes[1])}",
+                     "points": r.points, "fixed": ", ".join(r.fixed) or "-"})
+    return rows
