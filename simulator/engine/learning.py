@@ -87,7 +87,6 @@ class UpdateLog:
         self._worst = np.zeros(workers, dtype=np.int64)
         self.staleness: list[int] = []
         self.clock_staleness: list[int] = []
-        self.shards = shards
 
     def read(self, rank: int, versions: np.ndarray, clock: int) -> np.ndarray | None:
         self.read_versions[rank] = versions
