@@ -32,10 +32,14 @@ __all__ = [
     "BACKWARD_FACTOR",
     "OPTIMIZER_BYTES_PER_PARAM",
     "WEIGHT_BYTES",
+    "SERVER_APPLY_BYTES_PER_BYTE",
     "backward_times",
+    "forward_backward_time",
     "forward_time",
     "iteration_compute_time",
     "layer_time",
+    "reduce_time_per_byte",
+    "server_apply_time",
     "step_time",
 ]
 
@@ -48,6 +52,13 @@ BACKWARD_FACTOR = 2.0
 OPTIMIZER_BYTES_PER_PARAM = 16.0
 """Default optimizer traffic per parameter: one fp32 pass over weight, gradient and
 two moments (Adam-like, fused); pass 28 to also count writing back weight and moments."""
+
+SERVER_APPLY_BYTES_PER_BYTE = 3.0
+"""Memory traffic of a parameter server applying one pushed gradient: read the gradient and the
+parameters, write the parameters (3 bytes moved per byte pushed)."""
+
+REDUCE_BYTES_PER_BYTE = 3.0
+"""Memory traffic of reducing a received chunk into a local one: read two operands, write one."""
 
 _PASSES = {"forward": 1.0, "backward": BACKWARD_FACTOR}
 
@@ -101,6 +112,24 @@ def backward_times(model: Model, device: Device, batch: int) -> np.ndarray:
     return np.array([layer_time(layer, device, batch, pass_="backward") for layer in model.layers])
 
 
+def forward_backward_time(model: Model, device: Device, batch: int) -> float:
+    """Forward plus backward pass of the whole model for one batch, seconds (no optimizer step)."""
+    return forward_time(model, device, batch) + float(backward_times(model, device, batch).sum())
+
+
+def server_apply_time(nbytes: float | np.ndarray, device: Device) -> float | np.ndarray:
+    """Seconds a parameter server on ``device`` takes to apply ``nbytes`` of pushed gradient.
+
+    Memory-bound: ``SERVER_APPLY_BYTES_PER_BYTE × nbytes / memory_bandwidth``.
+    """
+    return SERVER_APPLY_BYTES_PER_BYTE * nbytes / device.memory_bandwidth
+
+
+def reduce_time_per_byte(device: Device) -> float:
+    """γ of the α-β-γ model on ``device``: seconds per byte reduced into a local buffer."""
+    return REDUCE_BYTES_PER_BYTE / device.memory_bandwidth
+
+
 def step_time(
     model: Model, device: Device, *, bytes_per_param: float = OPTIMIZER_BYTES_PER_PARAM
 ) -> float:
@@ -124,5 +153,4 @@ def iteration_compute_time(model: Model, device: Device, batch: int) -> float:
     No communication: this is the single-worker time that throughput and
     ``scaling_efficiency`` are measured against.
     """
-    backward = float(backward_times(model, device, batch).sum())
-    return forward_time(model, device, batch) + backward + step_time(model, device)
+    return forward_backward_time(model, device, batch) + step_time(model, device)

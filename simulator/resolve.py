@@ -15,22 +15,15 @@ from typing import Any
 import networkx as nx
 
 import topologies
-from simulator import collectives
+from simulator import collectives, compute
 from simulator.config import Config, ConfigError
 from simulator.config.models import DeviceSpec, FromFile
 from simulator.devices import Device, get_device
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
-from simulator.parallel.memory import DeviceMemory, check_fits, layer_activation_bytes, model_state_bytes
-from simulator.parallel.placement import needs_parallel_engine, parallel_sizes
+from simulator.parallel.placement import model_parallel, parallel_sizes
 from simulator.workloads import Model, get_model, model_from_layers
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
-
-#: bytes per parameter held in device memory for mixed-precision Adam training:
-#: fp16 weights (2) + fp16 gradients (2) + fp32 master weights, momentum, variance (12)
-#: (Rajbhandari et al., ZeRO, SC'20, §3.1).
-MODEL_STATE_BYTES_PER_PARAM = 16
-
 
 @dataclass(frozen=True)
 class ResolvedHardware:
@@ -90,14 +83,6 @@ def resolve_model(config: Config) -> Model:
     return dataclasses.replace(model, bytes_per_param=config.workload.gradient_bytes_per_param)
 
 
-def check_memory(model: Model, device: Device, batch: int) -> None:
-    """Data parallelism alone: the memory model of ``simulator.parallel.memory`` with T = P = 1, no ZeRO."""
-    states = model_state_bytes(model.parameters)
-    activations = batch * sum(layer_activation_bytes(layer, model) for layer in model.layers)
-    need = DeviceMemory(0, None, model.parameters, states, activations, 1)
-    check_fits(need, device, "workload", f"{model.name} with batch {batch}")
-
-
 def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:
     name = config.communication.algorithm
     valid = collectives.algorithms("allreduce")
@@ -125,15 +110,10 @@ def resolve_hardware(config: Config) -> ResolvedHardware:
     graph = build_topology(config)
     n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
     workers = parallel_sizes(config.parallelism, n_devices).data  # data-parallel replicas
-    parallel = needs_parallel_engine(config.parallelism)  # memory and groups: simulator.parallel.plan
-    if parallel and config.communication.pattern != "allreduce":
-        raise ConfigError(f"communication.pattern: {config.communication.pattern} does not combine with "
-                          "tensor/pipeline parallelism, microbatches, ZeRO or recompute; use allreduce")
+    parallel = model_parallel(config.parallelism)  # groups inside a node: simulator.parallel.placement
     device = resolve_device(config.cluster.device)
     model = resolve_model(config)
-    if not parallel:
-        check_memory(model, device, config.workload.batch_per_device)
     info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
     algorithm = resolve_algorithm(config, workers, {"devices_per_node": 1} if parallel else info)
-    gamma = 3.0 / device.memory_bandwidth  # a reduce reads two operands and writes one
+    gamma = compute.reduce_time_per_byte(device)
     return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info, profile)

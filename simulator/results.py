@@ -80,65 +80,68 @@ class Trace:
 def _iteration_ends(records: list[IterationRecord], iterations: int) -> np.ndarray:
     ends = np.zeros(iterations)
     for r in records:
-        ends[r.iteration] = max(ends[r.iteration], r.end_s)
+        if r.iteration < iterations:
+            ends[r.iteration] = max(ends[r.iteration], r.end_s)
     return ends
 
 
-def _rank_durations(records: list[IterationRecord], workers: int, warmup: int) -> np.ndarray:
-    """Each worker's own iteration durations (asynchronous clocks), after warm-up, shape (workers, n)."""
-    ends = [[] for _ in range(workers)]
-    for r in sorted(records, key=lambda r: (r.rank, r.iteration)):
-        ends[r.rank].append(r.end_s)
-    n = min(len(e) for e in ends)
-    table = np.array([e[:n] for e in ends])
-    return np.diff(np.concatenate([np.zeros((workers, 1)), table], axis=1), axis=1)[:, warmup:]
+def _replica_durations(records: list[IterationRecord], replica_of: dict[int, int], warmup: int) -> np.ndarray:
+    """Each replica's own iteration durations (asynchronous clocks), after warm-up, shape (replicas, n)."""
+    ends: dict[int, dict[int, float]] = {}
+    for r in records:
+        mine = ends.setdefault(replica_of[r.rank], {})
+        mine[r.iteration] = max(mine.get(r.iteration, 0.0), r.end_s)
+    rows = [[e[i] for i in sorted(e)] for _, e in sorted(ends.items())]
+    n = min(len(row) for row in rows)
+    table = np.array([row[:n] for row in rows])
+    return np.diff(np.concatenate([np.zeros((len(rows), 1)), table], axis=1), axis=1)[:, warmup:]
 
 
-def summarize(records: list[IterationRecord], *, name: str, workers: int, iterations: int,
-              warmup: int, batch_per_worker: int, single_worker_compute_s: float,
-              communication_s: np.ndarray, algorithm: str, extra: dict[str, Any] | None = None,
-              step_ends: np.ndarray | None = None, per_worker_clock: bool = False,
-              contributors: int | None = None) -> dict[str, Any]:
-    """The contract of ``summary.json`` (DESIGN.md): always these keys, SI units.
+def summarize(records: list[IterationRecord], *, name: str, devices: int, iterations: int, warmup: int,
+              samples_per_step: int, samples_per_replica: int, single_device_s: float,
+              communication_s: np.ndarray, algorithm: str, step_ends: np.ndarray | None = None,
+              per_worker_clock: bool = False, replica_of_record: dict[int, int] | None = None) -> dict[str, Any]:
+    """The keys every run has (DESIGN.md; each defined in docs/config.md), SI units.
 
-    ``communication_s[i]`` is the time the gradient collectives were busy in iteration i.
-    Synchronous runs time an iteration from one global step's end to the next (``step_ends``
-    when the protocol records them, else the last worker's end); ``per_worker_clock`` runs
-    (ASP, SSP) time each worker's own iterations. ``contributors`` (default ``workers``) is how
-    many workers' samples one step uses (fewer with backup workers).
+    Iteration time. A synchronous run (allreduce, BSP, SSP) has global steps: step i ends
+    when its last update is applied (``step_ends``: the protocol's record of when the last
+    counted push of step i was applied; without one, when the last rank finishes iteration i,
+    optimizer included); an iteration's time is the gap between consecutive step ends. An
+    asynchronous run (ASP) has no global step: each replica's own iterations are timed.
+    ``throughput_samples_per_s`` is ``samples_per_step`` over the mean step (ASP: the sum
+    over replicas of their own rates); ``scaling_efficiency`` is that throughput over
+    ``devices`` times one device's throughput training the whole model alone on one
+    replica's batch (``single_device_s``: forward, backward and optimizer step of
+    ``samples_per_replica`` samples, no communication).
     """
-    contributors = contributors or workers
     if per_worker_clock:
-        per_rank = _rank_durations(records, workers, warmup)
-        durations = per_rank.ravel()
-        throughput = float(np.sum(batch_per_worker / per_rank.mean(axis=1)))
+        per_replica = _replica_durations(records, replica_of_record or {}, warmup)
+        durations = per_replica.ravel()
+        throughput = float(np.sum(samples_per_replica / per_replica.mean(axis=1)))
         span = float(max(r.end_s for r in records))
     else:
         ends = step_ends if step_ends is not None else _iteration_ends(records, iterations)
         durations = np.diff(np.concatenate([[0.0], ends]))[warmup:]
-        throughput = contributors * batch_per_worker / float(durations.mean())
+        throughput = samples_per_step / float(durations.mean())
         span = float(ends[-1])
-    measured = [r for r in records if r.iteration >= warmup]
-    mean_t = float(durations.mean())
-    summary = {
+    measured = [r for r in records if r.iteration >= warmup] or records
+    return {
         "name": name,
-        "workers": workers,
+        "workers": devices,
         "iterations": iterations,
         "warmup": warmup,
         "algorithm": algorithm,
-        "iteration_time_s": mean_t,
+        "iteration_time_s": float(durations.mean()),
         "iteration_time_p50_s": float(np.percentile(durations, 50)),
         "iteration_time_p99_s": float(np.percentile(durations, 99)),
         "throughput_samples_per_s": throughput,
-        "scaling_efficiency": throughput * single_worker_compute_s / (workers * batch_per_worker),
+        "scaling_efficiency": throughput * single_device_s / (devices * samples_per_replica),
         "compute_s": float(np.mean([r.compute_s for r in measured])),
         "communication_s": float(np.mean(communication_s[warmup:])),
         "exposed_communication_s": float(np.mean([r.comm_exposed_s for r in measured])),
         "wait_s": float(np.mean([r.wait_s for r in measured])),
         "simulated_time_s": span,
     }
-    summary.update(extra or {})
-    return summary
 
 
 @dataclass

@@ -1,12 +1,16 @@
-"""SimPy processes: workers, the gradient communicator, and the training protocol.
+"""SimPy only: one training engine — a job elaborated once, one process per rank, components it talks to.
 
-Components own their state and expose short generator methods named for what
-they model (``Worker.train``, ``Communicator.serve``); ``build_cluster`` creates
-and wires everything before time zero, then ``run`` starts the processes.
-Durations come from ``simulator.compute`` (compute) and ``simulator.network``
-(communication), never from literals here.
+``build_job`` (``job.py``) is the only dispatcher: it elaborates the parallel plan
+(data parallelism is T = P = 1), and wires a :class:`~.rank.Rank` process per
+(replica, stage) to its synchronisation component — ``allreduce.py`` (a gradient
+stream per stage) or ``parameter_server.py`` (sharded servers, with the BSP / SSP /
+ASP / backup-worker policies of ``protocols.py``) — all built on the one
+:class:`~.quorum.Quorum` primitive; ``pipeline.py`` carries activations between
+stages, ``stragglers.py`` slows ranks down, ``learning.py`` trains the convergence
+problem. Durations come from ``simulator.compute`` and ``simulator.network`` (through
+the plan), never from literals here: the engine decides *when*, not *how long*.
 """
 
-from .cluster import Cluster, build_cluster
+from .job import Job, build_job
 
-__all__ = ["Cluster", "build_cluster"]
+__all__ = ["Job", "build_job"]

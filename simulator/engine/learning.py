@@ -8,9 +8,9 @@ over the whole data set is evaluated every ``eval_every`` iterations' worth of
 gradients and at the end.
 
 ``UpdateLog`` records, for every parameter-server push, its staleness: the
-updates its shards received between the worker's pull and the push being
-applied (max over shards), and its clock staleness (the worker's clock minus the
-slowest worker's clock when it read; ≤ s under SSP).
+updates its shards received between the replica's pull of that shard and the push
+being applied there (max over shards), and its clock staleness (the replica's clock
+minus the slowest replica's clock when it read; ≤ s under SSP, 0 under BSP).
 """
 
 from __future__ import annotations
@@ -77,43 +77,67 @@ class Learner:
 
 
 class UpdateLog:
-    """Staleness of every applied push, and (with a learner) the gradients behind them."""
+    """Staleness of every applied parameter-server push, and (with a learner) the gradients behind them.
 
-    def __init__(self, workers: int, shards: int, protocol, learner: Learner | None):
+    Keyed by (replica, clock): a replica's stages may already read clock c + 1 while
+    another stage's units of clock c are still being applied.
+    """
+
+    def __init__(self, protocol, learner: Learner | None):
         self.protocol, self.learner = protocol, learner
-        self.read_versions = np.zeros((workers, shards), dtype=np.int64)
-        self.read_slowest = np.zeros(workers, dtype=np.int64)
-        self.grads: list[np.ndarray | None] = [None] * workers
-        self._worst = np.zeros(workers, dtype=np.int64)
+        self._read_versions: dict[tuple[int, int], np.ndarray] = {}
+        self._read_slowest: dict[tuple[int, int], int] = {}
+        self._params: dict[tuple[int, int], np.ndarray] = {}
+        self._grads: dict[tuple[int, int], np.ndarray] = {}
+        self._worst: dict[tuple[int, int], int] = {}
         self.staleness: list[int] = []
         self.clock_staleness: list[int] = []
 
-    def read(self, rank: int, versions: np.ndarray, clock: int) -> np.ndarray | None:
-        self.read_versions[rank] = versions
-        self.read_slowest[rank] = int(self.protocol.applied_clock.min())
-        return self.learner.read() if self.learner is not None else None
+    def read(self, replica: int, clock: int, versions: np.ndarray) -> None:
+        """The replica reads the parameters for ``clock`` now (its first stage starts pulling)."""
+        key = (replica, clock)
+        self._read_versions[key] = versions
+        self._read_slowest[key] = int(self.protocol.applied_clock.min())
+        if self.learner is not None:
+            self._params[key] = self.learner.read()
 
-    def pushed(self, rank: int, grad: np.ndarray | None) -> None:
-        self.grads[rank] = grad
+    def queued(self, replica: int, clock: int, shard: int, version_before: int) -> None:
+        """The push completes at ``shard`` at version ``version_before`` (the updates queued ahead of it)."""
+        key = (replica, clock)
+        stale = version_before - int(self._read_versions[key][shard])
+        self._worst[key] = max(self._worst.get(key, 0), stale)
 
-    def queued(self, rank: int, versions_before: np.ndarray) -> None:
-        """``rank``'s push is queued; each shard will apply it at version ``versions_before[j]``."""
-        self._worst[rank] = int((versions_before - self.read_versions[rank]).max())
+    def apply_shard(self, replica: int, clock: int, shard: int) -> None:
+        """Shard ``shard`` applies the replica's gradient now: the learner's parameters change there."""
+        key = (replica, clock)
+        grad = self._grads.get(key)
+        if grad is None:
+            grad = self._grads[key] = self.learner.gradient(self._params[key], replica, clock)
+        self.learner.apply_shard(shard, grad, 1.0 / self.protocol.contributors)
 
-    def shard_applied(self, shard: int, rank: int, tag: int) -> None:
-        """Shard ``shard`` applies ``rank``'s push now: the learner's parameters change there."""
-        self.learner.apply_shard(shard, self.grads[rank], 1.0 / self.protocol.contributors)
-
-    def completed(self, rank: int) -> None:
-        """``rank``'s push is applied on every shard (and the protocol has been told)."""
-        self.grads[rank] = None
-        if self.protocol.asynchronous:
-            self.staleness.append(int(self._worst[rank]))
-            self.clock_staleness.append(int(self.protocol.applied_clock[rank] - 1 - self.read_slowest[rank]))
+    def completed(self, replica: int, clock: int, applied: bool, synchronous: bool) -> None:
+        """Every unit of the replica's push has been applied or dropped (``applied``: some were applied)."""
+        key = (replica, clock)
+        self._read_versions.pop(key, None)
+        self._params.pop(key, None)
+        self._grads.pop(key, None)
+        worst = self._worst.pop(key, 0)
+        slowest = self._read_slowest.pop(key, 0)
+        if not applied:
+            return
+        self.staleness.append(int(worst))
+        self.clock_staleness.append(int(self.protocol.applied_clock[replica] - 1 - slowest))
         if self.learner is not None:
             # asynchronous: every push is an update; synchronous: a step of `contributors` pushes is one
-            updates = 1 if self.protocol.asynchronous else self.protocol.steps_done - self.learner.updates
+            updates = self.protocol.steps_done - self.learner.updates if synchronous else 1
             self.learner.counted(updates=updates, gradients=1)
 
-    def dropped(self, rank: int) -> None:
-        self.grads[rank] = None
+    def summary(self) -> dict[str, float | int]:
+        s = np.array(self.staleness or [0])
+        c = np.array(self.clock_staleness or [0])
+        return {"staleness_mean": float(s.mean()), "staleness_max": int(s.max()),
+                "clock_staleness_max": int(c.max())}
+
+    def tables(self) -> dict[str, list[dict[str, int]]]:
+        return {"staleness": [{"update": i, "staleness": s, "clock_staleness": c}
+                              for i, (s, c) in enumerate(zip(self.staleness, self.clock_staleness, strict=True))]}

@@ -1,103 +1,424 @@
-"""Parameter servers: k shards on topology devices, each a FIFO queue that applies pushed gradients.
+"""Parameter servers: k shards on topology devices, FIFO apply queues, and the traffic of push and pull.
 
-A push or a pull is one flow per shard between the worker's device and the
-shard's server device, carried by the asynchronous flow model
-(``simulator.network.dynamic``), so the link into a server is shared by every
-worker pushing to it at that moment. Applying one push to a shard costs
-``apply_s[j]`` seconds of the server's time (read the gradient and the
-parameters, write the parameters: 3 × shard bytes at the server's memory
-bandwidth); pushes queue at each shard in arrival order.
+Placement: ``dedicated`` servers take the first k devices no rank uses (device ranks
+after the workers, as ``collectives.schedule("sharded", collective="ps_push")``
+numbers them); ``colocated`` servers share the devices of workers 0, n/k, 2n/k, …
+(their own shard then never crosses the network). Which bytes of which layer each
+server holds is :func:`simulator.collectives.shard_layout` (``even`` or ``layer``).
 
-Versions count the updates each shard has applied; a worker's pull records the
-versions it read. Queues are FIFO, so a push queued behind q others at a shard is
-applied when that shard's version is q: its staleness (updates the shard received
-between the pull and the push) is known when it is queued, without an event per
-shard. Per-shard events are scheduled only when something must happen at that
-moment (the convergence problem's parameters change).
+Traffic is built from the ``ps_push`` / ``ps_pull`` schedules, one per gradient part
+and one per stage, with each shard's bytes given (``shard_bytes``); a schedule rank
+is mapped to a device (the stage's T tensor devices, then the k servers) and its
+transfers become flows of the asynchronous fluid model (``simulator.network.dynamic``),
+so the link into a server is shared by every worker pushing to it at that moment,
+and carries pulls the other way at the same time.
+
+With ``communication.overlap`` (the default), a stage pushes each gradient part as
+soon as its last backward produces it, and pulls its shards one after another in the
+order its forward needs them, so each layer waits only for the shard that holds it
+(MXNet KVStore, BytePS, P3's priority order). Without it, a stage pulls every shard
+at once before its forward and pushes every part together after its backward.
+
+Each arriving unit is applied at every shard it touches, FIFO in arrival order, for
+``compute.server_apply_time`` of its bytes on the server's device. Versions count the
+replica pushes each shard has completed; a push queued behind q others completes at
+version q, so staleness is known when it is queued, without an event per shard (per
+shard events are scheduled only when the convergence problem's parameters change).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
 
+from simulator import collectives, compute
+from simulator.collectives.parameter_server import shard_layout
+from simulator.config import Config, ConfigError
+from simulator.network import Network
 from simulator.network.dynamic import FlowSimulator
+from simulator.parallel.plan import ParallelPlan
+from simulator.resolve import ResolvedHardware
 from simulator.results import Trace
+from simulator.rng import Streams
 
-__all__ = ["ParameterServers"]
+from .learning import Learner, UpdateLog
+from .protocols import BSP, Protocol, make_protocol
+from .quorum import Quorum
+
+__all__ = ["PSSync", "ParameterServers", "build_ps_sync", "integer_split", "server_ranks"]
+
+Process = Generator[simpy.Event, None, None]
+
+
+def server_ranks(used: np.ndarray, k: int, placement: str, n_devices: int, workers: int) -> list[int]:
+    """Device ranks of the k servers (see the module docstring); ``ValueError`` says what does not fit."""
+    used_set = set(used.ravel().tolist())
+    if placement == "colocated":
+        if k > workers:
+            raise ValueError(f"{k} colocated servers need at least {k} workers, got {workers}")
+        ordered = sorted(used_set)
+        return [ordered[j * len(ordered) // k] for j in range(k)]
+    free = [d for d in range(n_devices) if d not in used_set]
+    if len(free) < k:
+        raise ValueError(f"{len(used_set)} workers and {k} dedicated servers need {len(used_set) + k} devices, "
+                         f"but the topology has {n_devices}")
+    return free[:k]
+
+
+def integer_split(values: np.ndarray, total: int) -> tuple[int, ...]:
+    """Whole bytes proportional to ``values`` that sum to ``total`` (largest remainders get the spare bytes)."""
+    values = np.asarray(values, dtype=float)
+    if total == 0 or values.sum() <= 0:
+        return tuple(0 for _ in values)
+    exact = values * (total / values.sum())
+    whole = np.floor(exact).astype(np.int64)
+    spare = int(total - whole.sum())
+    for j in np.argsort(-(exact - whole), kind="stable")[:spare]:
+        whole[j] += 1
+    return tuple(int(b) for b in whole)
 
 
 class ParameterServers:
-    """Parameters
+    """k shards, each a FIFO queue that applies arriving gradient units.
+
+    Parameters
     ----------
     server_ranks : device rank of each shard's server.
-    shard_bytes : bytes of each shard (gradients pushed = parameters pulled).
-    apply_s : seconds to apply one push to each shard.
+    shard_bytes : bytes of each shard (what one replica pushes to it per iteration, all stages).
+    apply_s : callable, bytes → seconds for the server to apply them (``compute.server_apply_time``).
     """
 
-    def __init__(self, env: simpy.Environment, flows: FlowSimulator, server_ranks: list[int],
-                 shard_bytes: np.ndarray, apply_s: np.ndarray, trace: Trace):
-        self.env, self.flows, self.trace = env, flows, trace
+    def __init__(self, env: simpy.Environment, server_ranks: list[int], shard_bytes: np.ndarray,
+                 apply_s: Callable[[np.ndarray], np.ndarray], trace: Trace):
+        self.env, self.trace, self.apply_s = env, trace, apply_s
         self.server_ranks = list(server_ranks)
         self.shard_bytes = np.asarray(shard_bytes, dtype=float)
-        self.apply_s = np.asarray(apply_s, dtype=float)
         k = len(self.server_ranks)
         self.free_at = np.zeros(k)       # when each shard's queue drains
         self.busy_s = np.zeros(k)        # total time each shard spent applying
-        self.queued = np.zeros(k, dtype=np.int64)          # pushes ever queued at each shard
-        self._pending: list[deque[float]] = [deque() for _ in range(k)]  # end times not yet reached
-        # (shard, rank, tag) at the moment a shard applies a push; None: nothing needs that moment
-        self.on_shard_applied: Callable[[int, int, int], None] | None = None
+        self.completed = np.zeros(k, dtype=np.int64)       # replica pushes queued to complete at each shard
+        self._pending: list[deque[float]] = [deque() for _ in range(k)]  # their end times not yet reached
 
     @property
     def k(self) -> int:
         return len(self.server_ranks)
 
-    def pull(self, rank: int) -> simpy.Event:
-        """Parameters from every shard to ``rank``."""
-        return self.flows.transfer(self.server_ranks, [rank] * self.k, self.shard_bytes)
-
-    def push(self, rank: int) -> simpy.Event:
-        """Gradients from ``rank`` to every shard."""
-        return self.flows.transfer([rank] * self.k, self.server_ranks, self.shard_bytes)
-
     def versions(self) -> np.ndarray:
-        """Updates each shard has applied by now."""
+        """Replica pushes each shard has completed by now."""
         now = self.env.now
         for q in self._pending:
             while q and q[0] <= now:
                 q.popleft()
-        return self.queued - np.array([len(q) for q in self._pending])
+        return self.completed - np.array([len(q) for q in self._pending])
 
-    def apply(self, rank: int, tag: int) -> tuple[simpy.Event, np.ndarray]:
-        """Queue ``rank``'s push at every shard.
-
-        Returns an event that fires when the last shard has applied it, and each shard's
-        version just before it does (the updates queued ahead of it).
-        """
+    def apply(self, nbytes: np.ndarray, label: str, traced: bool) -> np.ndarray:
+        """Queue ``nbytes[j]`` at every shard j with bytes; returns each shard's end time (now where none)."""
         now = self.env.now
-        start = np.maximum(now, self.free_at)
-        end = start + self.apply_s
-        self.free_at = end
-        self.busy_s += self.apply_s
-        before = self.queued.copy()
-        self.queued += 1
-        for j in range(self.k):
-            self._pending[j].append(float(end[j]))
-            if self.on_shard_applied is not None:
-                self.env.timeout(end[j] - now).callbacks.append(self._applied_callback(j, rank, tag))
-            if self.trace.traced(rank):
-                self.trace.span(f"apply rank {rank}", f"server {j}", float(start[j]), float(end[j]), tag=tag)
-        return self.env.timeout(float(end.max()) - now), before
+        touched = nbytes > 0
+        seconds = np.where(touched, self.apply_s(nbytes), 0.0)
+        start = np.where(touched, np.maximum(now, self.free_at), now)
+        end = start + seconds
+        self.free_at = np.where(touched, end, self.free_at)
+        self.busy_s += seconds
+        if traced:
+            for j in np.flatnonzero(touched):
+                self.trace.span(label, f"server {j}", float(start[j]), float(end[j]))
+        return end
 
-    def _applied_callback(self, shard: int, rank: int, tag: int) -> Callable[[simpy.Event], None]:
-        def applied(_event: simpy.Event) -> None:
-            self.on_shard_applied(shard, rank, tag)
-        return applied
+    def complete(self, shard: int, end: float) -> int:
+        """A replica push completes at ``shard`` at ``end``; returns the shard's version just before."""
+        before = int(self.completed[shard])
+        self.completed[shard] += 1
+        self._pending[shard].append(end)
+        return before
 
     def utilization(self, span_s: float) -> float:
         """Mean fraction of ``span_s`` the shards spent applying updates."""
         return float(self.busy_s.mean() / span_s) if span_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Traffic:
+    """Flows of one schedule from one stage process: device endpoints and bytes, grouped by shard."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    nbytes: np.ndarray
+    shard: np.ndarray
+    per_shard: np.ndarray         # bytes arriving at (push) or leaving (pull) each shard, all T devices
+
+
+def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int]) -> _Traffic:
+    """The schedule's transfers on devices: schedule ranks 0..T-1 are ``devices``, T.. the servers."""
+    mapping = np.concatenate([np.asarray(devices, dtype=np.int64), np.asarray(servers, dtype=np.int64)])
+    step = sched.steps[0]
+    nbytes = np.asarray(sched.chunk_bytes, dtype=float)[step.chunk]
+    keep = nbytes > 0
+    shard = step.chunk[keep].astype(np.int64)
+    per_shard = np.bincount(shard, weights=nbytes[keep], minlength=len(servers))
+    return _Traffic(mapping[step.src[keep]], mapping[step.dst[keep]], nbytes[keep], shard, per_shard)
+
+
+class PSSync:
+    """The rank processes' view of parameter-server sync: pull before (and during) forward, push parts, apply.
+
+    Units: one per (stage, chunk, part) of a replica — what one stage process (its T devices
+    together) pushes in one transfer.
+    """
+
+    name = "parameter_server"
+    optimizer_on_device = False    # the servers apply the update
+
+    def __init__(self, env: simpy.Environment, plan: ParallelPlan, flows: FlowSimulator,
+                 servers: ParameterServers, layout: np.ndarray, protocol: Protocol, log: UpdateLog,
+                 learner: Learner | None, iterations: int, trace: Trace, forward_order: list[list[int]]):
+        """``layout[i, j]``: bytes of (whole) layer i on shard j; ``forward_order[s]``: stage s's chunks in
+        the order its forward first runs them."""
+        self.env, self.plan, self.flows, self.servers = env, plan, flows, servers
+        self.protocol, self.log, self.learner, self.trace = protocol, log, learner, trace
+        self.iterations = iterations
+        D, P, T = plan.placement.device.shape
+        self.P = P
+        k = servers.k
+        # device share of every layer on every shard: the layout of whole layers x (held / whole)
+        share = layout * (plan.layer_bytes / np.maximum(layout.sum(axis=1), 1e-300))[:, None]
+        self.units: list[tuple[int, int, int]] = []            # (stage, chunk, part)
+        self._push: dict[tuple[int, int, int, int], _Traffic] = {}   # (replica, stage, chunk, part)
+        self._pull: dict[tuple[int, int, int, int], _Traffic] = {}   # (replica, stage, chunk, part)
+        self._waits: dict[int, tuple[tuple[int, tuple[int, int]], ...]] = {}  # u -> (layer position, (chunk, part))
+        self.pull_order: list[list[tuple[int, int]]] = []            # per stage: parts in forward order
+        for s in range(P):
+            self.pull_order.append([])
+            for c in forward_order[s]:
+                u = c * P + s
+                first = {b: min(part.layers) for b, part in enumerate(plan.parts[u])}
+                ordered = sorted(first, key=first.__getitem__)          # the part holding the first layers first
+                self.pull_order[s] += [(c, b) for b in ordered]
+                self._waits[u] = tuple((plan.virtual[u].index(first[b]), (c, b)) for b in ordered)
+            for c in range(plan.chunks):
+                for b, part in enumerate(plan.parts[c * P + s]):
+                    self.units.append((s, c, b))
+                    shards = integer_split(share[list(part.layers)].sum(axis=0), part.bytes)
+                    for kind, table in (("ps_push", self._push), ("ps_pull", self._pull)):
+                        sched = collectives.schedule("sharded", T, part.bytes, collective=kind, servers=k,
+                                                     shard_bytes=shards)
+                        for d in range(D):
+                            table[(d, s, c, b)] = _traffic(sched, plan.placement.tensor_group(d, s),
+                                                           servers.server_ranks)
+        self.units_of_stage = [sum(1 for u in self.units if u[0] == s) for s in range(P)]
+        self.touch = np.zeros(k, dtype=np.int64)          # units of one replica that touch each shard
+        for (s, c, b) in self.units:
+            self.touch += self._push[(0, s, c, b)].per_shard > 0
+        self.stage_done = [Quorum(env, n) for n in self.units_of_stage]   # (replica, clock): stage's units done
+        self.replica_done = Quorum(env, len(self.units))                  # (replica, clock)
+        self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
+        self._shard_dropped: set[tuple[int, int, int]] = set()
+        self._pulled: dict[tuple, simpy.Event] = {}                       # (replica, stage, (chunk, part))
+        self._tag: dict[tuple[int, int], int] = {}                        # (replica, clock) -> tag
+        self._read: set[tuple[int, int]] = set()                          # (replica, clock) read by some stage
+        self._applied_any: set[tuple[int, int]] = set()                   # (replica, clock) with a unit applied
+        self._active = np.zeros((D, P), dtype=np.int64)                   # transfers in flight per process
+        self._since = np.zeros((D, P))
+        self.busy = np.zeros((D, P, iterations))                          # seconds with a transfer in flight
+
+    def start(self) -> None:
+        """Nothing runs on its own: servers act when pushes arrive."""
+
+    # -- what a rank asks ----------------------------------------------------------------------
+    def more(self, replica: int, clock: int) -> bool:
+        return self.protocol.more(replica, clock)
+
+    def tag(self, replica: int, clock: int) -> int:
+        key = (replica, clock)
+        if key not in self._tag:
+            self._tag[key] = self.protocol.tag(replica, clock)
+        return self._tag[key]
+
+    def forward_waits(self, u: int) -> tuple[tuple[int, Any], ...]:
+        return self._waits.get(u, ()) if self.plan.overlap else ()
+
+    def gate(self, rank: Any, clock: int) -> simpy.Event | None:
+        """The protocol's wait before reading (barrier or staleness bound), or ``None``."""
+        return self.protocol.gate(rank.replica, clock)
+
+    def fetch(self, rank: Any, clock: int) -> Process:
+        """Start this stage's pulls: one part at a time in forward order (overlap), else all at once, and wait."""
+        d, s = rank.replica, rank.stage
+        if (d, clock) not in self._read:
+            self._read.add((d, clock))
+            self.log.read(d, clock, self.servers.versions())
+        parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
+        if self.plan.overlap:
+            events = []
+            for key in self.pull_order[s]:
+                self._pulled[(d, s, key)] = ev = self.env.event()
+                events.append(ev)
+            self.env.process(self._pull_in_order(rank, clock, parts, events))
+        else:
+            yield self._transfer(rank, clock, np.concatenate([t.src for t in parts]),
+                                 np.concatenate([t.dst for t in parts]), np.concatenate([t.nbytes for t in parts]),
+                                 "pull")
+
+    def _pull_in_order(self, rank: Any, clock: int, parts: list[_Traffic], events: list[simpy.Event]) -> Process:
+        for (c, b), traffic, ev in zip(self.pull_order[rank.stage], parts, events, strict=True):
+            yield self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"pull {c}.{b}")
+            ev.succeed()
+
+    def param_ready(self, rank: Any, clock: int, key: tuple[int, int]) -> simpy.Event:
+        return self._pulled.pop((rank.replica, rank.stage, key))
+
+    def submit(self, rank: Any, clock: int, chunk: int, part: int) -> None:
+        """Push one gradient part from the stage's T devices to the servers that hold it."""
+        d, s = rank.replica, rank.stage
+        traffic = self._push[(d, s, chunk, part)]
+        arrived = self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"push {chunk}.{part}")
+        arrived.callbacks.append(lambda _e: self._arrived(rank, clock, (s, chunk, part), traffic))
+
+    def _arrived(self, rank: Any, clock: int, unit: tuple[int, int, int], traffic: _Traffic) -> None:
+        d = rank.replica
+        tag = self.tag(d, clock)
+        accepted = self.protocol.accept(tag, d)
+        touched = np.flatnonzero(traffic.per_shard > 0)
+        if accepted:
+            self._applied_any.add((d, clock))
+            end = self.servers.apply(traffic.per_shard, f"apply replica {d}", rank.traced)
+            finish = float(end.max()) if len(touched) else self.env.now
+        else:
+            end, finish = None, self.env.now
+        for j in touched.tolist():
+            key = (d, clock, j)
+            n = self._shard_count.get(key, 0) + 1
+            self._shard_count[key] = n
+            if not accepted:
+                self._shard_dropped.add(key)
+            if n == self.touch[j]:            # this replica's last unit at shard j: its push completes there
+                del self._shard_count[key]
+                dropped = key in self._shard_dropped
+                self._shard_dropped.discard(key)
+                if not dropped:
+                    before = self.servers.complete(j, float(end[j]))
+                    self.log.queued(d, clock, j, before)
+                    if self.learner is not None:
+                        self.env.timeout(float(end[j]) - self.env.now).callbacks.append(
+                            self._learner_apply(d, clock, j))
+        done = self.env.timeout(finish - self.env.now)
+        done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted))
+
+    def _learner_apply(self, replica: int, clock: int, shard: int) -> Callable[[simpy.Event], None]:
+        def apply(_event: simpy.Event) -> None:
+            self.log.apply_shard(replica, clock, shard)
+        return apply
+
+    def _unit_done(self, rank: Any, clock: int, tag: int, accepted: bool) -> None:
+        d = rank.replica
+        if accepted:
+            self.protocol.unit_applied(tag)
+        self.stage_done[rank.stage].arrive((d, clock))
+        self.replica_done.arrive((d, clock))
+        if self.replica_done.is_reached((d, clock)):
+            self.replica_done.reached_at.pop((d, clock))
+            if (d, clock) in self._applied_any:     # a push dropped whole (a late backup worker) counts nowhere
+                self.protocol.replica_applied(d, clock)
+            self._read.discard((d, clock))
+            applied = (d, clock) in self._applied_any
+            self._applied_any.discard((d, clock))
+            self.log.completed(d, clock, applied, synchronous=isinstance(self.protocol, BSP))
+
+    def step_done(self, rank: Any, clock: int) -> simpy.Event:
+        """This stage's units of ``clock`` have been applied (or dropped) at every shard."""
+        return self.stage_done[rank.stage].reached((rank.replica, clock))
+
+    def peers_ready_at(self, rank: Any, clock: int) -> None:
+        return None                     # waiting for peers happens at the next gate
+
+    def after_step(self, rank: Any, clock: int) -> Process:
+        self.stage_done[rank.stage].forget((rank.replica, clock))
+        return
+        yield
+
+    # -- flows and their busy time -------------------------------------------------------------
+    def _transfer(self, rank: Any, clock: int, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
+                  name: str) -> simpy.Event:
+        d, s = rank.replica, rank.stage
+        if self._active[d, s] == 0:
+            self._since[d, s] = self.env.now
+        self._active[d, s] += 1
+        start = self.env.now
+        event = self.flows.transfer(src, dst, nbytes)
+
+        def finished(_e: simpy.Event) -> None:
+            self._active[d, s] -= 1
+            if self._active[d, s] == 0 and clock < self.iterations:
+                self.busy[d, s, clock] += self.env.now - self._since[d, s]
+            if rank.traced and self.env.now > start:
+                rank.span(name, start, self.env.now, clock)
+
+        event.callbacks.append(finished)
+        return event
+
+    # -- what the results ask ---------------------------------------------------------------------
+    def communication_s(self) -> np.ndarray:
+        """Per iteration: seconds each stage process had a pull or push in flight (mean over processes)."""
+        return self.busy.mean(axis=(0, 1))
+
+    def bytes_per_iteration(self) -> np.ndarray:
+        return np.full(self.iterations, self.flows.bytes_carried / self.iterations)
+
+    def step_ends(self) -> np.ndarray | None:
+        return self.protocol.step_ends()
+
+    @property
+    def per_worker_clock(self) -> bool:
+        return self.protocol.per_worker_clock
+
+    def summary(self) -> dict[str, Any]:
+        now = self.env.now
+        return {"sync": self.protocol.name, "servers": self.servers.k,
+                "server_utilization": self.servers.utilization(now), **self.log.summary()}
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        now, srv = self.env.now, self.servers
+        tables = {"servers": [{"server": j, "device_rank": rank, "shard_bytes": float(srv.shard_bytes[j]),
+                               "busy_s": float(srv.busy_s[j]),
+                               "utilization": float(srv.busy_s[j] / now) if now else 0.0}
+                              for j, rank in enumerate(srv.server_ranks)]}
+        tables.update(self.log.tables())
+        return tables
+
+
+def build_ps_sync(config: Config, env: simpy.Environment, hw: ResolvedHardware, network: Network,
+                  plan: ParallelPlan, trace: Trace, streams: Streams,
+                  learner_for: Callable[..., Learner | None]) -> tuple[PSSync, Learner | None]:
+    """Servers placed and sharded, a protocol, the update log and the learner, wired to the flow model."""
+    from .job import server_device
+
+    comm, D = config.communication, plan.sizes.data
+    n_devices = network.devices
+    try:
+        ranks = server_ranks(plan.placement.device, comm.servers, comm.server_placement, n_devices,
+                             plan.placement.device.size)
+    except ValueError as e:
+        hint = "" if comm.server_placement == "colocated" else " (lower parallelism.data, or use server_placement: colocated)"
+        raise ConfigError(f"communication.servers: {e}{hint}") from None
+    if config.sync.backup_workers >= D:
+        raise ConfigError(f"sync.backup_workers: must be less than the {D} workers, got {config.sync.backup_workers}")
+    whole = np.array([la.params * hw.model.bytes_per_param for la in hw.model.layers], dtype=float)
+    layout = shard_layout(whole, comm.servers, comm.sharding)
+    device = server_device(config, hw)
+    servers = ParameterServers(env, ranks, np.zeros(comm.servers), lambda b: compute.server_apply_time(b, device),
+                               trace)
+    units = sum(len(plan.parts[u]) for u in range(plan.virtual_stages))
+    protocol = make_protocol(config.sync, env, D, config.training.iterations, units)
+    learner = learner_for(config, env, D, comm.servers, streams)
+    log = UpdateLog(protocol, learner)
+    forward_order = [sorted({op.chunk for op in plan.ops[s]}, key=[op.chunk for op in plan.ops[s]].index)
+                     for s in range(plan.sizes.pipeline)]
+    sync = PSSync(env, plan, FlowSimulator(env, network), servers, layout, protocol, log, learner,
+                  config.training.iterations, trace, forward_order)
+    servers.shard_bytes = np.sum([t.per_shard for (d, *_), t in sync._push.items() if d == 0], axis=0)
+    return sync, learner

@@ -1,165 +1,171 @@
-"""Training protocols: when a parameter-server worker may read, and which pushes count.
+"""Training protocols for parameter servers: when a replica may read, and which pushes count.
 
-Each protocol answers four questions for the worker and the servers, and holds no
-timing of its own:
+A data-parallel *replica* (one worker, or the P × T devices of one pipeline) pushes
+its gradient as *units* — one per gradient part of each of its stage processes — and
+reads the parameters before each iteration. Each protocol answers, with the
+:class:`~.quorum.Quorum` primitive and no timing of its own:
 
-- ``wait_to_read(rank, clock)``: an event to wait for before pulling parameters for
-  the worker's ``clock``-th iteration (``None``: go ahead);
-- ``more(rank, clock)``: does the worker run another iteration?
-- ``tag(rank, clock)``: the step the worker's gradient belongs to;
-- ``accept(tag)``: does the server apply this push (``False``: it is dropped)?
+- ``gate(replica, clock)``: an event to wait for before reading parameters for the
+  replica's ``clock``-th iteration (``None``: go ahead);
+- ``more(replica, clock)``: does the replica run another iteration?
+- ``tag(replica, clock)``: the step its gradient belongs to (the record's iteration);
+- ``accept(tag, replica)``: does the server apply this replica's units of step ``tag``
+  (``False``: they are dropped)? Asked as each unit arrives; the answer for a
+  (step, replica) is decided at its first unit and kept, so a gradient counts whole or not at all.
 
-and is told ``applied(rank, tag)`` when a push has been applied on every shard.
+and is told ``unit_applied(tag)`` when an accepted unit has been applied on every
+shard it touches, and ``replica_applied(replica, clock)`` when all of a replica's
+units of one iteration have been applied or dropped.
 
-``BSP`` (with ``backup_workers`` b, Chen et al. 2016): step g completes when the
-first p−b pushes of step g are applied; later pushes of g are dropped; a worker
-reads only once the step it pushed to has completed. ``SSP`` with bound s
-(Ho et al., NIPS 2013): a worker at clock c reads only once every worker's first
-c−s pushes are applied, so it is never more than s iterations ahead of the
-slowest; s = 0 is BSP. ``ASP``: never waits.
+``BSP`` (with ``backup_workers`` b, Chen et al. 2016): the gradients of the first
+D − b replicas whose push of step g starts arriving are applied, the rest dropped;
+step g completes when those (D − b) × units have been applied; a replica reads only
+once the step it pushed to has completed. ``SSP`` with bound s (Ho et al., NIPS 2013): a replica at clock c
+reads only once every replica's first c − s pushes are applied, so it is never more
+than s iterations ahead of the slowest; s = 0 is BSP. ``ASP``: never waits.
+
+Decisions that several stage processes of one replica ask about (``more``, ``tag``)
+are taken once per (replica, clock) and remembered, so a replica's stages agree.
 """
 
 from __future__ import annotations
-
-import heapq
-import itertools
 
 import numpy as np
 import simpy
 
 from simulator.config.models import Sync
 
+from .quorum import Quorum
+
 __all__ = ["ASP", "BSP", "SSP", "Protocol", "make_protocol"]
 
 
 class Protocol:
     name = "protocol"
-    asynchronous = False     # per-worker clocks (iteration time is per worker, staleness is recorded)
+    per_worker_clock = False     # iteration time is per replica (no global step)
 
-    def __init__(self, env: simpy.Environment, workers: int, iterations: int):
-        self.env, self.workers, self.iterations = env, workers, iterations
-        self.applied_clock = np.zeros(workers, dtype=np.int64)   # pushes of each worker applied
+    def __init__(self, env: simpy.Environment, replicas: int, iterations: int, units: int):
+        self.env, self.replicas, self.iterations, self.units = env, replicas, iterations, units
+        self.applied_clock = np.zeros(replicas, dtype=np.int64)    # pushes of each replica applied
+        self.clocks = Quorum(env, replicas)                         # clock c: every replica's c-th push applied
+        self._decided: dict[tuple[str, int, int], object] = {}
+
+    def _once(self, what: str, replica: int, clock: int, value: object) -> object:
+        return self._decided.setdefault((what, replica, clock), value)
 
     @property
     def contributors(self) -> int:
-        """Gradients averaged into one step's worth of updates (sets the per-push learning-rate share)."""
-        return self.workers
+        """Replicas' gradients averaged into one step's worth of updates (the per-push learning-rate share)."""
+        return self.replicas
 
-    def wait_to_read(self, rank: int, clock: int) -> simpy.Event | None:
+    @property
+    def steps_done(self) -> int:
+        return int(self.applied_clock.min())
+
+    def gate(self, replica: int, clock: int) -> simpy.Event | None:
         return None
 
-    def more(self, rank: int, clock: int) -> bool:
+    def more(self, replica: int, clock: int) -> bool:
         return clock < self.iterations
 
-    def tag(self, rank: int, clock: int) -> int:
+    def tag(self, replica: int, clock: int) -> int:
         return clock
 
-    def accept(self, tag: int) -> bool:
+    def accept(self, tag: int, replica: int) -> bool:
         return True
 
-    def applied(self, rank: int, tag: int) -> None:
-        self.applied_clock[rank] += 1
+    def unit_applied(self, tag: int) -> None:
+        pass
+
+    def replica_applied(self, replica: int, clock: int) -> None:
+        self.applied_clock[replica] += 1
+        self.clocks.arrive(clock)
 
     def step_ends(self) -> np.ndarray | None:
-        """When each global step completed (synchronous protocols), else ``None``."""
-        return None
+        """When each global step completed (every replica's push of that clock applied)."""
+        return np.array([self.clocks.reached_at[c] for c in range(self.iterations)])
 
 
 class ASP(Protocol):
     name = "asp"
-    asynchronous = True
+    per_worker_clock = True
+
+    def step_ends(self) -> None:
+        return None
 
 
 class SSP(Protocol):
     name = "ssp"
-    asynchronous = True
 
-    def __init__(self, env: simpy.Environment, workers: int, iterations: int, staleness: int):
-        super().__init__(env, workers, iterations)
+    def __init__(self, env: simpy.Environment, replicas: int, iterations: int, units: int, staleness: int):
+        super().__init__(env, replicas, iterations, units)
         self.staleness = staleness
-        self._slowest = 0                                    # min(applied_clock)
-        self._waiting: list[tuple[int, int, simpy.Event]] = []   # heap of (needed clock, order, event)
-        self._order = itertools.count()
 
-    def wait_to_read(self, rank: int, clock: int) -> simpy.Event | None:
-        needed = clock - self.staleness
-        if needed <= self._slowest:
+    def gate(self, replica: int, clock: int) -> simpy.Event | None:
+        needed = clock - self.staleness - 1     # every replica's pushes 0..needed applied
+        if needed < 0 or self.clocks.is_reached(needed):
             return None
-        event = self.env.event()
-        heapq.heappush(self._waiting, (needed, next(self._order), event))
-        return event
-
-    def applied(self, rank: int, tag: int) -> None:
-        super().applied(rank, tag)
-        slowest = int(self.applied_clock.min())
-        if slowest == self._slowest:
-            return
-        self._slowest = slowest
-        while self._waiting and self._waiting[0][0] <= slowest:
-            heapq.heappop(self._waiting)[2].succeed()
+        return self.clocks.reached(needed)
 
 
 class BSP(Protocol):
     name = "bsp"
 
-    def __init__(self, env: simpy.Environment, workers: int, iterations: int, backup_workers: int = 0):
-        super().__init__(env, workers, iterations)
+    def __init__(self, env: simpy.Environment, replicas: int, iterations: int, units: int, backup_workers: int = 0):
+        super().__init__(env, replicas, iterations, units)
         self.backup = backup_workers
-        self.steps_done = 0
-        self._accepted = 0           # pushes of the current step let through
-        self._applied = 0            # of those, applied everywhere
-        self._done: dict[int, simpy.Event] = {}
-        self._ends: list[float] = []
-        self._last_tag = np.full(workers, -1, dtype=np.int64)
+        self.accepted = Quorum(env, replicas - backup_workers)                # step: the first D − b replicas count
+        self.steps = Quorum(env, (replicas - backup_workers) * units)         # step: every counted unit applied
+        self._steps_done = 0
+        self._last_tag = np.full(replicas, -1, dtype=np.int64)
 
     @property
     def contributors(self) -> int:
-        return self.workers - self.backup
+        return self.replicas - self.backup
 
-    def _step_event(self, step: int) -> simpy.Event:
-        ev = self._done.get(step)
-        if ev is None:
-            ev = self._done[step] = self.env.event()
-        return ev
+    @property
+    def steps_done(self) -> int:
+        return self._steps_done
 
-    def wait_to_read(self, rank: int, clock: int) -> simpy.Event | None:
-        last = int(self._last_tag[rank])
-        if last < 0 or last < self.steps_done:
+    def gate(self, replica: int, clock: int) -> simpy.Event | None:
+        last = int(self._last_tag[replica])
+        if last < 0 or self.steps.is_reached(last):
             return None
-        return self._step_event(last)
+        return self.steps.reached(last)
 
-    def more(self, rank: int, clock: int) -> bool:
-        return self.steps_done < self.iterations
+    def more(self, replica: int, clock: int) -> bool:
+        return bool(self._once("more", replica, clock, self._steps_done < self.iterations))
 
-    def tag(self, rank: int, clock: int) -> int:
-        self._last_tag[rank] = self.steps_done
-        return self.steps_done
+    def tag(self, replica: int, clock: int) -> int:
+        tag = int(self._once("tag", replica, clock, self._steps_done))
+        self._last_tag[replica] = tag
+        return tag
 
-    def accept(self, tag: int) -> bool:
-        if tag != self.steps_done or self._accepted >= self.contributors:
-            return False               # a backup worker's late gradient, dropped
-        self._accepted += 1
-        return True
+    def accept(self, tag: int, replica: int) -> bool:
+        # a step that has completed without it, or D − b others already counted: a late backup gradient
+        key = ("accept", replica, tag)
+        if key not in self._decided:
+            self._decided[key] = tag == self._steps_done and self.accepted.arrive(tag)
+        return bool(self._decided[key])
 
-    def applied(self, rank: int, tag: int) -> None:
-        super().applied(rank, tag)
-        self._applied += 1
-        if self._applied == self.contributors:
-            self._ends.append(self.env.now)
-            self.steps_done += 1
-            self._accepted = self._applied = 0
-            self._step_event(tag).succeed()
-            self._done.pop(tag)
+    def unit_applied(self, tag: int) -> None:
+        self.steps.arrive(tag)
+        if self.steps.is_reached(tag):
+            self._steps_done += 1
+            self.steps.forget(tag)
+
+    def replica_applied(self, replica: int, clock: int) -> None:
+        self.applied_clock[replica] += 1
 
     def step_ends(self) -> np.ndarray:
-        return np.array(self._ends)
+        return np.array([self.steps.reached_at[g] for g in range(self._steps_done)])
 
 
-def make_protocol(sync: Sync, env: simpy.Environment, workers: int, iterations: int) -> Protocol:
+def make_protocol(sync: Sync, env: simpy.Environment, replicas: int, iterations: int, units: int) -> Protocol:
     match sync.mode:
         case "asp":
-            return ASP(env, workers, iterations)
+            return ASP(env, replicas, iterations, units)
         case "ssp":
-            return SSP(env, workers, iterations, sync.staleness)
+            return SSP(env, replicas, iterations, units, sync.staleness)
         case _:
-            return BSP(env, workers, iterations, sync.backup_workers)
+            return BSP(env, replicas, iterations, units, sync.backup_workers)

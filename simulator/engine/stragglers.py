@@ -31,10 +31,10 @@ def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -
     """(fraction of workers, compute-time ratio to ``device``) for each entry of ``heterogeneity``."""
     from simulator.resolve import resolve_device  # resolve imports the engine's inputs, not the engine
 
-    def seconds(dev: Device) -> float:
-        return compute.forward_time(model, dev, batch) + float(np.sum(compute.backward_times(model, dev, batch)))
-
     from simulator.config import ConfigError
+
+    def seconds(dev: Device) -> float:
+        return compute.forward_backward_time(model, dev, batch)
 
     nominal = seconds(device)
     out = []

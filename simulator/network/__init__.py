@@ -169,6 +169,40 @@ class Network:
             carried += float(nbytes.sum())
         return total, carried
 
+    def concurrent_schedule_cost(self, schedule: Schedule, groups: np.ndarray) -> tuple[float, float]:
+        """Seconds and bytes of ``schedule`` run by every row of ``groups`` (device ranks) at once.
+
+        Step k of every group starts together, so the groups' flows share links; with one
+        group this is exactly ``schedule_cost(schedule, groups[0])``.
+        """
+        groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
+        if len(groups) == 1 or self.profile is not None:
+            seconds, sent = self.schedule_cost(schedule, groups[0])
+            return seconds, sent * len(groups)
+        g = len(groups)
+        chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
+        total = sent = 0.0
+        for step in schedule.steps:
+            nbytes = np.tile(chunk_bytes[step.chunk], g)
+            total += self.step_time(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), nbytes,
+                                    np.tile(step.reduce, g))
+            sent += float(nbytes.sum())
+        return total, sent
+
+    def scatter_gather_time(self, src: np.ndarray, dst: np.ndarray, nbytes: float) -> float:
+        """A tensor-sliced point-to-point message (Megatron's scatter/gather, Narayanan et al. 2021, §4.1).
+
+        Each of the ``len(src)`` senders sends its 1/T slice to its peer in ``dst`` in one step
+        (the slices share the NICs fairly), then the receivers all-gather the slices (ring).
+        """
+        from simulator import collectives
+
+        t = len(src)
+        seconds = self.step_time(np.asarray(src), np.asarray(dst), np.full(t, nbytes / t))
+        if t > 1:
+            seconds += self.schedule_time(collectives.schedule("ring", t, int(nbytes), collective="allgather"), dst)
+        return seconds
+
 
 def _digest(*arrays: np.ndarray) -> bytes:
     h = hashlib.blake2b(digest_size=16)

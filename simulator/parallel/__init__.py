@@ -1,7 +1,7 @@
 """Model, pipeline and hybrid parallelism as data: where ranks run, how layers split, what fits.
 
 The modules here decide *what* a data × tensor × pipeline job does; the SimPy
-processes that decide *when* live in :mod:`simulator.engine.pipeline`, and every
+processes that decide *when* live in :mod:`simulator.engine` (one rank process per stage and replica), and every
 communication duration still comes from :mod:`simulator.network`.
 
 - :mod:`.placement` — the device-count rule and the rank → device mapping
@@ -14,7 +14,7 @@ communication duration still comes from :mod:`simulator.network`.
 - :mod:`.plan` — elaboration: all of the above plus the network's prices, before time zero.
 """
 
-from .placement import ParallelSizes, Placement, needs_parallel_engine, parallel_sizes, place
+from .placement import ParallelSizes, Placement, model_parallel, parallel_sizes, place
 from .schedules import Op, build_schedule
 
-__all__ = ["Op", "ParallelSizes", "Placement", "build_schedule", "needs_parallel_engine", "parallel_sizes", "place"]
+__all__ = ["Op", "ParallelSizes", "Placement", "build_schedule", "model_parallel", "parallel_sizes", "place"]

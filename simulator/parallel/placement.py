@@ -36,7 +36,7 @@ import numpy as np
 from simulator.config import ConfigError
 from simulator.config.models import Parallelism
 
-__all__ = ["AXES", "ParallelSizes", "Placement", "needs_parallel_engine", "parallel_sizes", "place"]
+__all__ = ["AXES", "ParallelSizes", "Placement", "model_parallel", "parallel_sizes", "place"]
 
 AXES = ("data", "pipeline", "tensor")  # the array axes of Placement.device
 
@@ -56,8 +56,8 @@ class ParallelSizes:
         return self.tensor > 1 or self.pipeline > 1
 
 
-def needs_parallel_engine(par: Parallelism) -> bool:
-    """Whether a run needs :mod:`simulator.engine.pipeline` (anything beyond bucketed data parallelism)."""
+def model_parallel(par: Parallelism) -> bool:
+    """Anything beyond bucketed data parallelism: tensor, pipeline, microbatches, ZeRO or recompute."""
     return par.tensor > 1 or par.pipeline > 1 or par.microbatches > 1 or par.zero > 0 or par.recompute
 
 

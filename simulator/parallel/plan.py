@@ -12,10 +12,15 @@ of :class:`simulator.network.Network` or :mod:`simulator.compute` once:
   Megatron's scatter/gather form (Narayanan et al. 2021, §4.1): each of the T ranks
   sends its 1/T slice to its peer in the next stage, concurrently (one network
   step, so the slices share the NIC fairly), then the receivers all-gather it;
-- per stage and chunk: the data-parallel gradient collectives across the D
-  replicas — the T tensor-index groups of a stage run concurrently and are timed
-  together, step by step, so they contend for the links they share — and their
-  ZeRO variants (reduce-scatter, then parameter all-gathers);
+- per virtual stage: its gradient parts, the DDP buckets of its layers
+  (``communication.bucket_size``; one part with ``overlap: false``), released by the
+  chunk's last backward as it produces them; plain data parallelism is the plan with
+  T = P = M = 1, whose single virtual stage holds the model and whose parts are the buckets;
+- per stage, chunk and part (allreduce pattern): the data-parallel gradient collectives
+  across the D replicas — the T tensor-index groups of a stage run concurrently and are
+  timed together, step by step, so they contend for the links they share — and their
+  ZeRO variants (reduce-scatter, then parameter all-gathers); parameter servers price
+  their own traffic (:mod:`simulator.engine.parameter_server`);
 - per stage: the optimizer step over the device's (ZeRO-sharded) parameters, and
   the memory need (:mod:`.memory`), checked against the device.
 
@@ -26,6 +31,7 @@ an otherwise idle network.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +41,7 @@ from simulator.config import Config, ConfigError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
 from simulator.tuner import best_algorithm
-from simulator.workloads import Layer, Model
+from simulator.workloads import Layer, Model, gradient_buckets
 
 from .memory import (
     PARAM_BYTES,
@@ -50,7 +56,7 @@ from .schedules import Schedule, build_schedule, peak_in_flight
 from .stages import balance
 from .tensor import ALLREDUCES, check_tensor_parallel, message_bytes, split_layer
 
-__all__ = ["Collective", "ParallelPlan", "build_plan", "concurrent_cost", "explain", "stage_rows"]
+__all__ = ["Collective", "GradientPart", "ParallelPlan", "build_plan", "explain", "stage_rows"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,26 @@ class Collective:
 
 
 @dataclass(frozen=True)
+class GradientPart:
+    """Gradients a device releases together during a chunk's last backward (a DDP bucket).
+
+    ``layers`` are global layer indices in backward order; ``bytes`` the gradient bytes one
+    device holds of them (its 1/T share); ``backward_s`` the backward compute per microbatch
+    that produces them (recomputation included).
+    """
+
+    layers: tuple[int, ...]
+    bytes: int
+    backward_s: float
+
+
+@dataclass(frozen=True)
 class ParallelPlan:
-    """Everything the pipeline engine needs; arrays are indexed [replica, virtual stage] or [stage, chunk]."""
+    """Everything the rank processes need; arrays are indexed [replica, virtual stage] or [stage, chunk].
+
+    Plain data parallelism is the plan with T = P = M = 1: one virtual stage holding every
+    layer, whose gradient parts are the buckets.
+    """
 
     sizes: ParallelSizes
     placement: Placement
@@ -76,6 +100,10 @@ class ParallelPlan:
     virtual: tuple[range, ...]          # layer ranges of virtual stage u = chunk·P + stage
     compute_f: np.ndarray               # [V] seconds of compute per microbatch
     compute_b: np.ndarray               # [V] (recomputation included)
+    forward_layers: tuple[np.ndarray, ...]  # [V] per-layer forward seconds per microbatch (sum = compute_f)
+    parts: tuple[tuple[GradientPart, ...], ...]  # [V] gradient parts in release order
+    overlap: bool                       # parts released as backward produces them (else after the last backward)
+    layer_bytes: np.ndarray             # [layers] gradient bytes one device holds of each layer
     tensor_f: np.ndarray                # [D, V] seconds of tensor-parallel all-reduces per microbatch
     tensor_b: np.ndarray                # [D, V]
     tensor_bytes: np.ndarray            # [V] bytes all T ranks send per microbatch, forward + backward
@@ -84,12 +112,15 @@ class ParallelPlan:
     send_f: np.ndarray                  # [D, V-1] activation transfer u → u+1
     send_b: np.ndarray                  # [D, V-1] gradient transfer u+1 → u
     send_bytes: np.ndarray              # [V-1] bytes of one transfer (all T slices)
-    grad_sync: tuple[tuple[tuple[Collective, ...], ...], ...]   # [stage][chunk]
+    grad_sync: tuple[tuple[tuple[tuple[Collective, ...], ...], ...], ...]  # [stage][chunk][part] (allreduce only)
     after_step: tuple[tuple[Collective, ...], ...]              # [stage]: ZeRO-1/2 parameter all-gathers
     optimizer_s: np.ndarray             # [P]
     memory: tuple[DeviceMemory, ...]    # [P] one device of each stage
     algorithm: str
     tensor_bytes_per_block_pass: float  # bytes one device sends per block, microbatch and pass
+    auto_candidates_s: dict[str, float]  # algorithm: auto — every candidate's seconds
+    zero: int                           # ZeRO stage
+    recompute: bool
 
     @property
     def virtual_stages(self) -> int:
@@ -98,38 +129,25 @@ class ParallelPlan:
     def stage_of(self, u: int) -> int:
         return u % self.sizes.pipeline
 
-
-def concurrent_cost(network: Network, sched: collectives.Schedule, groups: np.ndarray) -> tuple[float, float]:
-    """Seconds and bytes of ``sched`` run by every row of ``groups`` (device ranks) at once.
-
-    Step k of every group starts together, so the groups' flows share links; with one
-    group this is exactly ``Network.schedule_cost(sched, groups[0])``.
-    """
-    groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
-    if len(groups) == 1 or network.profile is not None:
-        seconds, sent = network.schedule_cost(sched, groups[0])
-        return seconds, sent * len(groups)
-    g = len(groups)
-    chunk_bytes = np.asarray(sched.chunk_bytes, dtype=float)
-    total = sent = 0.0
-    for step in sched.steps:
-        nbytes = np.tile(chunk_bytes[step.chunk], g)
-        total += network.step_time(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), nbytes,
-                                   np.tile(step.reduce, g))
-        sent += float(nbytes.sum())
-    return total, sent
+    @property
+    def model_parallel(self) -> bool:
+        """More than bucketed data parallelism: tensor, pipeline, microbatches, ZeRO or recompute."""
+        return self.sizes.model_parallel or self.microbatches > 1 or self.zero > 0 or self.recompute
 
 
 def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups: np.ndarray,
-                info: dict) -> Collective:
-    ranks = groups.shape[-1]
-    alg = algorithm if algorithm in collectives.algorithms(name) else "ring"
-    try:
-        sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info)
-    except collectives.ScheduleError as e:
-        raise ConfigError(f"communication.algorithm: {e}") from None
-    seconds, sent = concurrent_cost(network, sched, groups)
-    return Collective(name, seconds, sent)
+                info: dict, memo: dict) -> Collective:
+    key = (name, int(nbytes), groups.tobytes())
+    if key not in memo:
+        ranks = groups.shape[-1]
+        alg = algorithm if algorithm in collectives.algorithms(name) else "ring"
+        try:
+            sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info)
+        except collectives.ScheduleError as e:
+            raise ConfigError(f"communication.algorithm: {e}") from None
+        seconds, sent = network.concurrent_schedule_cost(sched, groups)
+        memo[key] = Collective(name, seconds, sent)
+    return memo[key]
 
 
 def _sizes_and_schedule(config: Config, network: Network, model: Model) -> tuple[ParallelSizes, int, int, Schedule]:
@@ -180,15 +198,6 @@ def _tensor_costs(network: Network, placement: Placement, model: Model, virtual:
     return counts[:, 0] * one[:, stage], counts[:, 1] * one[:, stage], counts.sum(axis=1) * sent, per_block_pass
 
 
-def _transfer(network: Network, src: np.ndarray, dst: np.ndarray, nbytes: float) -> float:
-    """Scatter/gather point-to-point: T slices in one network step, then an all-gather at the receivers."""
-    t = len(src)
-    seconds = network.step_time(np.asarray(src), np.asarray(dst), np.full(t, nbytes / t))
-    if t > 1:
-        seconds += network.schedule_time(collectives.schedule("ring", t, int(nbytes), collective="allgather"), dst)
-    return seconds
-
-
 def _sends(network: Network, placement: Placement, model: Model, virtual: tuple[range, ...],
            b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d_, p_, _ = placement.device.shape
@@ -198,29 +207,48 @@ def _sends(network: Network, placement: Placement, model: Model, virtual: tuple[
     for d in range(d_):
         for u in range(n):
             a, z = placement.tensor_group(d, u % p_), placement.tensor_group(d, (u + 1) % p_)
-            fwd[d, u] = _transfer(network, a, z, nbytes[u])
-            bwd[d, u] = _transfer(network, z, a, nbytes[u])
+            fwd[d, u] = network.scatter_gather_time(a, z, nbytes[u])
+            bwd[d, u] = network.scatter_gather_time(z, a, nbytes[u])
     return fwd, bwd, nbytes
 
 
+def _parts(split: list[Layer], bytes_per_param: int, virtual: tuple[range, ...], bwd: np.ndarray,
+           bucket_bytes: float, overlap: bool) -> tuple[tuple[GradientPart, ...], ...]:
+    """Each virtual stage's gradient parts: DDP buckets of its layers (one part when overlap is off)."""
+    out = []
+    for layers in virtual:
+        stage = Model("stage", tuple(split[i] for i in layers), bytes_per_param=bytes_per_param)
+        buckets = gradient_buckets(stage, bucket_bytes if overlap else None)
+        out.append(tuple(GradientPart(tuple(layers[i] for i in b.layers), int(b.bytes),
+                                      float(bwd[[layers[i] for i in b.layers]].sum())) for b in buckets))
+    return tuple(out)
+
+
 def _data_parallel(config: Config, network: Network, placement: Placement, algorithm: str,
-                   chunk_params: np.ndarray, grad_bytes: int):
-    """Per stage and chunk: gradient collectives; per stage: after-step gathers; ZeRO-3 gathers [P, v]."""
+                   parts: tuple[tuple[GradientPart, ...], ...], chunk_params: np.ndarray):
+    """Per stage, chunk and part: gradient collectives; per stage: after-step gathers; ZeRO-3 gathers [P, v].
+
+    Parameter servers carry the data-parallel traffic themselves: then there are no collectives.
+    """
     zero = config.parallelism.zero
     p_, v = chunk_params.shape
     gather, gather_bytes = np.zeros((p_, v)), np.zeros((p_, v))
-    sync, after = [], []
+    if config.communication.pattern != "allreduce":
+        return tuple(tuple(tuple(() for _ in parts[c * p_ + s]) for c in range(v)) for s in range(p_)), \
+            tuple(() for _ in range(p_)), gather, gather_bytes
+    sync, after, memo = [], [], {}
     for s in range(p_):
         groups = placement.device[:, s, :].T                   # [T, D]: one data-parallel group per tensor index
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
         per_chunk, post = [], []
         for c in range(v):
-            grads, params = int(chunk_params[s, c] * grad_bytes), int(chunk_params[s, c] * PARAM_BYTES)
+            name = "allreduce" if zero == 0 else "reduce_scatter"
+            per_chunk.append(tuple((_collective(network, name, algorithm, part.bytes, groups, info, memo),)
+                                   for part in parts[c * p_ + s]))
             if zero == 0:
-                per_chunk.append((_collective(network, "allreduce", algorithm, grads, groups, info),))
                 continue
-            per_chunk.append((_collective(network, "reduce_scatter", algorithm, grads, groups, info),))
-            ag = _collective(network, "allgather", algorithm, params, groups, info)
+            ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * PARAM_BYTES), groups, info,
+                             memo)
             if zero == 3:
                 gather[s, c], gather_bytes[s, c] = ag.seconds, ag.bytes
             else:
@@ -248,47 +276,62 @@ def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual:
     return tuple(out)
 
 
-def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config: Config) -> None:
+def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config: Config, model_parallel: bool
+                  ) -> None:
     worst = max(memory, key=lambda m: m.total)
     par = config.parallelism
+    if not model_parallel:  # plain data parallelism: say it in its own terms
+        worst = dataclasses.replace(worst, device=0, stage=None, in_flight=1)
+        check_fits(worst, hw.device, "workload", f"{hw.model.name} with batch {config.workload.batch_per_device}")
+        return
     what = f"{hw.model.name} ({par.schedule}, {par.microbatches} microbatches, ZeRO-{par.zero})"
     hint = "" if par.recompute else "; try parallelism.recompute: true, more stages, ZeRO or fewer microbatches"
     check_fits(worst, hw.device, "parallelism", what, hint)
 
 
+def _algorithm(config: Config, network: Network, placement: Placement, parts: tuple[tuple[GradientPart, ...], ...]
+               ) -> tuple[str, dict[str, float]]:
+    """The configured algorithm; ``auto`` is timed on stage 0's data-parallel group over its parts."""
+    algorithm = config.communication.algorithm
+    if algorithm != "auto":
+        return algorithm, {}
+    group = placement.data_group(0, 0)
+    sizes = [part.bytes for u in range(0, len(parts), placement.sizes.pipeline) for part in parts[u]]
+    return best_algorithm(network, len(group), sizes, placement=group,
+                          devices_per_node=placement.devices_per_node_in(group))
+
+
 def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check: bool = True) -> ParallelPlan:
     """Elaborate the job; ``ConfigError`` for anything that cannot run (including a model that does not fit)."""
-    model = hw.model
+    model, par, comm = hw.model, config.parallelism, config.communication
     sizes, b, v, ops = _sizes_and_schedule(config, network, model)
-    placement = place(sizes, config.parallelism.order, hw.graph)
+    placement = place(sizes, par.order, hw.graph)
     t_, p_ = sizes.tensor, sizes.pipeline
     split = [split_layer(la, t_) for la in model.layers]
     fwd, bwd = _compute(config, hw, split, b)
     virtual = balance(fwd + bwd, p_ * v)
     compute_f = np.array([fwd[list(r)].sum() for r in virtual])
     compute_b = np.array([bwd[list(r)].sum() for r in virtual])
-    tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b,
-                                                                config.parallelism.recompute)
+    parts = _parts(split, model.bytes_per_param, virtual, bwd, comm.bucket_size, comm.overlap)
+    tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b, par.recompute)
     send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
     chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
-    algorithm = config.communication.algorithm
-    if algorithm == "auto":
-        group = placement.data_group(0, 0)
-        algorithm, _ = best_algorithm(network, len(group), [int(chunk_params.sum() / p_ * model.bytes_per_param)],
-                                      placement=group, devices_per_node=placement.devices_per_node_in(group))
-    sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, chunk_params,
-                                                       model.bytes_per_param)
-    zero_shards = sizes.data if config.parallelism.zero else 1
+    algorithm, candidates = _algorithm(config, network, placement, parts)
+    sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, parts, chunk_params)
+    zero_shards = sizes.data if par.zero else 1
     optimizer = np.array([compute.step_time(Model("stage", tuple(split[i] for u in range(s, p_ * v, p_)
                                                                   for i in virtual[u])), hw.device)
                           for s in range(p_)]) / zero_shards
     memory = _memory(config, hw, placement, virtual, ops, b, chunk_params.sum(axis=1))
+    model_parallel = sizes.model_parallel or par.microbatches > 1 or par.zero > 0 or par.recompute
     if check:
-        _check_memory(memory, hw, config)
-    return ParallelPlan(sizes, placement, config.parallelism.microbatches, b, v, config.parallelism.schedule, ops,
-                        virtual, compute_f, compute_b, tensor_f, tensor_b, tensor_bytes, gather, gather_bytes,
-                        send_f, send_b, send_bytes, sync, after, optimizer, memory, algorithm, per_block)
+        _check_memory(memory, hw, config, model_parallel)
+    layer_bytes = np.array([la.params * model.bytes_per_param for la in split], dtype=float)
+    return ParallelPlan(sizes, placement, par.microbatches, b, v, par.schedule, ops, virtual, compute_f, compute_b,
+                        tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
+                        tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
+                        memory, algorithm, per_block, candidates, par.zero, par.recompute)
 
 
 def stage_rows(plan: ParallelPlan, model: Model) -> list[dict]:

@@ -10,8 +10,7 @@ import pytest
 from simulator.config import load_config
 from simulator.config.models import Convergence
 from simulator.convergence import make_problem
-from simulator.engine import build_cluster
-from simulator.engine.ps_cluster import build_ps_cluster
+from simulator.engine import build_job
 from simulator.rng import Streams
 from simulator.run import simulate
 
@@ -66,8 +65,7 @@ def sequential_sgd(problem, steps: int, batch: int, lr: float, seed: int) -> np.
 @pytest.mark.parametrize(("pattern", "workers"), [("parameter_server", 4), ("parameter_server", 3), ("allreduce", 4)])
 def test_bsp_equals_sequential_sgd_with_the_combined_batch(small_config, pattern, workers):
     cfg = load_config(with_convergence(small_config, workers, pattern, samples=100))  # 100: epochs wrap mid-batch
-    cluster = build_ps_cluster(cfg) if pattern == "parameter_server" else build_cluster(cfg)
-    cluster.run()
+    cluster = build_job(cfg).run()
     spec = cfg.training.convergence
     problem = make_problem(spec, Streams(cfg.seed), workers, spec.batch)
     expected = sequential_sgd(problem, cfg.training.iterations, workers * spec.batch, spec.lr, cfg.seed)

@@ -11,7 +11,6 @@ import pytest
 from simulator import compute
 from simulator.config import load_config
 from simulator.devices import get_device
-from simulator.engine.pipeline import simulate_pipeline
 from simulator.parallel.schedules import build_schedule, check, gpipe, interleaved, one_f_one_b, peak_in_flight
 from simulator.parallel.stages import balance
 from simulator.run import simulate
@@ -101,16 +100,25 @@ def test_a_bad_schedule_is_caught():
         build_schedule("interleaved", 4, 6, 2)
 
 
-def test_single_device_pipeline_engine_reproduces_the_single_device_time(small_config):
-    """D = T = P = 1 through the pipeline engine (and through the data-parallel one) = roofline time."""
-    cfg = load_config(small_config, ["parallelism.data=1"])
+@pytest.mark.parametrize("pattern", ["allreduce", "parameter_server"])
+def test_single_device_reproduces_the_single_device_time(small_config, pattern):
+    """D = T = P = 1 = roofline time, as plain data parallelism and as a one-stage pipeline."""
+    extra = [] if pattern == "allreduce" else ["communication.pattern=parameter_server",
+                                                "communication.server_placement=colocated",
+                                                "communication.overlap=false"]
+    cfg = load_config(small_config, ["parallelism.data=1", *extra])
     nominal = compute.iteration_compute_time(cfg_model(), get_device("a100"), 32)
-    via_pipeline = simulate_pipeline(cfg).summary
-    via_dispatch = simulate(cfg).summary
-    assert via_pipeline["iteration_time_s"] == pytest.approx(nominal, rel=1e-12)
-    assert via_dispatch["iteration_time_s"] == pytest.approx(nominal, rel=1e-12)
-    assert via_pipeline["scaling_efficiency"] == pytest.approx(1.0, rel=1e-12)
-    assert via_pipeline["pipeline_bubble_fraction"] == 0.0
+    plain = simulate(cfg).summary
+    staged = simulate(load_config(small_config, ["parallelism.data=1", "parallelism.recompute=false",
+                                                 "parallelism.schedule=gpipe"])).summary
+    if pattern == "allreduce":
+        assert plain["iteration_time_s"] == pytest.approx(nominal, rel=1e-12)
+        assert plain["scaling_efficiency"] == pytest.approx(1.0, rel=1e-12)
+    else:  # the colocated server applies the update instead of the device: 3 bytes moved per byte, not 16
+        apply = compute.server_apply_time(cfg_model().gradient_bytes, get_device("a100"))
+        optimizer = compute.step_time(cfg_model(), get_device("a100"))
+        assert plain["iteration_time_s"] == pytest.approx(nominal - optimizer + apply, rel=1e-12)
+    assert staged["iteration_time_s"] == pytest.approx(nominal, rel=1e-12)
 
 
 def cfg_model():

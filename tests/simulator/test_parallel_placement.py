@@ -87,14 +87,13 @@ def test_data_parallel_groups_contend_for_the_nic_they_share():
     """T groups of a stage sync concurrently: with all of them behind one NIC, each gets 1/T of it."""
     from simulator.collectives import schedule
     from simulator.network import Network
-    from simulator.parallel.plan import concurrent_cost
 
     graph = hierarchical(2, 4)
     net = Network(graph)
     sched = schedule("ring", 2, 8 * 2**20)
-    one, _ = concurrent_cost(net, sched, np.array([[0, 4]]))
+    one, _ = net.concurrent_schedule_cost(sched, np.array([[0, 4]]))
     assert one == pytest.approx(net.schedule_time(sched, np.array([0, 4])), rel=1e-12)
-    four, sent = concurrent_cost(net, sched, np.array([[0, 4], [1, 5], [2, 6], [3, 7]]))
+    four, sent = net.concurrent_schedule_cost(sched, np.array([[0, 4], [1, 5], [2, 6], [3, 7]]))
     assert sent == 4 * sched.total_bytes_sent()
     assert four > 3.5 * one
 

@@ -15,7 +15,9 @@ import topologies
 from simulator import compute
 from simulator.config import ConfigError, load_config
 from simulator.devices import get_device
-from simulator.engine.ps_cluster import build_ps_cluster, shard_bytes
+from simulator.collectives.parameter_server import shard_layout
+from simulator.collectives.schedule import split_evenly
+from simulator.engine import build_job
 from simulator.network import Network
 from simulator.network.dynamic import FlowSimulator
 from simulator.run import simulate
@@ -88,7 +90,8 @@ def test_a_late_flow_shares_the_link_from_when_it_arrives():
 
 
 def test_bsp_one_server_iteration_is_compute_push_aggregate_pull(small_config):
-    cfg = load_config(ps_config(small_config, workers=4, servers=1))
+    """Without overlap: pull everything, compute, push everything, the server applies each push in turn."""
+    cfg = load_config(ps_config(small_config, workers=4, servers=1), ["communication.overlap=false"])
     s = simulate(cfg).summary
     n = float(get_model("resnet50").gradient_bytes)
     net = Network(topologies.build("switch", n=5, bandwidth=BW, latency=LAT))
@@ -106,21 +109,21 @@ def test_bsp_one_server_iteration_is_compute_push_aggregate_pull(small_config):
 @pytest.mark.parametrize(("workers", "servers"), [(4, 2), (6, 3), (8, 4), (8, 2)])
 def test_push_phase_is_the_server_link_bottleneck(small_config, workers, servers):
     """p workers push n bytes to k servers: each server link carries n·p/k bytes."""
-    cluster = build_ps_cluster(load_config(ps_config(small_config, workers=workers, servers=servers)))
-    for w in cluster.workers:
-        cluster.env.process(w.train())
-    cluster.env.run()
+    cfg = ps_config(small_config, workers=workers, servers=servers)
+    cfg["communication"]["overlap"] = False       # one push of the whole gradient after backward
+    cluster = build_job(load_config(cfg)).run()
     n = float(get_model("resnet50").gradient_bytes)
-    pushes = [e for e in cluster.trace.events if e.get("name") == "push" and e["args"]["iteration"] == 0]
+    pushes = [e for e in cluster.trace.events if e.get("name", "").startswith("push") and e["args"]["iteration"] == 0]
     assert len(pushes) == workers
-    expected = (n * workers / servers) / BW + 2 * LAT
+    expected = max(split_evenly(int(n), servers)) * workers / servers / BW + 2 * LAT  # whole bytes per shard
     for e in pushes:
         assert e["dur"] * 1e-6 == pytest.approx(expected, rel=1e-9)
 
 
 def test_layer_sharding_is_uneven_and_conserves_bytes():
     model = get_model("vgg16")
-    even, layer = shard_bytes(model, 4, "even"), shard_bytes(model, 4, "layer")
+    per_layer = np.array([layer.params * model.bytes_per_param for layer in model.layers], dtype=float)
+    even, layer = (shard_layout(per_layer, 4, kind).sum(axis=0) for kind in ("even", "layer"))
     assert even.sum() == pytest.approx(model.gradient_bytes)
     assert layer.sum() == pytest.approx(model.gradient_bytes)
     assert layer.max() > even.max() * 1.5   # VGG's first FC layer alone is most of the model
@@ -169,12 +172,11 @@ def straggling(cfg: dict, seed: int, sigma: float = 0.5, iterations: int = 12) -
 @given(seed=st.integers(0, 10_000), s=st.integers(0, 3), sigma=st.floats(0.0, 1.0))
 def test_ssp_never_lets_a_worker_run_more_than_s_ahead(seed, s, sigma):
     cfg = straggling(ps_config(SMALL, workers=5, servers=2, mode="ssp", staleness=s), seed, sigma)
-    cluster = build_ps_cluster(load_config(cfg))
-    cluster.run()
-    assert len(cluster.log.clock_staleness) == 5 * 12
-    assert max(cluster.log.clock_staleness) <= s
+    log = build_job(load_config(cfg)).run().sync.log
+    assert len(log.clock_staleness) == 5 * 12
+    assert max(log.clock_staleness) <= s
     # in updates: between a read and the push, the others can apply at most (2s+1) pushes each
-    assert max(cluster.log.staleness) <= (5 - 1) * (2 * s + 1)
+    assert max(log.staleness) <= (5 - 1) * (2 * s + 1)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -199,10 +201,9 @@ def test_asp_throughput_beats_bsp_under_stragglers(small_config):
 
 def test_backup_workers_use_the_first_p_minus_b_gradients(small_config):
     cfg = straggling(ps_config(small_config, workers=6, servers=2, mode="bsp", backup_workers=2), seed=5)
-    cluster = build_ps_cluster(load_config(cfg))
-    cluster.run()
-    assert cluster.protocol.steps_done == 12
-    applied = int(cluster.protocol.applied_clock.sum())
+    protocol = build_job(load_config(cfg)).run().sync.protocol
+    assert protocol.steps_done == 12
+    applied = int(protocol.applied_clock.sum())
     assert applied == 12 * 4                       # p − b pushes count per step
     plain = simulate(load_config(straggling(ps_config(small_config, workers=6, servers=2, mode="bsp"), seed=5)))
     backup = simulate(load_config(cfg))
@@ -239,6 +240,7 @@ def test_bsp_iteration_grows_like_the_expected_maximum_of_p_draws(small_config):
 def test_device_heterogeneity_puts_a_fraction_of_workers_on_another_device(small_config):
     """Half of 4 workers on V100s: they compute at the V100's speed, every iteration; the step waits for them."""
     base = ps_config(small_config, workers=4, servers=1)
+    base["communication"]["overlap"] = False      # serial workers: the A100s' waiting shows as barrier time
     mixed = copy.deepcopy(base)
     mixed["stragglers"] = {"heterogeneity": [{"device": "v100", "fraction": 0.5}]}
     result = simulate(load_config(mixed))
