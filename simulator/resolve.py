@@ -99,9 +99,6 @@ def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str
 
 def resolve_hardware(config: Config) -> ResolvedHardware:
     profile = None
-    if config.cluster.profile is not None and config.communication.pattern == "parameter_server":
-        raise ConfigError("cluster.profile: a calibrated profile times collectives (allreduce); the parameter-server "
-                          "pattern's flows use the topology's links, so remove one of the two")
     if config.cluster.profile is not None:
         try:
             profile = load_profile(config.cluster.profile)

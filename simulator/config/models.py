@@ -281,9 +281,28 @@ class Config(StrictModel):
     output: Output = Output()
 
     @model_validator(mode="after")
-    def _sync_needs_a_server(self) -> Config:
+    def _combinations_are_meaningful(self) -> Config:
+        """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
+        comm = self.communication
         asynchronous = self.sync.mode != "bsp" or self.sync.backup_workers
-        if asynchronous and self.communication.pattern != "parameter_server":
+        if asynchronous and comm.pattern != "parameter_server":
             what = f"sync.mode: {self.sync.mode}" if self.sync.mode != "bsp" else "sync.backup_workers:"
             raise ValueError(f"{what} needs communication.pattern: parameter_server (an allreduce is a barrier)")
+        if comm.pattern == "allreduce":
+            for key in ("servers", "server_placement", "sharding", "server_device"):
+                if key in comm.model_fields_set:
+                    raise ValueError(f"communication.{key} applies to communication.pattern: parameter_server only "
+                                     f"(pattern is allreduce); remove it")
+        else:
+            if self.cluster.profile is not None:
+                raise ValueError("cluster.profile: a calibrated profile times collectives; with communication.pattern: "
+                                 "parameter_server the pushes and pulls are flows on the topology's links, so remove "
+                                 "one of the two")
+            if self.parallelism.zero:
+                raise ValueError(f"parallelism.zero: ZeRO-{self.parallelism.zero} shards optimizer state across "
+                                 "data-parallel ranks, but with communication.pattern: parameter_server the servers "
+                                 "hold it; use zero: 0")
+            if "algorithm" in comm.model_fields_set:
+                raise ValueError("communication.algorithm names a collective, but with communication.pattern: "
+                                 "parameter_server the servers carry the gradients; remove it")
         return self

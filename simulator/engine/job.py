@@ -176,17 +176,8 @@ def _worker_rows(records: list[IterationRecord], devices: int, warmup: int) -> l
 # -- elaboration ------------------------------------------------------------------------------------
 
 
-def _check_meaningful(config: Config) -> None:
-    """Combinations that cannot mean anything: one line naming both keys."""
-    comm, par = config.communication, config.parallelism
-    if comm.pattern == "parameter_server" and par.zero:
-        raise ConfigError(f"parallelism.zero: ZeRO-{par.zero} shards optimizer state across data-parallel ranks, "
-                          "but with communication.pattern: parameter_server the servers hold it; use zero: 0")
-
-
 def build_job(config: Config, env: simpy.Environment | None = None) -> Job:
     """Resolve, elaborate and wire every process, before time zero."""
-    _check_meaningful(config)
     env = env or simpy.Environment()
     hw = resolve_hardware(config)
     network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile)

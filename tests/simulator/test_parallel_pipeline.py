@@ -103,9 +103,8 @@ def test_a_bad_schedule_is_caught():
 @pytest.mark.parametrize("pattern", ["allreduce", "parameter_server"])
 def test_single_device_reproduces_the_single_device_time(small_config, pattern):
     """D = T = P = 1 = roofline time, as plain data parallelism and as a one-stage pipeline."""
-    extra = [] if pattern == "allreduce" else ["communication.pattern=parameter_server",
-                                                "communication.server_placement=colocated",
-                                                "communication.overlap=false"]
+    extra = [] if pattern == "allreduce" else [
+        "communication={pattern: parameter_server, server_placement: colocated, overlap: false}"]
     cfg = load_config(small_config, ["parallelism.data=1", *extra])
     nominal = compute.iteration_compute_time(cfg_model(), get_device("a100"), 32)
     plain = simulate(cfg).summary

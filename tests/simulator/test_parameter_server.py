@@ -115,7 +115,7 @@ def test_push_phase_is_the_server_link_bottleneck(small_config, workers, servers
     n = float(get_model("resnet50").gradient_bytes)
     pushes = [e for e in cluster.trace.events if e.get("name", "").startswith("push") and e["args"]["iteration"] == 0]
     assert len(pushes) == workers
-    expected = max(split_evenly(int(n), servers)) * workers / servers / BW + 2 * LAT  # whole bytes per shard
+    expected = max(split_evenly(int(n), servers)) * workers / BW + 2 * LAT  # a server link carries n·p/k (whole bytes)
     for e in pushes:
         assert e["dur"] * 1e-6 == pytest.approx(expected, rel=1e-9)
 
