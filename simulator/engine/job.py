@@ -28,7 +28,7 @@ from simulator import compute
 from simulator.config import Config, ConfigError
 from simulator.convergence import make_problem
 from simulator.network import Network
-from simulator.parallel.plan import ParallelPlan, build_plan, stage_rows
+from simulator.parallel.plan import ParallelPlan, build_plan, memory_summary, stage_rows
 from simulator.resolve import ResolvedHardware, resolve_device, resolve_hardware
 from simulator.results import IterationRecord, Result, Trace, summarize
 from simulator.rng import Streams
@@ -146,7 +146,6 @@ class Job:
         plan, stats, config, hw = self.plan, self.stats, self.config, self.hardware
         D, P, T = plan.placement.device.shape
         warmup, processes = config.training.warmup, D * P
-        worst = max(plan.memory, key=lambda m: m.total)
         return {"data_parallel": D, "tensor_parallel": T, "pipeline_parallel": P,
                 "microbatches": plan.microbatches, "microbatch_size": plan.microbatch_size,
                 "schedule": plan.schedule_name, "chunks": plan.chunks, "zero": plan.zero,
@@ -157,7 +156,7 @@ class Job:
                 "pipeline_send_s": float(np.mean(stats.sends[warmup:])) / processes,
                 "gradient_sync_s": float(np.mean(self.sync.communication_s()[warmup:])),
                 "zero_gather_s": float(np.mean(stats.gathers[warmup:])) / processes,
-                "memory_per_device_bytes": float(worst.total), "memory_capacity_bytes": hw.device.memory_bytes}
+                **memory_summary(plan, hw.device)}
 
 
 def _worker_rows(records: list[IterationRecord], devices: int, warmup: int) -> list[dict[str, float | int]]:

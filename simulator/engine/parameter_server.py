@@ -186,7 +186,9 @@ class PSSync:
         self.P = P
         k = servers.k
         # device share of every layer on every shard: the layout of whole layers x (held / whole)
-        share = layout * (plan.layer_bytes / np.maximum(layout.sum(axis=1), 1e-300))[:, None]
+        whole = layout.sum(axis=1)
+        held = np.divide(plan.layer_bytes, whole, out=np.zeros_like(whole), where=whole > 0)
+        share = layout * held[:, None]
         self.units: list[tuple[int, int, int]] = []            # (stage, chunk, part)
         self._push: dict[tuple[int, int, int, int], _Traffic] = {}   # (replica, stage, chunk, part)
         self._pull: dict[tuple[int, int, int, int], _Traffic] = {}   # (replica, stage, chunk, part)

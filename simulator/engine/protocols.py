@@ -117,7 +117,6 @@ class BSP(Protocol):
         self.accepted = Quorum(env, replicas - backup_workers)                # step: the first D − b replicas count
         self.steps = Quorum(env, (replicas - backup_workers) * units)         # step: every counted unit applied
         self._steps_done = 0
-        self._last_tag = np.full(replicas, -1, dtype=np.int64)
 
     @property
     def contributors(self) -> int:
@@ -128,8 +127,9 @@ class BSP(Protocol):
         return self._steps_done
 
     def gate(self, replica: int, clock: int) -> simpy.Event | None:
-        last = int(self._last_tag[replica])
-        if last < 0 or self.steps.is_reached(last):
+        """Wait for the step this replica's previous iteration pushed to (decided once per replica and clock)."""
+        last = self._decided.get(("tag", replica, clock - 1))
+        if last is None or self.steps.is_reached(last):
             return None
         return self.steps.reached(last)
 
@@ -137,9 +137,7 @@ class BSP(Protocol):
         return bool(self._once("more", replica, clock, self._steps_done < self.iterations))
 
     def tag(self, replica: int, clock: int) -> int:
-        tag = int(self._once("tag", replica, clock, self._steps_done))
-        self._last_tag[replica] = tag
-        return tag
+        return int(self._once("tag", replica, clock, self._steps_done))
 
     def accept(self, tag: int, replica: int) -> bool:
         # a step that has completed without it, or D − b others already counted: a late backup gradient

@@ -16,13 +16,17 @@ the ratio of its compute time to the cluster device's (``device_factors``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from simulator import compute
 from simulator.config.models import Stragglers
-from simulator.devices import Device
 from simulator.rng import Streams
 from simulator.workloads import Model
+
+if TYPE_CHECKING:
+    from simulator.devices import Device
 
 __all__ = ["SlowdownModel", "device_factors"]
 

@@ -56,7 +56,7 @@ from .schedules import Schedule, build_schedule, peak_in_flight
 from .stages import balance
 from .tensor import ALLREDUCES, check_tensor_parallel, message_bytes, split_layer
 
-__all__ = ["Collective", "GradientPart", "ParallelPlan", "build_plan", "explain", "stage_rows"]
+__all__ = ["Collective", "GradientPart", "ParallelPlan", "build_plan", "explain", "memory_summary", "stage_rows"]
 
 
 @dataclass(frozen=True)
@@ -332,6 +332,12 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
                         memory, algorithm, per_block, candidates, par.zero, par.recompute)
+
+
+def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:
+    """The fullest device's need and the device's capacity, bytes."""
+    worst = max(plan.memory, key=lambda m: m.total)
+    return {"memory_per_device_bytes": float(worst.total), "memory_capacity_bytes": device.memory_bytes}
 
 
 def stage_rows(plan: ParallelPlan, model: Model) -> list[dict]:

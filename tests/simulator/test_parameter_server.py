@@ -261,3 +261,73 @@ def test_unknown_heterogeneity_device_is_a_clear_error(small_config):
     cfg["stragglers"] = {"heterogeneity": [{"device": "tpu_v9", "fraction": 0.5}]}
     with pytest.raises(ConfigError, match="stragglers.heterogeneity"):
         simulate(load_config(cfg))
+
+
+# --- overlap: pushes during backward, pulls in forward order -------------------------------------------
+
+
+def layered(overlap: bool, layers: int = 4, params: int = 1_000_000) -> dict:
+    """2 workers and 1 CPU server on a 10 GB/s switch; L identical layers, one gradient bucket per layer."""
+    return {
+        "name": "layered", "seed": 1,
+        "cluster": {"topology": {"kind": "switch", "devices": 3, "link": {"bandwidth": "10GB/s", "latency": "1us"}},
+                    "device": "a100"},
+        "workload": {"model": {"name": "layered", "layers": [
+            {"name": f"l{i}", "params": params, "forward_flops": "10GFLOP"} for i in range(layers)]},
+            "batch_per_device": 32},
+        "parallelism": {"data": 2},
+        "communication": {"pattern": "parameter_server", "servers": 1, "bucket_size": 4 * params,
+                          "overlap": overlap},
+        "training": {"iterations": 5, "warmup": 1},
+    }
+
+
+def test_bsp_overlap_step_is_first_pull_plus_compute_plus_last_push_and_apply():
+    """Hand derivation (L layers of n = 4·10⁶ gradient bytes, one bucket each; 2 workers, 1 server).
+
+    Both workers release layer k's gradient as its backward ends and push it at once; the two
+    pushes share the server's inbound link: t_push = 2n/BW + 2·LAT (two 1 µs hops). The server
+    applies them one after the other, a = 3n / (CPU memory bandwidth) each. Every push and its
+    two applies finish before the next layer's backward does (t_push + 2a < b), so after the last
+    backward the step still needs one push and two applies. The BSP step then completes; both
+    workers pull layer 0's bucket first (t_pull = 2n/BW + 2·LAT, the server's outbound link
+    shared) and start computing; each later bucket arrives before the forward needs it
+    (t_pull < f). Every iteration is therefore
+
+        t_pull + L·(f + b) + t_push + 2a.
+
+    Without overlap: pull everything (2Ln/BW + 2·LAT), compute, push everything (the same),
+    then 2 applies of the whole model (2·L·a): today's serial formula.
+    """
+    n, L = 4e6, 4
+    cfg = load_config(layered(True))
+    layer = get_model_layer(cfg)
+    a100, cpu = get_device("a100"), get_device("cpu")
+    f = compute.layer_time(layer, a100, 32)
+    b = compute.layer_time(layer, a100, 32, pass_="backward")
+    t_link = 2 * n / BW + 2 * LAT
+    a = compute.server_apply_time(n, cpu)
+    assert t_link + 2 * a < b and t_link < f            # the regime the derivation assumes
+    s = simulate(cfg).summary
+    assert s["iteration_time_s"] == pytest.approx(t_link + L * (f + b) + t_link + 2 * a, rel=1e-9)
+    assert s["iteration_time_p99_s"] == pytest.approx(s["iteration_time_s"], rel=1e-9)
+    serial = simulate(load_config(layered(False))).summary
+    t_all = 2 * L * n / BW + 2 * LAT
+    assert serial["iteration_time_s"] == pytest.approx(t_all + L * (f + b) + t_all + 2 * L * a, rel=1e-9)
+
+
+def get_model_layer(cfg):
+    from simulator.resolve import resolve_model
+
+    return resolve_model(cfg).layers[0]
+
+
+def test_pushes_overlap_backward_in_the_trace():
+    cfg = load_config(layered(True))
+    trace = simulate(cfg).trace.events
+    spans = [e for e in trace if e["ph"] == "X" and e["tid"] == 0 and e["args"].get("iteration") == 1]
+    backward = next(e for e in spans if e["name"] == "backward")
+    pushes = [e for e in spans if e["name"].startswith("push")]
+    assert len(pushes) == 4
+    inside = [p for p in pushes if p["ts"] + p["dur"] <= backward["ts"] + backward["dur"] + 1e-6]
+    assert len(inside) == 3                        # all but the last layer's push finish during backward

@@ -1,0 +1,100 @@
+"""The layering that docs/architecture.md promises, checked on the source (STYLE R1, DESIGN "the second idea").
+
+- ``simulator/engine/`` decides *when*: it imports no hardware catalog, reads no hardware
+  attribute (bandwidths, FLOP rates, latencies, capacities) and writes no float constant that
+  could be one; durations reach it through ``simulator.compute``, ``simulator.network`` and the plan.
+- Only ``simulator/collectives/`` builds a collective's transfers (``Step`` / ``Transfer``).
+- ``import simulator.collectives`` / ``import kernels`` stay light (the package ``__init__`` is lazy).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = sorted((ROOT / "simulator" / "engine").glob("*.py"))
+HARDWARE_ATTRIBUTES = {"memory_bandwidth", "peak_flops", "sustained_flops", "efficiency", "bandwidth", "latency",
+                       "capacity", "memory_bytes"}
+# float constants the engine may write, each with its reason
+ALLOWED_FLOATS = {0.0, 1.0}
+EXCEPTIONS = {("stragglers.py", 0.1)}  # the documented floor of the "normal" straggler draw, not hardware
+
+
+def _runtime_imports(tree: ast.Module) -> list[str]:
+    """Modules imported outside ``if TYPE_CHECKING:`` blocks."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            skip.update(id(n) for n in ast.walk(node))
+    names = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+            names.extend(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.extend(a.name for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", ENGINE, ids=[p.name for p in ENGINE])
+def test_the_engine_holds_no_hardware_numbers(path):
+    tree = ast.parse(path.read_text())
+    assert "simulator.devices" not in _runtime_imports(tree), f"{path.name} imports the device catalog"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            assert node.attr not in HARDWARE_ATTRIBUTES, f"{path.name}:{node.lineno} reads .{node.attr}"
+        if isinstance(node, ast.Constant) and type(node.value) is float:
+            ok = node.value in ALLOWED_FLOATS or (path.name, node.value) in EXCEPTIONS
+            assert ok, f"{path.name}:{node.lineno}: float constant {node.value!r} (a cost belongs in compute/network)"
+
+
+def test_the_layering_check_catches_what_it_should(tmp_path):
+    """The check above is not vacuous: it flags a hardware attribute and a cost constant."""
+    bad = ast.parse("def apply(nbytes, device):\n    return 3.0 * nbytes / device.memory_bandwidth\n")
+    attrs = {n.attr for n in ast.walk(bad) if isinstance(n, ast.Attribute)}
+    floats = {n.value for n in ast.walk(bad) if isinstance(n, ast.Constant) and type(n.value) is float}
+    assert attrs & HARDWARE_ATTRIBUTES and floats - ALLOWED_FLOATS
+
+
+def _sources_outside_collectives() -> list[Path]:
+    out = []
+    for package in ("simulator", "kernels", "validation", "topologies"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "collectives" not in path.relative_to(ROOT).parts:
+                out.append(path)
+    return out
+
+
+def test_only_collectives_build_a_collectives_transfers():
+    offenders = []
+    for path in _sources_outside_collectives():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in {"Step", "Transfer"}:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_engine_cost_modules_are_the_ones_it_asks():
+    """The engine's durations come from compute, network and the plan, nowhere else."""
+    used = set()
+    for path in ENGINE:
+        used.update(m for m in _runtime_imports(ast.parse(path.read_text())) if m.startswith("simulator."))
+    assert used & {"simulator.devices", "simulator.tuner", "simulator.workloads"} <= {"simulator.workloads"}
+    assert {"simulator.compute", "simulator.parallel.plan", "simulator.network"} <= used
+
+
+def test_light_imports_stay_light():
+    code = ("import sys, simulator.collectives, kernels; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'simpy', 'pydantic'} "
+            "or m.startswith('simulator.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
