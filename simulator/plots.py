@@ -95,19 +95,23 @@ def staleness_plot(rows: list[dict], summary: dict, path: Path) -> None:
 
 
 def workers_plot(rows: list[dict], servers: list[dict], summary: dict, path: Path) -> None:
-    """Per-worker compute, communication and wait (stacked), and each server's utilisation."""
+    """Per-device compute, exposed communication and wait (stacked), and each server's utilisation."""
     plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    if servers:
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    else:
+        fig, a = plt.subplots(figsize=(8.5, 3.6))
     x = np.array([r["rank"] for r in rows])
     comp = np.array([r["compute_s"] for r in rows])
     comm = np.array([r["communication_s"] for r in rows])
     wait = np.array([r["wait_s"] for r in rows])
-    a.bar(x, comp, label="compute")
-    a.bar(x, comm, bottom=comp, label="pull + push + queue")
-    a.bar(x, wait, bottom=comp + comm, label="waiting (protocol)")
-    a.set_xlabel("worker")
+    width = 0.8 if len(x) <= 64 else 1.0
+    a.bar(x, comp, width=width, label="compute")
+    a.bar(x, comm, width=width, bottom=comp, label="exposed communication" + (" (pull, push, queue)" if servers else ""))
+    a.bar(x, wait, width=width, bottom=comp + comm, label="waiting (peers, inputs)")
+    a.set_xlabel("device rank")
     a.set_ylabel("seconds per iteration")
-    a.legend(fontsize="small")
+    fig.legend(*a.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize="small", frameon=False)
     if servers:
         b.bar([s["server"] for s in servers], [s["utilization"] for s in servers], color="C3")
         b.set_ylim(0, 1)
@@ -115,6 +119,6 @@ def workers_plot(rows: list[dict], servers: list[dict], summary: dict, path: Pat
         b.set_ylabel("utilisation")
         b.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"{summary['name']}: {summary['algorithm']}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

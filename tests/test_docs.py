@@ -27,3 +27,26 @@ def test_every_config_key_is_documented():
     for key in keys(Config):
         leaf = key.rsplit(".", 1)[-1]
         assert f"`{key}`" in DOC or f".{leaf}`" in DOC or f"`{leaf}`" in DOC, key
+
+
+def test_every_summary_key_and_csv_column_is_defined_in_the_results_section():
+    """Run jobs that between them produce every key and table; each must be named in docs/config.md."""
+    import glob
+
+    from simulator.config import load_config
+    from simulator.results import IterationRecord
+    from simulator.run import simulate
+    from tests.simulator.test_engine_matrix import CONVERGENCE, STRAGGLERS, job
+
+    results = DOC.split("## Results", 1)[1]
+    configs = [load_config(p) for p in sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "examples/0[1-4]*.yaml")))]
+    configs += [load_config(job("hybrid", "ps-asp", stragglers=STRAGGLERS, **{"training.convergence": {
+        **CONVERGENCE, "target_loss": 0.6}})), load_config(job("data", "allreduce", **{"communication.algorithm": "auto"}))]
+    names = set(IterationRecord.__dataclass_fields__)
+    for cfg in configs:
+        result = simulate(cfg)
+        names |= set(result.summary)
+        names |= {f"{table}.csv" for table in result.tables}
+        names |= {col for rows in result.tables.values() for col in (rows[0] if rows else {})}
+    missing = sorted(n for n in names if f"`{n}`" not in results)
+    assert missing == []
