@@ -14,10 +14,12 @@ so the link into a server is shared by every worker pushing to it at that moment
 and carries pulls the other way at the same time.
 
 With ``communication.overlap`` (the default), a stage pushes each gradient part as
-soon as its last backward produces it, and pulls its shards one after another in the
-order its forward needs them, so each layer waits only for the shard that holds it
-(MXNet KVStore, BytePS, P3's priority order). Without it, a stage pulls every shard
-at once before its forward and pushes every part together after its backward.
+soon as its last backward produces it, and pulls each part back for the next iteration
+as soon as the protocol's gate for that part opens (``Protocol.key_gate``: per key, as
+MXNet's dist_sync and BytePS servers answer pulls), so pulls of early parts run while
+later parts are still being pushed, and each layer's forward waits only for its own
+part. Without it, a stage pulls everything at once after the protocol's gate, before
+its forward, and pushes every part together after its backward.
 
 Each arriving unit is applied at every shard it touches, FIFO in arrival order, for
 ``compute.server_apply_time`` of its bytes on the server's device. Versions count the
@@ -220,7 +222,9 @@ class PSSync:
         self.replica_done = Quorum(env, len(self.units))                  # (replica, clock)
         self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
         self._shard_dropped: set[tuple[int, int, int]] = set()
-        self._pulled: dict[tuple, simpy.Event] = {}                       # (replica, stage, (chunk, part))
+        self._pulled: dict[tuple, simpy.Event] = {}                       # (replica, stage, clock, part) arrived
+        self._pull_started: dict[tuple, float] = {}
+        self._keys_read: dict[tuple[int, int], int] = {}                  # (replica, clock) -> parts started
         self._tag: dict[tuple[int, int], int] = {}                        # (replica, clock) -> tag
         self._read: set[tuple[int, int]] = set()                          # (replica, clock) read by some stage
         self._applied_any: set[tuple[int, int]] = set()                   # (replica, clock) with a unit applied
@@ -245,34 +249,70 @@ class PSSync:
         return self._waits.get(u, ()) if self.plan.overlap else ()
 
     def gate(self, rank: Any, clock: int) -> simpy.Event | None:
-        """The protocol's wait before reading (barrier or staleness bound), or ``None``."""
-        return self.protocol.gate(rank.replica, clock)
+        """The protocol's wait before reading everything (without overlap); with overlap each part has its own."""
+        return None if self.plan.overlap else self.protocol.gate(rank.replica, clock)
 
     def fetch(self, rank: Any, clock: int) -> Process:
-        """Start this stage's pulls: one part at a time in forward order (overlap), else all at once, and wait."""
+        """Without overlap: pull every part at once and wait. With overlap: the first iteration pulls every
+        part now; later ones were started part by part as each part's gate opened (``_unit_done``)."""
         d, s = rank.replica, rank.stage
+        if self.plan.overlap:
+            if clock == 0:
+                for unit in self.pull_order[s]:
+                    self._start_pull(rank, clock, unit)
+            return
         if (d, clock) not in self._read:
             self._read.add((d, clock))
             self.log.read(d, clock, self.servers.versions())
         parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
-        if self.plan.overlap:
-            events = []
-            for key in self.pull_order[s]:
-                self._pulled[(d, s, key)] = ev = self.env.event()
-                events.append(ev)
-            self.env.process(self._pull_in_order(rank, clock, parts, events))
+        yield self._transfer(rank, clock, np.concatenate([t.src for t in parts]),
+                             np.concatenate([t.dst for t in parts]), np.concatenate([t.nbytes for t in parts]),
+                             "pull")
+
+    def _start_pull(self, rank: Any, clock: int, unit: tuple[int, int]) -> None:
+        """Pull one part for ``clock`` now (its gate is open); the forward waits on its arrival."""
+        d, s = rank.replica, rank.stage
+        key = (d, s, clock, unit)
+        self._pull_started[key] = self.env.now
+        started = self._keys_read.get((d, clock), 0) + 1
+        self._keys_read[(d, clock)] = started
+        if started == len(self.units):        # the replica's last part is read now: that is its view
+            del self._keys_read[(d, clock)]
+            self.log.read(d, clock, self.servers.versions())
+        traffic = self._pull[(d, s, *unit)]
+        arrived = self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"pull {unit[0]}.{unit[1]}")
+        arrived.callbacks.append(lambda _e: self._param_event(key).succeed())
+
+    def _param_event(self, key: tuple) -> simpy.Event:
+        ev = self._pulled.get(key)
+        if ev is None:
+            ev = self._pulled[key] = self.env.event()
+        return ev
+
+    def param_ready(self, rank: Any, clock: int, unit: tuple[int, int]) -> simpy.Event:
+        """Fires when this stage's part ``unit`` of the parameters has arrived for ``clock``."""
+        return self._param_event((rank.replica, rank.stage, clock, unit))
+
+    def param_wait_split(self, rank: Any, clock: int, unit: tuple[int, int], waited_from: float) -> float:
+        """Of a wait for ``unit`` that began at ``waited_from`` and ends now: the seconds spent before its
+        pull could start (waiting for peers), the rest being the transfer."""
+        key = (rank.replica, rank.stage, clock, unit)
+        del self._pulled[key]
+        started = self._pull_started.pop(key)
+        return min(max(0.0, started - waited_from), self.env.now - waited_from)
+
+    def _gate_parts(self, rank: Any, clock: int, unit: tuple[int, int, int]) -> None:
+        """This replica's ``unit`` of ``clock`` is applied (or dropped): pull it for ``clock + 1`` once its gate opens."""
+        d = rank.replica
+        if not self.protocol.more(d, clock + 1):
+            return
+        self.tag(d, clock + 1)
+        gate = self.protocol.key_gate(d, clock + 1, unit)
+        part = unit[1:]
+        if gate is None:
+            self._start_pull(rank, clock + 1, part)
         else:
-            yield self._transfer(rank, clock, np.concatenate([t.src for t in parts]),
-                                 np.concatenate([t.dst for t in parts]), np.concatenate([t.nbytes for t in parts]),
-                                 "pull")
-
-    def _pull_in_order(self, rank: Any, clock: int, parts: list[_Traffic], events: list[simpy.Event]) -> Process:
-        for (c, b), traffic, ev in zip(self.pull_order[rank.stage], parts, events, strict=True):
-            yield self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"pull {c}.{b}")
-            ev.succeed()
-
-    def param_ready(self, rank: Any, clock: int, key: tuple[int, int]) -> simpy.Event:
-        return self._pulled.pop((rank.replica, rank.stage, key))
+            gate.callbacks.append(lambda _e: self._start_pull(rank, clock + 1, part))
 
     def submit(self, rank: Any, clock: int, chunk: int, part: int) -> None:
         """Push one gradient part from the stage's T devices to the servers that hold it."""
@@ -309,17 +349,17 @@ class PSSync:
                         self.env.timeout(float(end[j]) - self.env.now).callbacks.append(
                             self._learner_apply(d, clock, j))
         done = self.env.timeout(finish - self.env.now)
-        done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted))
+        done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted, unit))
 
     def _learner_apply(self, replica: int, clock: int, shard: int) -> Callable[[simpy.Event], None]:
         def apply(_event: simpy.Event) -> None:
             self.log.apply_shard(replica, clock, shard)
         return apply
 
-    def _unit_done(self, rank: Any, clock: int, tag: int, accepted: bool) -> None:
+    def _unit_done(self, rank: Any, clock: int, tag: int, accepted: bool, unit: tuple[int, int, int]) -> None:
         d = rank.replica
         if accepted:
-            self.protocol.unit_applied(tag)
+            self.protocol.unit_applied(d, clock, tag, unit)
         self.stage_done[rank.stage].arrive((d, clock))
         self.replica_done.arrive((d, clock))
         if self.replica_done.is_reached((d, clock)):
@@ -330,6 +370,8 @@ class PSSync:
             applied = (d, clock) in self._applied_any
             self._applied_any.discard((d, clock))
             self.log.completed(d, clock, applied, synchronous=isinstance(self.protocol, BSP))
+        if self.plan.overlap:          # after the bookkeeping above: a read now sees this push applied
+            self._gate_parts(rank, clock, unit)
 
     def step_done(self, rank: Any, clock: int) -> simpy.Event:
         """This stage's units of ``clock`` have been applied (or dropped) at every shard."""

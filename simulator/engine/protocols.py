@@ -13,9 +13,11 @@ reads the parameters before each iteration. Each protocol answers, with the
   (``False``: they are dropped)? Asked as each unit arrives; the answer for a
   (step, replica) is decided at its first unit and kept, so a gradient counts whole or not at all.
 
-and is told ``unit_applied(tag)`` when an accepted unit has been applied on every
-shard it touches, and ``replica_applied(replica, clock)`` when all of a replica's
-units of one iteration have been applied or dropped.
+and is told ``unit_applied(replica, clock, tag, unit)`` when an accepted unit has been
+applied on every shard it touches, and ``replica_applied(replica, clock)`` when all of a
+replica's units of one iteration have been applied. With ``communication.overlap`` a
+replica reads each part as soon as that part allows (``key_gate``), as per-key servers
+answer pulls (MXNet's dist_sync, BytePS): the same rule, applied to one part at a time.
 
 ``BSP`` (with ``backup_workers`` b, Chen et al. 2016): the gradients of the first
 D − b replicas whose push of step g starts arriving are applied, the rest dropped;
@@ -74,8 +76,13 @@ class Protocol:
     def accept(self, tag: int, replica: int) -> bool:
         return True
 
-    def unit_applied(self, tag: int) -> None:
+    def unit_applied(self, replica: int, clock: int, tag: int, unit: tuple) -> None:
         pass
+
+    def key_gate(self, replica: int, clock: int, unit: tuple) -> simpy.Event | None:
+        """With overlap: an event to wait for before pulling ``unit`` for ``clock`` (asked once the replica's
+        own ``unit`` of ``clock − 1`` is applied); ``None``: go ahead."""
+        return None
 
     def replica_applied(self, replica: int, clock: int) -> None:
         self.applied_clock[replica] += 1
@@ -100,6 +107,16 @@ class SSP(Protocol):
     def __init__(self, env: simpy.Environment, replicas: int, iterations: int, units: int, staleness: int):
         super().__init__(env, replicas, iterations, units)
         self.staleness = staleness
+        self.keys = Quorum(env, replicas)                  # (clock, unit): every replica's unit of that clock applied
+
+    def unit_applied(self, replica: int, clock: int, tag: int, unit: tuple) -> None:
+        self.keys.arrive((clock, unit))
+
+    def key_gate(self, replica: int, clock: int, unit: tuple) -> simpy.Event | None:
+        needed = clock - self.staleness - 1
+        if needed < 0 or self.keys.is_reached((needed, unit)):
+            return None
+        return self.keys.reached((needed, unit))
 
     def gate(self, replica: int, clock: int) -> simpy.Event | None:
         needed = clock - self.staleness - 1     # every replica's pushes 0..needed applied
@@ -116,6 +133,7 @@ class BSP(Protocol):
         self.backup = backup_workers
         self.accepted = Quorum(env, replicas - backup_workers)                # step: the first D − b replicas count
         self.steps = Quorum(env, (replicas - backup_workers) * units)         # step: every counted unit applied
+        self.keys = Quorum(env, replicas - backup_workers)                    # (step, unit): its counted ones applied
         self._steps_done = 0
 
     @property
@@ -134,10 +152,17 @@ class BSP(Protocol):
         return self.steps.reached(last)
 
     def more(self, replica: int, clock: int) -> bool:
-        return bool(self._once("more", replica, clock, self._steps_done < self.iterations))
+        return self.tag(replica, clock) < self.iterations
 
     def tag(self, replica: int, clock: int) -> int:
-        return int(self._once("tag", replica, clock, self._steps_done))
+        """The step after the replica's previous one, or the current step if it fell behind (a late backup)."""
+        previous = self._decided.get(("tag", replica, clock - 1), -1)
+        return int(self._once("tag", replica, clock, max(int(previous) + 1, self._steps_done)))
+
+    def key_gate(self, replica: int, clock: int, unit: tuple) -> simpy.Event | None:
+        """``unit`` of the step this replica's previous iteration pushed to has all its counted pushes applied."""
+        last = (self._decided[("tag", replica, clock - 1)], unit)
+        return None if self.keys.is_reached(last) else self.keys.reached(last)
 
     def accept(self, tag: int, replica: int) -> bool:
         # a step that has completed without it, or D − b others already counted: a late backup gradient
@@ -146,7 +171,8 @@ class BSP(Protocol):
             self._decided[key] = tag == self._steps_done and self.accepted.arrive(tag)
         return bool(self._decided[key])
 
-    def unit_applied(self, tag: int) -> None:
+    def unit_applied(self, replica: int, clock: int, tag: int, unit: tuple) -> None:
+        self.keys.arrive((tag, unit))
         self.steps.arrive(tag)
         if self.steps.is_reached(tag):
             self._steps_done += 1

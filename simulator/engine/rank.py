@@ -6,7 +6,7 @@ For each iteration a rank
    and starts fetching parameters (parameter-server pulls; nothing for an allreduce);
 2. runs its stage's ops from the plan's schedule in order: each waits for its input
    (the previous virtual stage's activation, the next one's gradient), and for the
-   parameters its layers need (a pulled shard), then computes — the tensor-parallel
+   parameters its layers need (a pulled part), then computes — the tensor-parallel
    all-reduces and ZeRO-3 gathers are part of the op's time — and sends its output;
 3. releases each gradient part to the sync as the chunk's last backward produces it
    (all of them after the last backward when ``communication.overlap`` is off);
@@ -157,11 +157,12 @@ class Rank:
         tensor = (plan.tensor_f if forward else plan.tensor_b)[self.replica, u]
         gather = plan.gather[self.stage, op.chunk]
         segments = self._segments(i, op, u, forward, total)
-        start, waited = self.env.now, 0.0
+        start, waited, peers = self.env.now, 0.0, 0.0
         for k, (seconds, wait_for, release) in enumerate(segments):
-            for shard in wait_for:
+            for part in wait_for:
                 before = self.env.now
-                yield self.sync.param_ready(self, clock, shard)
+                yield self.sync.param_ready(self, clock, part)
+                peers += self.sync.param_wait_split(self, clock, part, before)
                 waited += self.env.now - before
             share = 1.0 if len(segments) == 1 else (seconds / total if total > 0 else 0.0)
             yield self.env.timeout(seconds * factor + (tensor * share + (gather if k == 0 else 0.0)))
@@ -171,7 +172,7 @@ class Rank:
             for c, b in self.release_order:
                 self.sync.submit(self, clock, c, b)
         work = total * factor
-        tally[:2] += (work, tensor + gather + waited)
+        tally += (work, tensor + gather + waited - peers, peers)
         self.stats.op(clock, start, self.env.now, self.env.now - start - waited, not forward)
         self.stats.tensor[clock] += tensor
         self.stats.gathers[clock] += gather
@@ -181,7 +182,7 @@ class Rank:
 
     def _segments(self, i: int, op: Op, u: int, forward: bool, total: float
                   ) -> list[tuple[float, tuple[int, ...], int | None]]:
-        """(compute seconds, shards to wait for first, part to release after) of each segment of op ``i``."""
+        """(compute seconds, parameter parts to wait for first, part to release after) of each segment of op ``i``."""
         plan = self.plan
         if forward:
             waits = self.sync.forward_waits(u) if i in self.fetch_at else ()
