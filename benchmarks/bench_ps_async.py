@@ -21,7 +21,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results" / "ps_async.jsonl"
 
 
-def config(workers: int, servers: int, iterations: int, mode: str) -> dict:
+def config(workers: int, servers: int, iterations: int, mode: str, overlap: bool = True) -> dict:
     return {
         "name": f"bench-ps-{mode}-{workers}w-{servers}s",
         "seed": 1,
@@ -29,18 +29,18 @@ def config(workers: int, servers: int, iterations: int, mode: str) -> dict:
                     "device": "a100"},
         "workload": {"model": "resnet50", "batch_per_device": 64},
         "parallelism": {"data": workers},
-        "communication": {"pattern": "parameter_server", "servers": servers},
+        "communication": {"pattern": "parameter_server", "servers": servers, "overlap": overlap},
         "sync": {"mode": mode},
         "stragglers": {"distribution": "lognormal", "sigma": 0.2},
         "training": {"iterations": iterations, "warmup": min(5, iterations - 1)},
     }
 
 
-def one_run(workers: int, servers: int, iterations: int, mode: str) -> dict:
+def one_run(workers: int, servers: int, iterations: int, mode: str, overlap: bool = True) -> dict:
     """Run in a fresh process (numba kernels from the on-disk cache, as a user's second run)."""
     code = (
         "import json, sys, time; from simulator import simulate, load_config; "
-        f"cfg = load_config({config(workers, servers, iterations, mode)!r}); "
+        f"cfg = load_config({config(workers, servers, iterations, mode, overlap)!r}); "
         "t = time.perf_counter(); r = simulate(cfg); w = time.perf_counter() - t; "
         "print(json.dumps({'wall_s': w, 'flows': r.run_info['flows'], "
         "'iteration_time_s': r.summary['iteration_time_s'], 'staleness_mean': r.summary.get('staleness_mean'), "
@@ -57,11 +57,15 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=1000)
     ap.add_argument("--mode", default="asp", choices=["asp", "ssp", "bsp"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--overlap", choices=["true", "false"], default="true",
+                    help="communication.overlap: pushes per bucket during backward, pulls per bucket (true), "
+                         "or pull / compute / push in series (false, the model before the one-engine issue)")
     args = ap.parse_args()
-    one_run(args.workers, args.servers, 2, args.mode)  # compile the flow kernels into the cache once
-    runs = [one_run(args.workers, args.servers, args.iterations, args.mode) for _ in range(args.repeats)]
+    overlap = args.overlap == "true"
+    one_run(args.workers, args.servers, 2, args.mode, overlap)  # compile the flow kernels into the cache once
+    runs = [one_run(args.workers, args.servers, args.iterations, args.mode, overlap) for _ in range(args.repeats)]
     walls = sorted(r["wall_s"] for r in runs)
-    row = {"bench": "ps_async", "mode": args.mode, "workers": args.workers, "servers": args.servers,
+    row = {"bench": "ps_async", "mode": args.mode, "overlap": overlap, "workers": args.workers, "servers": args.servers,
            "iterations": args.iterations, "median_wall_s": walls[len(walls) // 2], "walls_s": walls,
            "flows": runs[0]["flows"], "iteration_time_s": runs[0]["iteration_time_s"],
            "staleness_mean": runs[0]["staleness_mean"], "server_utilization": runs[0]["server_utilization"],

@@ -91,6 +91,15 @@ class AllreduceSync:
                                        "gradient allreduce" if P == 1 else f"stage {s} gradient sync")
                         for s in range(P)]
 
+    @property
+    def contributors(self) -> int:
+        """Replicas whose samples one step trains."""
+        return self.plan.sizes.data
+
+    @property
+    def algorithm(self) -> str:
+        return self.plan.algorithm
+
     def start(self) -> None:
         for stream in self.streams:
             self.env.process(stream.serve(self.iterations))
@@ -151,4 +160,7 @@ class AllreduceSync:
         return {"buckets": int(sum(len(p) for p in self.plan.parts))}
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
+    def run_info(self) -> dict[str, Any]:
         return {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ class Job:
     learner: Learner | None
     progress_quorum: Quorum
     wall_s: float = 0.0
+    _progress: Callable[[int], None] | None = field(default=None, repr=False)
 
     def run(self, progress: Callable[[int], None] | None = None) -> Job:
         """Run every process to the end; ``progress(i)`` is called as every rank finishes iteration ``i``."""
@@ -81,8 +82,6 @@ class Job:
             self.progress_quorum.reached_at.pop(clock)
             self._progress(clock)
 
-    _progress: Callable[[int], None] | None = None
-
     # -- results ------------------------------------------------------------------------------
     def result(self) -> Result:
         config, plan, hw, sync = self.config, self.plan, self.hardware, self.sync
@@ -93,11 +92,11 @@ class Job:
         per_device_comm = (self.stats.tensor + self.stats.gathers + self.stats.sends) / (D * P)
         summary = summarize(
             records, name=config.name, devices=devices, iterations=config.training.iterations, warmup=warmup,
-            samples_per_step=(sync.protocol.contributors if hasattr(sync, "protocol") else D) * batch,
+            samples_per_step=sync.contributors * batch,
             samples_per_replica=batch,
             single_device_s=compute.iteration_compute_time(hw.model, hw.device, batch),
             communication_s=sync.communication_s() + per_device_comm,
-            algorithm=self._algorithm(), step_ends=sync.step_ends(), per_worker_clock=sync.per_worker_clock,
+            algorithm=sync.algorithm, step_ends=sync.step_ends(), per_worker_clock=sync.per_worker_clock,
             replica_of_record={int(plan.placement.device[d, s, t]): d
                                for d in range(D) for s in range(P) for t in range(T)},
         )
@@ -120,15 +119,9 @@ class Job:
             tables["convergence"] = [{"time_s": p.time_s, "updates": p.updates, "gradients": p.gradients,
                                       "loss": p.loss, "accuracy": p.accuracy} for p in self.learner.curve]
         run_info = {"sim_wall_s": self.wall_s, "host": platform.node(), "python": platform.python_version(),
-                    "network_steps_solved": self.network.steps_solved, "simpy_events_final_time_s": self.env.now}
-        if hasattr(sync, "flows"):
-            run_info["flows"] = sync.flows.flows_started
+                    "network_steps_solved": self.network.steps_solved, "simpy_events_final_time_s": self.env.now,
+                    **sync.run_info()}
         return Result(summary, records, self.trace, config.model_dump(mode="json"), run_info, tables)
-
-    def _algorithm(self) -> str:
-        if hasattr(self.sync, "protocol"):
-            return f"parameter_server/{self.sync.protocol.name}"
-        return self.plan.algorithm
 
     def _bytes(self, per_device_comm: np.ndarray) -> dict[str, float]:
         plan = self.plan

@@ -225,12 +225,20 @@ class PSSync:
         self._pulled: dict[tuple, simpy.Event] = {}                       # (replica, stage, clock, part) arrived
         self._pull_started: dict[tuple, float] = {}
         self._keys_read: dict[tuple[int, int], int] = {}                  # (replica, clock) -> parts started
-        self._tag: dict[tuple[int, int], int] = {}                        # (replica, clock) -> tag
         self._read: set[tuple[int, int]] = set()                          # (replica, clock) read by some stage
         self._applied_any: set[tuple[int, int]] = set()                   # (replica, clock) with a unit applied
         self._active = np.zeros((D, P), dtype=np.int64)                   # transfers in flight per process
         self._since = np.zeros((D, P))
         self.busy = np.zeros((D, P, iterations))                          # seconds with a transfer in flight
+
+    @property
+    def contributors(self) -> int:
+        """Replicas whose samples one step trains (D − b with backup workers)."""
+        return self.protocol.contributors
+
+    @property
+    def algorithm(self) -> str:
+        return f"parameter_server/{self.protocol.name}"
 
     def start(self) -> None:
         """Nothing runs on its own: servers act when pushes arrive."""
@@ -240,10 +248,7 @@ class PSSync:
         return self.protocol.more(replica, clock)
 
     def tag(self, replica: int, clock: int) -> int:
-        key = (replica, clock)
-        if key not in self._tag:
-            self._tag[key] = self.protocol.tag(replica, clock)
-        return self._tag[key]
+        return self.protocol.tag(replica, clock)
 
     def forward_waits(self, u: int) -> tuple[tuple[int, Any], ...]:
         return self._waits.get(u, ()) if self.plan.overlap else ()
@@ -381,7 +386,9 @@ class PSSync:
         return None                     # waiting for peers happens at the next gate
 
     def after_step(self, rank: Any, clock: int) -> Process:
-        self.stage_done[rank.stage].forget((rank.replica, clock))
+        done = self.stage_done[rank.stage]
+        done.forget((rank.replica, clock))
+        done.reached_at.pop((rank.replica, clock), None)
         return
         yield
 
@@ -433,6 +440,9 @@ class PSSync:
                               for j, rank in enumerate(srv.server_ranks)]}
         tables.update(self.log.tables())
         return tables
+
+    def run_info(self) -> dict[str, Any]:
+        return {"flows": self.flows.flows_started}
 
 
 def build_ps_sync(config: Config, env: simpy.Environment, hw: ResolvedHardware, network: Network,

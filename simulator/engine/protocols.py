@@ -26,8 +26,9 @@ once the step it pushed to has completed. ``SSP`` with bound s (Ho et al., NIPS 
 reads only once every replica's first c − s pushes are applied, so it is never more
 than s iterations ahead of the slowest; s = 0 is BSP. ``ASP``: never waits.
 
-Decisions that several stage processes of one replica ask about (``more``, ``tag``)
-are taken once per (replica, clock) and remembered, so a replica's stages agree.
+BSP's decisions that several stage processes of one replica ask about (``tag``, and
+``more`` through it) are taken once per (replica, clock) and remembered, so a
+replica's stages agree.
 """
 
 from __future__ import annotations
@@ -50,10 +51,6 @@ class Protocol:
         self.env, self.replicas, self.iterations, self.units = env, replicas, iterations, units
         self.applied_clock = np.zeros(replicas, dtype=np.int64)    # pushes of each replica applied
         self.clocks = Quorum(env, replicas)                         # clock c: every replica's c-th push applied
-        self._decided: dict[tuple[str, int, int], object] = {}
-
-    def _once(self, what: str, replica: int, clock: int, value: object) -> object:
-        return self._decided.setdefault((what, replica, clock), value)
 
     @property
     def contributors(self) -> int:
@@ -135,6 +132,7 @@ class BSP(Protocol):
         self.steps = Quorum(env, (replicas - backup_workers) * units)         # step: every counted unit applied
         self.keys = Quorum(env, replicas - backup_workers)                    # (step, unit): its counted ones applied
         self._steps_done = 0
+        self._decided: dict[tuple[str, int, int], int | bool] = {}            # per replica: tags and acceptances
 
     @property
     def contributors(self) -> int:
@@ -156,8 +154,14 @@ class BSP(Protocol):
 
     def tag(self, replica: int, clock: int) -> int:
         """The step after the replica's previous one, or the current step if it fell behind (a late backup)."""
-        previous = self._decided.get(("tag", replica, clock - 1), -1)
-        return int(self._once("tag", replica, clock, max(int(previous) + 1, self._steps_done)))
+        key = ("tag", replica, clock)
+        if key not in self._decided:
+            previous = self._decided.get(("tag", replica, clock - 1), -1)
+            self._decided[key] = max(int(previous) + 1, self._steps_done)
+            done = self._decided.pop(("tag", replica, clock - 2), None)   # nothing asks about it any more
+            if done is not None:
+                self._decided.pop(("accept", replica, done), None)
+        return int(self._decided[key])
 
     def key_gate(self, replica: int, clock: int, unit: tuple) -> simpy.Event | None:
         """``unit`` of the step this replica's previous iteration pushed to has all its counted pushes applied."""

@@ -74,9 +74,8 @@ class Quorum:
         self._count.pop(key, None)
         self.reached_at[key] = self.env.now
         ev = self._events.get(key)
-        if ev is None:
-            ev = self._events[key] = self.env.event()
-        ev.succeed()
+        if ev is not None:          # someone waits; a later ``reached`` gets an event that has fired
+            ev.succeed()
 
     def forget(self, key: Hashable) -> None:
         """Drop a released key's event (memory for long runs); ``reached_at`` is kept."""

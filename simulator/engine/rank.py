@@ -92,6 +92,7 @@ class Rank:
         self.release_order = [(c, b) for c in sorted(last_b, key=last_b.__getitem__)
                               for b in range(len(plan.parts[c * self.P + stage]))]
         self.last_op = max(last_b.values())
+        self._prices = [self._price(i, op) for i, op in enumerate(self.ops)]
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
@@ -117,7 +118,7 @@ class Rank:
         fetched = self.env.now
         label = self.sync.tag(self.replica, clock)
         factor = self.slowdown.factor(self.index)
-        tally = np.zeros(3)                      # compute, communication inside ops, waiting for inputs
+        tally = [0.0, 0.0, 0.0]                  # compute, communication inside ops, waiting (inputs, peers)
         for i, op in enumerate(self.ops):
             yield from self.await_input(clock, op, tally)
             yield from self.run_op(clock, i, op, factor, tally)
@@ -142,7 +143,7 @@ class Rank:
                                                 comm_exposed_s=exposed, wait_s=wait, end_s=self.env.now))
         self.on_iteration(clock)
 
-    def await_input(self, clock: int, op: Op, tally: np.ndarray) -> Process:
+    def await_input(self, clock: int, op: Op, tally: list[float]) -> Process:
         u = op.virtual_stage(self.P)
         if (op.kind == "F" and u > 0) or (op.kind == "B" and u < self.V - 1):
             start, key = self.env.now, (clock, self.replica, u, op.microbatch, op.kind)
@@ -150,38 +151,48 @@ class Rank:
             self.board.forget(key)
             tally[2] += self.env.now - start
 
-    def run_op(self, clock: int, i: int, op: Op, factor: float, tally: np.ndarray) -> Process:
+    def run_op(self, clock: int, i: int, op: Op, factor: float, tally: list[float]) -> Process:
         """One op as segments: forward segments wait for their parameters, backward ones release parts."""
-        u, plan, forward = op.virtual_stage(self.P), self.plan, op.kind == "F"
-        total = plan.compute_f[u] if forward else plan.compute_b[u]
-        tensor = (plan.tensor_f if forward else plan.tensor_b)[self.replica, u]
-        gather = plan.gather[self.stage, op.chunk]
-        segments = self._segments(i, op, u, forward, total)
+        forward, total, tensor, gather, segments = self._prices[i]
         start, waited, peers = self.env.now, 0.0, 0.0
-        for k, (seconds, wait_for, release) in enumerate(segments):
+        for k, (seconds, wait_for, release, share) in enumerate(segments):
             for part in wait_for:
                 before = self.env.now
                 yield self.sync.param_ready(self, clock, part)
                 peers += self.sync.param_wait_split(self, clock, part, before)
                 waited += self.env.now - before
-            share = 1.0 if len(segments) == 1 else (seconds / total if total > 0 else 0.0)
             yield self.env.timeout(seconds * factor + (tensor * share + (gather if k == 0 else 0.0)))
             if release is not None:
                 self.sync.submit(self, clock, op.chunk, release)
-        if i == self.last_op and not plan.overlap:     # every part at once, after the whole backward
+        if i == self.last_op and not self.plan.overlap:     # every part at once, after the whole backward
             for c, b in self.release_order:
                 self.sync.submit(self, clock, c, b)
         work = total * factor
-        tally += (work, tensor + gather + waited - peers, peers)
-        self.stats.op(clock, start, self.env.now, self.env.now - start - waited, not forward)
-        self.stats.tensor[clock] += tensor
-        self.stats.gathers[clock] += gather
+        tally[0] += work
+        tally[1] += tensor + gather + waited - peers
+        tally[2] += peers
+        now = self.env.now
+        self.stats.op(clock, start, now, now - start - waited, not forward)
+        if tensor:
+            self.stats.tensor[clock] += tensor
+        if gather:
+            self.stats.gathers[clock] += gather
         if self.traced:
-            self.span(self._name(op), start, self.env.now, clock, stage=self.stage, microbatch=op.microbatch,
+            self.span(self._name(op), start, now, clock, stage=self.stage, microbatch=op.microbatch,
                       chunk=op.chunk, compute_s=work, tensor_comm_s=tensor + gather)
 
-    def _segments(self, i: int, op: Op, u: int, forward: bool, total: float
-                  ) -> list[tuple[float, tuple[int, ...], int | None]]:
+    def _price(self, i: int, op: Op) -> tuple[bool, float, float, float, list]:
+        """What op ``i`` costs, worked out once: (forward?, compute s, tensor s, gather s, segments)."""
+        u, plan, forward = op.virtual_stage(self.P), self.plan, op.kind == "F"
+        total = float(plan.compute_f[u] if forward else plan.compute_b[u])
+        tensor = float((plan.tensor_f if forward else plan.tensor_b)[self.replica, u])
+        gather = float(plan.gather[self.stage, op.chunk])
+        segments = self._segments(i, u, forward, total)
+        share = [1.0] if len(segments) == 1 else [seconds / total if total > 0 else 0.0 for seconds, *_ in segments]
+        return forward, total, tensor, gather, [(*seg, sh) for seg, sh in zip(segments, share, strict=True)]
+
+    def _segments(self, i: int, u: int, forward: bool, total: float
+                  ) -> list[tuple[float, tuple, int | None]]:
         """(compute seconds, parameter parts to wait for first, part to release after) of each segment of op ``i``."""
         plan = self.plan
         if forward:
