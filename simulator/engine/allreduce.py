@@ -139,11 +139,14 @@ class AllreduceSync:
     def peers_ready_at(self, rank: Any, it: int) -> float:
         return float(self.streams[rank.stage].last_ready_at[it])
 
-    def after_step(self, rank: Any, it: int) -> Process:
+    def after_step(self, rank: Any, it: int) -> Process | None:
+        """ZeRO-1/2: the parameter all-gathers once every replica has stepped (``None``: nothing follows)."""
         stream = self.streams[rank.stage]
-        if stream.after:
-            stream.ready.arrive((it, "step"))
-            yield stream.finished.reached((it, "gathered"))
+        return self._gathered(stream, it) if stream.after else None
+
+    def _gathered(self, stream: GradientStream, it: int) -> Process:
+        stream.ready.arrive((it, "step"))
+        yield stream.finished.reached((it, "gathered"))
 
     # -- what the results ask --------------------------------------------------------------
     def communication_s(self) -> np.ndarray:

@@ -77,8 +77,10 @@ class Job:
         return self
 
     def on_iteration(self, clock: int) -> None:
+        if self._progress is None:
+            return
         self.progress_quorum.arrive(clock)
-        if self._progress is not None and self.progress_quorum.is_reached(clock):
+        if self.progress_quorum.is_reached(clock):
             self.progress_quorum.reached_at.pop(clock)
             self._progress(clock)
 

@@ -101,8 +101,8 @@ class ParameterServers:
         self.server_ranks = list(server_ranks)
         self.shard_bytes = np.asarray(shard_bytes, dtype=float)
         k = len(self.server_ranks)
-        self.free_at = np.zeros(k)       # when each shard's queue drains
-        self.busy_s = np.zeros(k)        # total time each shard spent applying
+        self.free_at = [0.0] * k         # when each shard's queue drains
+        self.busy = [0.0] * k            # total time each shard spent applying
         self.completed = np.zeros(k, dtype=np.int64)       # replica pushes queued to complete at each shard
         self._pending: list[deque[float]] = [deque() for _ in range(k)]  # their end times not yet reached
 
@@ -118,19 +118,22 @@ class ParameterServers:
                 q.popleft()
         return self.completed - np.array([len(q) for q in self._pending])
 
-    def apply(self, nbytes: np.ndarray, label: str, traced: bool) -> np.ndarray:
-        """Queue ``nbytes[j]`` at every shard j with bytes; returns each shard's end time (now where none)."""
+    @property
+    def busy_s(self) -> np.ndarray:
+        return np.array(self.busy)
+
+    def apply(self, touched: tuple[int, ...], seconds: tuple[float, ...], label: str, traced: bool) -> list[float]:
+        """Queue an update of ``seconds[i]`` at each shard ``touched[i]``; returns when each finishes."""
         now = self.env.now
-        touched = nbytes > 0
-        seconds = np.where(touched, self.apply_s(nbytes), 0.0)
-        start = np.where(touched, np.maximum(now, self.free_at), now)
-        end = start + seconds
-        self.free_at = np.where(touched, end, self.free_at)
-        self.busy_s += seconds
-        if traced:
-            for j in np.flatnonzero(touched):
-                self.trace.span(label, f"server {j}", float(start[j]), float(end[j]))
-        return end
+        ends = []
+        for j, sec in zip(touched, seconds, strict=True):
+            start = max(now, self.free_at[j])
+            end = self.free_at[j] = start + sec
+            self.busy[j] += sec
+            ends.append(end)
+            if traced:
+                self.trace.span(label, f"server {j}", start, end)
+        return ends
 
     def complete(self, shard: int, end: float) -> int:
         """A replica push completes at ``shard`` at ``end``; returns the shard's version just before."""
@@ -153,9 +156,12 @@ class _Traffic:
     nbytes: np.ndarray
     shard: np.ndarray
     per_shard: np.ndarray         # bytes arriving at (push) or leaving (pull) each shard, all T devices
+    touched: tuple[int, ...]      # shards with bytes
+    apply_s: tuple[float, ...]    # seconds a server takes to apply them, per touched shard
 
 
-def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int]) -> _Traffic:
+def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int],
+             apply_s: Callable[[np.ndarray], np.ndarray]) -> _Traffic:
     """The schedule's transfers on devices: schedule ranks 0..T-1 are ``devices``, T.. the servers."""
     mapping = np.concatenate([np.asarray(devices, dtype=np.int64), np.asarray(servers, dtype=np.int64)])
     step = sched.steps[0]
@@ -163,7 +169,9 @@ def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int
     keep = nbytes > 0
     shard = step.chunk[keep].astype(np.int64)
     per_shard = np.bincount(shard, weights=nbytes[keep], minlength=len(servers))
-    return _Traffic(mapping[step.src[keep]], mapping[step.dst[keep]], nbytes[keep], shard, per_shard)
+    touched = np.flatnonzero(per_shard > 0)
+    return _Traffic(mapping[step.src[keep]], mapping[step.dst[keep]], nbytes[keep], shard, per_shard,
+                    tuple(touched.tolist()), tuple(float(x) for x in apply_s(per_shard[touched])))
 
 
 class PSSync:
@@ -213,13 +221,20 @@ class PSSync:
                                                      shard_bytes=shards)
                         for d in range(D):
                             table[(d, s, c, b)] = _traffic(sched, plan.placement.tensor_group(d, s),
-                                                           servers.server_ranks)
+                                                           servers.server_ranks, servers.apply_s)
+        self._pull_all = {}                                            # (replica, stage): every part at once
+        for d in range(D):
+            for s in range(P):
+                parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
+                self._pull_all[(d, s)] = tuple(np.concatenate([getattr(t, f) for t in parts])
+                                               for f in ("src", "dst", "nbytes"))
         self.units_of_stage = [sum(1 for u in self.units if u[0] == s) for s in range(P)]
-        self.touch = np.zeros(k, dtype=np.int64)          # units of one replica that touch each shard
+        touch = np.zeros(k, dtype=np.int64)
         for (s, c, b) in self.units:
-            self.touch += self._push[(0, s, c, b)].per_shard > 0
+            touch += self._push[(0, s, c, b)].per_shard > 0
+        self.touch = touch.tolist()                       # units of one replica that touch each shard
         self.stage_done = [Quorum(env, n) for n in self.units_of_stage]   # (replica, clock): stage's units done
-        self.replica_done = Quorum(env, len(self.units))                  # (replica, clock)
+        self._units_done: dict[tuple[int, int], int] = {}                 # (replica, clock) -> units applied or dropped
         self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
         self._shard_dropped: set[tuple[int, int, int]] = set()
         self._pulled: dict[tuple, simpy.Event] = {}                       # (replica, stage, clock, part) arrived
@@ -269,10 +284,8 @@ class PSSync:
         if (d, clock) not in self._read:
             self._read.add((d, clock))
             self.log.read(d, clock, self.servers.versions())
-        parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
-        yield self._transfer(rank, clock, np.concatenate([t.src for t in parts]),
-                             np.concatenate([t.dst for t in parts]), np.concatenate([t.nbytes for t in parts]),
-                             "pull")
+        src, dst, nbytes = self._pull_all[(d, s)]
+        yield self._transfer(rank, clock, src, dst, nbytes, "pull")
 
     def _start_pull(self, rank: Any, clock: int, unit: tuple[int, int]) -> None:
         """Pull one part for ``clock`` now (its gate is open); the forward waits on its arrival."""
@@ -328,31 +341,30 @@ class PSSync:
 
     def _arrived(self, rank: Any, clock: int, unit: tuple[int, int, int], traffic: _Traffic) -> None:
         d = rank.replica
-        tag = self.tag(d, clock)
+        tag = self.protocol.tag(d, clock)
         accepted = self.protocol.accept(tag, d)
-        touched = np.flatnonzero(traffic.per_shard > 0)
         if accepted:
             self._applied_any.add((d, clock))
-            end = self.servers.apply(traffic.per_shard, f"apply replica {d}", rank.traced)
-            finish = float(end.max()) if len(touched) else self.env.now
+            ends = self.servers.apply(traffic.touched, traffic.apply_s, f"apply replica {d}", rank.traced)
+            finish = max(ends, default=self.env.now)
         else:
-            end, finish = None, self.env.now
-        for j in touched.tolist():
+            ends, finish = None, self.env.now
+        for i, j in enumerate(traffic.touched):
             key = (d, clock, j)
             n = self._shard_count.get(key, 0) + 1
-            self._shard_count[key] = n
             if not accepted:
                 self._shard_dropped.add(key)
-            if n == self.touch[j]:            # this replica's last unit at shard j: its push completes there
-                del self._shard_count[key]
-                dropped = key in self._shard_dropped
+            if n < self.touch[j]:
+                self._shard_count[key] = n
+                continue
+            self._shard_count.pop(key, None)     # this replica's last unit at shard j: its push completes there
+            if key in self._shard_dropped:
                 self._shard_dropped.discard(key)
-                if not dropped:
-                    before = self.servers.complete(j, float(end[j]))
-                    self.log.queued(d, clock, j, before)
-                    if self.learner is not None:
-                        self.env.timeout(float(end[j]) - self.env.now).callbacks.append(
-                            self._learner_apply(d, clock, j))
+                continue
+            before = self.servers.complete(j, ends[i])
+            self.log.queued(d, clock, j, before)
+            if self.learner is not None:
+                self.env.timeout(ends[i] - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
         done = self.env.timeout(finish - self.env.now)
         done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted, unit))
 
@@ -366,9 +378,11 @@ class PSSync:
         if accepted:
             self.protocol.unit_applied(d, clock, tag, unit)
         self.stage_done[rank.stage].arrive((d, clock))
-        self.replica_done.arrive((d, clock))
-        if self.replica_done.is_reached((d, clock)):
-            self.replica_done.reached_at.pop((d, clock))
+        done = self._units_done.get((d, clock), 0) + 1
+        if done < len(self.units):
+            self._units_done[(d, clock)] = done
+        else:                                    # every unit of the replica's push: it is complete
+            self._units_done.pop((d, clock), None)
             if (d, clock) in self._applied_any:     # a push dropped whole (a late backup worker) counts nowhere
                 self.protocol.replica_applied(d, clock)
             self._read.discard((d, clock))
@@ -380,17 +394,13 @@ class PSSync:
 
     def step_done(self, rank: Any, clock: int) -> simpy.Event:
         """This stage's units of ``clock`` have been applied (or dropped) at every shard."""
-        return self.stage_done[rank.stage].reached((rank.replica, clock))
+        return self.stage_done[rank.stage].wait((rank.replica, clock))
 
     def peers_ready_at(self, rank: Any, clock: int) -> None:
         return None                     # waiting for peers happens at the next gate
 
-    def after_step(self, rank: Any, clock: int) -> Process:
-        done = self.stage_done[rank.stage]
-        done.forget((rank.replica, clock))
-        done.reached_at.pop((rank.replica, clock), None)
-        return
-        yield
+    def after_step(self, rank: Any, clock: int) -> None:
+        return None                     # the servers applied the update: nothing follows on the device
 
     # -- flows and their busy time -------------------------------------------------------------
     def _transfer(self, rank: Any, clock: int, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,

@@ -35,6 +35,7 @@ class Quorum:
         self._count: dict[Hashable, int] = {}
         self._events: dict[Hashable, simpy.Event] = {}
         self.reached_at: dict[Hashable, float] = {}   # key -> when its quorum was reached
+        self._single: set[Hashable] = set()             # keys whose only waiter is waiting (``wait``)
 
     def arrive(self, key: Hashable) -> bool:
         """One arrival for ``key``; ``False`` if the quorum was already met (the arrival does not count)."""
@@ -72,10 +73,25 @@ class Quorum:
 
     def _release(self, key: Hashable) -> None:
         self._count.pop(key, None)
+        if key in self._single:     # its one waiter is waiting: nothing to remember
+            self._single.discard(key)
+            self._events.pop(key).succeed()
+            return
         self.reached_at[key] = self.env.now
         ev = self._events.get(key)
         if ev is not None:          # someone waits; a later ``reached`` gets an event that has fired
             ev.succeed()
+
+    def wait(self, key: Hashable) -> simpy.Event:
+        """``reached(key)`` for its only waiter: the key is forgotten once it has fired (long runs stay small)."""
+        if key in self.reached_at:
+            del self.reached_at[key]
+            ev = self.env.event()
+            ev.succeed()
+            return ev
+        ev = self._events[key] = self.env.event()
+        self._single.add(key)
+        return ev
 
     def forget(self, key: Hashable) -> None:
         """Drop a released key's event (memory for long runs); ``reached_at`` is kept."""

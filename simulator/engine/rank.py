@@ -93,6 +93,7 @@ class Rank:
                               for b in range(len(plan.parts[c * self.P + stage]))]
         self.last_op = max(last_b.values())
         self._prices = [self._price(i, op) for i, op in enumerate(self.ops)]
+        self._inputs = [self._needs_input(op) for op in self.ops]
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
@@ -120,7 +121,8 @@ class Rank:
         factor = self.slowdown.factor(self.index)
         tally = [0.0, 0.0, 0.0]                  # compute, communication inside ops, waiting (inputs, peers)
         for i, op in enumerate(self.ops):
-            yield from self.await_input(clock, op, tally)
+            if self._inputs[i]:
+                yield from self.await_input(clock, op, tally)
             yield from self.run_op(clock, i, op, factor, tally)
             self.send_output(clock, op)
         backward_end = self.env.now
@@ -133,7 +135,9 @@ class Rank:
             yield self.env.timeout(step)
             self.span("optimizer", synced, self.env.now, clock)
         stepped = self.env.now
-        yield from self.sync.after_step(self, clock)
+        after = self.sync.after_step(self, clock)
+        if after is not None:
+            yield from after
         ready = self.sync.peers_ready_at(self, clock)
         peers = 0.0 if ready is None else max(0.0, min(ready, synced) - backward_end)
         wait = (read_at - start) + tally[2] + peers
@@ -143,13 +147,16 @@ class Rank:
                                                 comm_exposed_s=exposed, wait_s=wait, end_s=self.env.now))
         self.on_iteration(clock)
 
-    def await_input(self, clock: int, op: Op, tally: list[float]) -> Process:
+    def _needs_input(self, op: Op) -> bool:
+        """A forward after the first virtual stage needs an activation; a backward before the last, a gradient."""
         u = op.virtual_stage(self.P)
-        if (op.kind == "F" and u > 0) or (op.kind == "B" and u < self.V - 1):
-            start, key = self.env.now, (clock, self.replica, u, op.microbatch, op.kind)
-            yield self.board.event(key)
-            self.board.forget(key)
-            tally[2] += self.env.now - start
+        return (op.kind == "F" and u > 0) or (op.kind == "B" and u < self.V - 1)
+
+    def await_input(self, clock: int, op: Op, tally: list[float]) -> Process:
+        start, key = self.env.now, (clock, self.replica, op.virtual_stage(self.P), op.microbatch, op.kind)
+        yield self.board.event(key)
+        self.board.forget(key)
+        tally[2] += self.env.now - start
 
     def run_op(self, clock: int, i: int, op: Op, factor: float, tally: list[float]) -> Process:
         """One op as segments: forward segments wait for their parameters, backward ones release parts."""
