@@ -197,7 +197,8 @@ def build_job(config: Config, env: simpy.Environment | None = None) -> Job:
             sync.on_synced = lambda it: learner.apply_mean([learner.gradient(learner.params, d, it)
                                                             for d in range(D)])
     job = Job(env, config, hw, network, plan, sync, [], stats, trace, records, learner, Quorum(env, D * P))
-    job.ranks = [Rank(env, d, s, plan, board, links, sync, slowdown, stats, trace, records, job.on_iteration)
+    shared: dict = {}           # per stage, what its ops cost: worked out once, not per replica
+    job.ranks = [Rank(env, d, s, plan, board, links, sync, slowdown, stats, trace, records, job.on_iteration, shared)
                  for d in range(D) for s in range(P)]
     if isinstance(sync, AllreduceSync):
         sync.attach([[r for r in job.ranks if r.stage == s][0].release_order for s in range(P)])

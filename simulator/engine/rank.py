@@ -75,7 +75,7 @@ class Rank:
 
     def __init__(self, env: simpy.Environment, replica: int, stage: int, plan: ParallelPlan, board: Board,
                  links: dict[tuple, Link], sync: Any, slowdown: SlowdownModel, stats: Stats, trace: Trace,
-                 records: list[IterationRecord], on_iteration: Any):
+                 records: list[IterationRecord], on_iteration: Any, shared: dict):
         self.env, self.replica, self.stage, self.plan = env, replica, stage, plan
         self.board, self.links, self.sync, self.slowdown = board, links, sync, slowdown
         self.stats, self.trace, self.records, self.on_iteration = stats, trace, records, on_iteration
@@ -85,15 +85,23 @@ class Rank:
         self.traced = bool(self.traced_devices)
         self.P, self.V = plan.sizes.pipeline, plan.virtual_stages
         self.index = replica * self.P + stage           # the rank's straggler stream
+        # what the stage's ops cost and need is the same for every replica with the same tensor prices
+        key = (stage, plan.tensor_f[replica].tobytes(), plan.tensor_b[replica].tobytes())
+        if key not in shared:
+            shared[key] = self._elaborate()
+        (self.fetch_at, self.release_at, self.release_order, self.last_op, self._prices,
+         self._inputs) = shared[key]
+
+    def _elaborate(self) -> tuple:
         first_f = {op.chunk: i for i, op in reversed(list(enumerate(self.ops))) if op.kind == "F"}
         last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.kind == "B"}
         self.fetch_at = {i: c for c, i in first_f.items()}
         self.release_at = {i: c for c, i in last_b.items()}
-        self.release_order = [(c, b) for c in sorted(last_b, key=last_b.__getitem__)
-                              for b in range(len(plan.parts[c * self.P + stage]))]
-        self.last_op = max(last_b.values())
-        self._prices = [self._price(i, op) for i, op in enumerate(self.ops)]
-        self._inputs = [self._needs_input(op) for op in self.ops]
+        release_order = [(c, b) for c in sorted(last_b, key=last_b.__getitem__)
+                         for b in range(len(self.plan.parts[c * self.P + self.stage]))]
+        prices = [self._price(i, op) for i, op in enumerate(self.ops)]
+        inputs = [self._needs_input(op) for op in self.ops]
+        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
