@@ -85,7 +85,7 @@ class UpdateLog:
 
     def __init__(self, protocol, learner: Learner | None):
         self.protocol, self.learner = protocol, learner
-        self._read_versions: dict[tuple[int, int], np.ndarray] = {}
+        self._read_versions: dict[tuple[int, int], list[int]] = {}
         self._read_slowest: dict[tuple[int, int], int] = {}
         self._params: dict[tuple[int, int], np.ndarray] = {}
         self._grads: dict[tuple[int, int], np.ndarray] = {}
@@ -93,7 +93,7 @@ class UpdateLog:
         self.staleness: list[int] = []
         self.clock_staleness: list[int] = []
 
-    def read(self, replica: int, clock: int, versions: np.ndarray) -> None:
+    def read(self, replica: int, clock: int, versions: list[int]) -> None:
         """The replica reads the parameters for ``clock`` now (its first stage starts pulling)."""
         key = (replica, clock)
         self._read_versions[key] = versions
@@ -104,8 +104,9 @@ class UpdateLog:
     def queued(self, replica: int, clock: int, shard: int, version_before: int) -> None:
         """The push completes at ``shard`` at version ``version_before`` (the updates queued ahead of it)."""
         key = (replica, clock)
-        stale = version_before - int(self._read_versions[key][shard])
-        self._worst[key] = max(self._worst.get(key, 0), stale)
+        stale = version_before - self._read_versions[key][shard]
+        if stale > self._worst.get(key, 0):
+            self._worst[key] = stale
 
     def apply_shard(self, replica: int, clock: int, shard: int) -> None:
         """Shard ``shard`` applies the replica's gradient now: the learner's parameters change there."""

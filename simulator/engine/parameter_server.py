@@ -103,20 +103,22 @@ class ParameterServers:
         k = len(self.server_ranks)
         self.free_at = [0.0] * k         # when each shard's queue drains
         self.busy = [0.0] * k            # total time each shard spent applying
-        self.completed = np.zeros(k, dtype=np.int64)       # replica pushes queued to complete at each shard
+        self.completed = [0] * k                           # replica pushes queued to complete at each shard
         self._pending: list[deque[float]] = [deque() for _ in range(k)]  # their end times not yet reached
 
     @property
     def k(self) -> int:
         return len(self.server_ranks)
 
-    def versions(self) -> np.ndarray:
+    def versions(self) -> list[int]:
         """Replica pushes each shard has completed by now."""
         now = self.env.now
-        for q in self._pending:
+        out = []
+        for done, q in zip(self.completed, self._pending, strict=True):
             while q and q[0] <= now:
                 q.popleft()
-        return self.completed - np.array([len(q) for q in self._pending])
+            out.append(done - len(q))
+        return out
 
     @property
     def busy_s(self) -> np.ndarray:
@@ -137,8 +139,8 @@ class ParameterServers:
 
     def complete(self, shard: int, end: float) -> int:
         """A replica push completes at ``shard`` at ``end``; returns the shard's version just before."""
-        before = int(self.completed[shard])
-        self.completed[shard] += 1
+        before = self.completed[shard]
+        self.completed[shard] = before + 1
         self._pending[shard].append(end)
         return before
 
@@ -350,6 +352,10 @@ class PSSync:
         else:
             ends, finish = None, self.env.now
         for i, j in enumerate(traffic.touched):
+            if self.touch[j] == 1:               # the replica's only unit at shard j: it completes there now
+                if accepted:
+                    self._complete(d, clock, j, ends[i])
+                continue
             key = (d, clock, j)
             n = self._shard_count.get(key, 0) + 1
             if not accepted:
@@ -361,12 +367,15 @@ class PSSync:
             if key in self._shard_dropped:
                 self._shard_dropped.discard(key)
                 continue
-            before = self.servers.complete(j, ends[i])
-            self.log.queued(d, clock, j, before)
-            if self.learner is not None:
-                self.env.timeout(ends[i] - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
+            self._complete(d, clock, j, ends[i])
         done = self.env.timeout(finish - self.env.now)
         done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted, unit))
+
+    def _complete(self, replica: int, clock: int, shard: int, end: float) -> None:
+        """The replica's push of ``clock`` completes at ``shard`` at ``end`` (known now: the queue is FIFO)."""
+        self.log.queued(replica, clock, shard, self.servers.complete(shard, end))
+        if self.learner is not None:
+            self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(replica, clock, shard))
 
     def _learner_apply(self, replica: int, clock: int, shard: int) -> Callable[[simpy.Event], None]:
         def apply(_event: simpy.Event) -> None:
