@@ -244,9 +244,9 @@ class PSSync:
         self._keys_read: dict[tuple[int, int], int] = {}                  # (replica, clock) -> parts started
         self._read: set[tuple[int, int]] = set()                          # (replica, clock) read by some stage
         self._applied_any: set[tuple[int, int]] = set()                   # (replica, clock) with a unit applied
-        self._active = np.zeros((D, P), dtype=np.int64)                   # transfers in flight per process
-        self._since = np.zeros((D, P))
-        self.busy = np.zeros((D, P, iterations))                          # seconds with a transfer in flight
+        self._active = [0] * (D * P)                                      # transfers in flight per rank process
+        self._since = [0.0] * (D * P)
+        self.busy = [[0.0] * iterations for _ in range(D * P)]            # seconds with a transfer in flight
 
     @property
     def contributors(self) -> int:
@@ -287,7 +287,9 @@ class PSSync:
             self._read.add((d, clock))
             self.log.read(d, clock, self.servers.versions())
         src, dst, nbytes = self._pull_all[(d, s)]
-        yield self._transfer(rank, clock, src, dst, nbytes, "pull")
+        event, start = self._transfer(rank, src, dst, nbytes)
+        yield event
+        self._transferred(rank, clock, start, "pull")
 
     def _start_pull(self, rank: Any, clock: int, unit: tuple[int, int]) -> None:
         """Pull one part for ``clock`` now (its gate is open); the forward waits on its arrival."""
@@ -300,8 +302,13 @@ class PSSync:
             del self._keys_read[(d, clock)]
             self.log.read(d, clock, self.servers.versions())
         traffic = self._pull[(d, s, *unit)]
-        arrived = self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"pull {unit[0]}.{unit[1]}")
-        arrived.callbacks.append(lambda _e: self._param_event(key).succeed())
+        arrived, start = self._transfer(rank, traffic.src, traffic.dst, traffic.nbytes)
+
+        def pulled(_e: simpy.Event) -> None:
+            self._transferred(rank, clock, start, f"pull {unit[0]}.{unit[1]}")
+            self._param_event(key).succeed()
+
+        arrived.callbacks.append(pulled)
 
     def _param_event(self, key: tuple) -> simpy.Event:
         ev = self._pulled.get(key)
@@ -338,8 +345,13 @@ class PSSync:
         """Push one gradient part from the stage's T devices to the servers that hold it."""
         d, s = rank.replica, rank.stage
         traffic = self._push[(d, s, chunk, part)]
-        arrived = self._transfer(rank, clock, traffic.src, traffic.dst, traffic.nbytes, f"push {chunk}.{part}")
-        arrived.callbacks.append(lambda _e: self._arrived(rank, clock, (s, chunk, part), traffic))
+        arrived, start = self._transfer(rank, traffic.src, traffic.dst, traffic.nbytes)
+
+        def pushed(_e: simpy.Event) -> None:
+            self._transferred(rank, clock, start, f"push {chunk}.{part}")
+            self._arrived(rank, clock, (s, chunk, part), traffic)
+
+        arrived.callbacks.append(pushed)
 
     def _arrived(self, rank: Any, clock: int, unit: tuple[int, int, int], traffic: _Traffic) -> None:
         d = rank.replica
@@ -412,29 +424,28 @@ class PSSync:
         return None                     # the servers applied the update: nothing follows on the device
 
     # -- flows and their busy time -------------------------------------------------------------
-    def _transfer(self, rank: Any, clock: int, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
-                  name: str) -> simpy.Event:
-        d, s = rank.replica, rank.stage
-        if self._active[d, s] == 0:
-            self._since[d, s] = self.env.now
-        self._active[d, s] += 1
-        start = self.env.now
-        event = self.flows.transfer(src, dst, nbytes)
+    def _transfer(self, rank: Any, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> tuple[simpy.Event, float]:
+        """Start flows for ``rank`` now; returns their arrival event and the start time. The caller's
+        callback on that event calls ``_transferred`` (one callback per transfer, not two)."""
+        key = rank.index
+        if self._active[key] == 0:
+            self._since[key] = self.env.now
+        self._active[key] += 1
+        return self.flows.transfer(src, dst, nbytes), self.env.now
 
-        def finished(_e: simpy.Event) -> None:
-            self._active[d, s] -= 1
-            if self._active[d, s] == 0 and clock < self.iterations:
-                self.busy[d, s, clock] += self.env.now - self._since[d, s]
-            if rank.traced and self.env.now > start:
-                rank.span(name, start, self.env.now, clock)
-
-        event.callbacks.append(finished)
-        return event
+    def _transferred(self, rank: Any, clock: int, start: float, name: str) -> None:
+        """A transfer of ``rank`` has arrived: busy time (transfers in flight, counted once) and its span."""
+        key, now = rank.index, self.env.now
+        self._active[key] -= 1
+        if self._active[key] == 0 and clock < self.iterations:
+            self.busy[key][clock] += now - self._since[key]
+        if rank.traced and now > start:
+            rank.span(name, start, now, clock)
 
     # -- what the results ask ---------------------------------------------------------------------
     def communication_s(self) -> np.ndarray:
         """Per iteration: seconds each stage process had a pull or push in flight (mean over processes)."""
-        return self.busy.mean(axis=(0, 1))
+        return np.mean(self.busy, axis=0)
 
     def bytes_per_iteration(self) -> np.ndarray:
         return np.full(self.iterations, self.flows.bytes_carried / self.iterations)
