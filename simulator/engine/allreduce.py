@@ -123,9 +123,8 @@ class AllreduceSync:
     def gate(self, rank: Any, it: int) -> None:
         return None                      # replicas hold their own parameters: nothing to wait for
 
-    def fetch(self, rank: Any, it: int) -> Process:
-        return
-        yield
+    def fetch(self, rank: Any, it: int) -> None:
+        return None                      # nothing to fetch
 
     def forward_waits(self, u: int) -> tuple[tuple[int, Any], ...]:
         return ()

@@ -274,22 +274,23 @@ class PSSync:
         """The protocol's wait before reading everything (without overlap); with overlap each part has its own."""
         return None if self.plan.overlap else self.protocol.gate(rank.replica, clock)
 
-    def fetch(self, rank: Any, clock: int) -> Process:
-        """Without overlap: pull every part at once and wait. With overlap: the first iteration pulls every
-        part now; later ones were started part by part as each part's gate opened (``_unit_done``)."""
+    def fetch(self, rank: Any, clock: int) -> simpy.Event | None:
+        """Without overlap: pull every part at once; the rank waits for the event. With overlap: the first
+        iteration pulls every part now; later ones were started part by part as each part's gate opened
+        (``_unit_done``), and the forward waits for each part (``None`` here)."""
         d, s = rank.replica, rank.stage
         if self.plan.overlap:
             if clock == 0:
                 for unit in self.pull_order[s]:
                     self._start_pull(rank, clock, unit)
-            return
+            return None
         if (d, clock) not in self._read:
             self._read.add((d, clock))
             self.log.read(d, clock, self.servers.versions())
         src, dst, nbytes = self._pull_all[(d, s)]
         event, start = self._transfer(rank, src, dst, nbytes)
-        yield event
-        self._transferred(rank, clock, start, "pull")
+        event.callbacks.append(lambda _e: self._transferred(rank, clock, start, "pull"))
+        return event
 
     def _start_pull(self, rank: Any, clock: int, unit: tuple[int, int]) -> None:
         """Pull one part for ``clock`` now (its gate is open); the forward waits on its arrival."""

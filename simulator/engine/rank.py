@@ -90,7 +90,7 @@ class Rank:
         if key not in shared:
             shared[key] = self._elaborate()
         (self.fetch_at, self.release_at, self.release_order, self.last_op, self._prices,
-         self._inputs) = shared[key]
+         self._inputs, self._simple) = shared[key]
 
     def _elaborate(self) -> tuple:
         first_f = {op.chunk: i for i, op in reversed(list(enumerate(self.ops))) if op.kind == "F"}
@@ -101,13 +101,15 @@ class Rank:
                          for b in range(len(self.plan.parts[c * self.P + self.stage]))]
         prices = [self._price(i, op) for i, op in enumerate(self.ops)]
         inputs = [self._needs_input(op) for op in self.ops]
-        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs
+        simple = [len(p[4]) == 1 and not p[4][0][1] and p[4][0][2] is None for p in prices]
+        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs, simple
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
             self.trace.span(name, dev, start, end, iteration=clock, **args)
 
     def train(self) -> Process:
+        """Every iteration of this rank, in one generator (each event resumes one frame, not three)."""
         clock = 0
         while True:
             start = self.env.now
@@ -116,40 +118,50 @@ class Rank:
                 yield gate
             if not self.sync.more(self.replica, clock):     # asked after the gate: BSP counts completed steps
                 return
-            yield from self.iteration(clock, start)
+            read_at = self.env.now
+            if self.traced and read_at > start:
+                self.span("wait for peers", start, read_at, clock)
+            fetch = self.sync.fetch(self, clock)
+            if fetch is not None:
+                yield fetch
+            fetched = self.env.now
+            factor = self.slowdown.factor(self.index)
+            tally = [0.0, 0.0, 0.0]              # compute, communication inside ops, waiting (inputs, peers)
+            for i, op in enumerate(self.ops):
+                if self._inputs[i]:
+                    yield from self.await_input(clock, op, tally)
+                forward, total, tensor, gather, segments = self._prices[i]
+                if self._simple[i]:              # one segment, nothing to wait for or release inside
+                    begin = self.env.now
+                    yield self.env.timeout(total * factor + (tensor + gather))
+                    self.op_done(clock, i, op, factor, tally, begin, 0.0, 0.0)
+                else:
+                    yield from self.run_op(clock, i, op, factor, tally)
+                self.send_output(clock, op)
+            backward_end = self.env.now
+            yield self.sync.step_done(self, clock)
+            synced = self.env.now
+            if self.traced and synced > backward_end:
+                self.span("wait for gradients", backward_end, synced, clock)
+            step = self.plan.optimizer_s[self.stage] * factor if self.sync.optimizer_on_device else 0.0
+            if step > 0:
+                yield self.env.timeout(step)
+                self.span("optimizer", synced, self.env.now, clock)
+            stepped = self.env.now
+            after = self.sync.after_step(self, clock)
+            if after is not None:
+                yield from after
+            self.record(clock, start, read_at, fetched, backward_end, synced, stepped, step, tally)
             clock += 1
 
-    def iteration(self, clock: int, start: float) -> Process:
-        read_at = self.env.now
-        if self.traced and read_at > start:
-            self.span("wait for peers", start, read_at, clock)
-        yield from self.sync.fetch(self, clock)
-        fetched = self.env.now
-        label = self.sync.tag(self.replica, clock)
-        factor = self.slowdown.factor(self.index)
-        tally = [0.0, 0.0, 0.0]                  # compute, communication inside ops, waiting (inputs, peers)
-        for i, op in enumerate(self.ops):
-            if self._inputs[i]:
-                yield from self.await_input(clock, op, tally)
-            yield from self.run_op(clock, i, op, factor, tally)
-            self.send_output(clock, op)
-        backward_end = self.env.now
-        yield self.sync.step_done(self, clock)
-        synced = self.env.now
-        if self.traced and synced > backward_end:
-            self.span("wait for gradients", backward_end, synced, clock)
-        step = self.plan.optimizer_s[self.stage] * factor if self.sync.optimizer_on_device else 0.0
-        if step > 0:
-            yield self.env.timeout(step)
-            self.span("optimizer", synced, self.env.now, clock)
-        stepped = self.env.now
-        after = self.sync.after_step(self, clock)
-        if after is not None:
-            yield from after
+    def record(self, clock: int, start: float, read_at: float, fetched: float, backward_end: float, synced: float,
+               stepped: float, step: float, tally: list[float]) -> None:
+        """One record per device: compute, exposed communication and waiting of this iteration."""
         ready = self.sync.peers_ready_at(self, clock)
         peers = 0.0 if ready is None else max(0.0, min(ready, synced) - backward_end)
         wait = (read_at - start) + tally[2] + peers
         exposed = (fetched - read_at) + tally[1] + (synced - backward_end - peers) + (self.env.now - stepped)
+        label = self.sync.tag(self.replica, clock)
         for dev in self.devices:
             self.records.append(IterationRecord(rank=dev, iteration=label, start_s=start, compute_s=tally[0] + step,
                                                 comm_exposed_s=exposed, wait_s=wait, end_s=self.env.now))
@@ -179,6 +191,12 @@ class Rank:
             yield self.env.timeout(seconds * factor + (tensor * share + (gather if k == 0 else 0.0)))
             if release is not None:
                 self.sync.submit(self, clock, op.chunk, release)
+        self.op_done(clock, i, op, factor, tally, start, waited, peers)
+
+    def op_done(self, clock: int, i: int, op: Op, factor: float, tally: list[float], start: float, waited: float,
+                peers: float) -> None:
+        """Tally, statistics and trace of op ``i``, which ran from ``start`` until now."""
+        forward, total, tensor, gather, _ = self._prices[i]
         if i == self.last_op and not self.plan.overlap:     # every part at once, after the whole backward
             for c, b in self.release_order:
                 self.sync.submit(self, clock, c, b)
