@@ -108,6 +108,13 @@ class UpdateLog:
         if stale > self._worst.get(key, 0):
             self._worst[key] = stale
 
+    def queued_all(self, replica: int, clock: int, shards: tuple[int, ...], versions_before: list[int]) -> None:
+        """``queued`` at several shards at once."""
+        read = self._read_versions[(replica, clock)]
+        worst = max((v - read[j] for j, v in zip(shards, versions_before, strict=True)), default=0)
+        if worst > self._worst.get((replica, clock), 0):
+            self._worst[(replica, clock)] = worst
+
     def apply_shard(self, replica: int, clock: int, shard: int) -> None:
         """Shard ``shard`` applies the replica's gradient now: the learner's parameters change there."""
         key = (replica, clock)

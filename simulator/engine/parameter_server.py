@@ -144,6 +144,16 @@ class ParameterServers:
         self._pending[shard].append(end)
         return before
 
+    def complete_all(self, shards: tuple[int, ...], ends: list[float]) -> list[int]:
+        """``complete`` at several shards at once; returns each one's version just before."""
+        befores = []
+        for j, end in zip(shards, ends, strict=True):
+            before = self.completed[j]
+            self.completed[j] = before + 1
+            self._pending[j].append(end)
+            befores.append(before)
+        return befores
+
     def utilization(self, span_s: float) -> float:
         """Mean fraction of ``span_s`` the shards spent applying updates."""
         return float(self.busy_s.mean() / span_s) if span_s > 0 else 0.0
@@ -153,9 +163,9 @@ class ParameterServers:
 class _Traffic:
     """Flows of one schedule from one stage process: device endpoints and bytes, grouped by shard."""
 
-    src: np.ndarray
-    dst: np.ndarray
-    nbytes: np.ndarray
+    src: list[int]                # device ranks (plain lists: the flow model walks them one by one)
+    dst: list[int]
+    nbytes: list[float]
     shard: np.ndarray
     per_shard: np.ndarray         # bytes arriving at (push) or leaving (pull) each shard, all T devices
     touched: tuple[int, ...]      # shards with bytes
@@ -172,7 +182,8 @@ def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int
     shard = step.chunk[keep].astype(np.int64)
     per_shard = np.bincount(shard, weights=nbytes[keep], minlength=len(servers))
     touched = np.flatnonzero(per_shard > 0)
-    return _Traffic(mapping[step.src[keep]], mapping[step.dst[keep]], nbytes[keep], shard, per_shard,
+    return _Traffic(mapping[step.src[keep]].tolist(), mapping[step.dst[keep]].tolist(), nbytes[keep].tolist(),
+                    shard, per_shard,
                     tuple(touched.tolist()), tuple(float(x) for x in apply_s(per_shard[touched])))
 
 
@@ -228,13 +239,14 @@ class PSSync:
         for d in range(D):
             for s in range(P):
                 parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
-                self._pull_all[(d, s)] = tuple(np.concatenate([getattr(t, f) for t in parts])
+                self._pull_all[(d, s)] = tuple([x for t in parts for x in getattr(t, f)]
                                                for f in ("src", "dst", "nbytes"))
         self.units_of_stage = [sum(1 for u in self.units if u[0] == s) for s in range(P)]
         touch = np.zeros(k, dtype=np.int64)
         for (s, c, b) in self.units:
             touch += self._push[(0, s, c, b)].per_shard > 0
         self.touch = touch.tolist()                       # units of one replica that touch each shard
+        self._one_unit = len(self.units) == 1
         self.stage_done = [Quorum(env, n) for n in self.units_of_stage]   # (replica, clock): stage's units done
         self._units_done: dict[tuple[int, int], int] = {}                 # (replica, clock) -> units applied or dropped
         self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
@@ -364,6 +376,15 @@ class PSSync:
             finish = max(ends, default=self.env.now)
         else:
             ends, finish = None, self.env.now
+        if self._one_unit:                       # the replica's only unit: its push completes at every shard now
+            if accepted:
+                befores = self.servers.complete_all(traffic.touched, ends)
+                self.log.queued_all(d, clock, traffic.touched, befores)
+                if self.learner is not None:
+                    for j, end in zip(traffic.touched, ends, strict=True):
+                        self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
+            self._unit_finish(rank, clock, tag, accepted, unit, finish)
+            return
         for i, j in enumerate(traffic.touched):
             if self.touch[j] == 1:               # the replica's only unit at shard j: it completes there now
                 if accepted:
@@ -381,6 +402,10 @@ class PSSync:
                 self._shard_dropped.discard(key)
                 continue
             self._complete(d, clock, j, ends[i])
+        self._unit_finish(rank, clock, tag, accepted, unit, finish)
+
+    def _unit_finish(self, rank: Any, clock: int, tag: int, accepted: bool, unit: tuple[int, int, int],
+                     finish: float) -> None:
         done = self.env.timeout(finish - self.env.now)
         done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted, unit))
 
@@ -425,7 +450,7 @@ class PSSync:
         return None                     # the servers applied the update: nothing follows on the device
 
     # -- flows and their busy time -------------------------------------------------------------
-    def _transfer(self, rank: Any, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> tuple[simpy.Event, float]:
+    def _transfer(self, rank: Any, src: list[int], dst: list[int], nbytes: list[float]) -> tuple[simpy.Event, float]:
         """Start flows for ``rank`` now; returns their arrival event and the start time. The caller's
         callback on that event calls ``_transferred`` (one callback per transfer, not two)."""
         key = rank.index

@@ -90,7 +90,7 @@ class Rank:
         if key not in shared:
             shared[key] = self._elaborate()
         (self.fetch_at, self.release_at, self.release_order, self.last_op, self._prices,
-         self._inputs, self._simple) = shared[key]
+         self._inputs, self._simple, self._sends) = shared[key]
 
     def _elaborate(self) -> tuple:
         first_f = {op.chunk: i for i, op in reversed(list(enumerate(self.ops))) if op.kind == "F"}
@@ -102,7 +102,9 @@ class Rank:
         prices = [self._price(i, op) for i, op in enumerate(self.ops)]
         inputs = [self._needs_input(op) for op in self.ops]
         simple = [len(p[4]) == 1 and not p[4][0][1] and p[4][0][2] is None for p in prices]
-        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs, simple
+        sends = [(op.kind == "F" and op.virtual_stage(self.P) < self.V - 1)
+                 or (op.kind == "B" and op.virtual_stage(self.P) > 0) for op in self.ops]
+        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs, simple, sends
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
@@ -137,7 +139,8 @@ class Rank:
                     self.op_done(clock, i, op, factor, tally, begin, 0.0, 0.0)
                 else:
                     yield from self.run_op(clock, i, op, factor, tally)
-                self.send_output(clock, op)
+                if self._sends[i]:
+                    self.send_output(clock, op)
             backward_end = self.env.now
             yield self.sync.step_done(self, clock)
             synced = self.env.now
