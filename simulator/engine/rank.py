@@ -90,7 +90,7 @@ class Rank:
         if key not in shared:
             shared[key] = self._elaborate()
         (self.fetch_at, self.release_at, self.release_order, self.last_op, self._prices,
-         self._inputs, self._simple, self._sends) = shared[key]
+         self._inputs, self._simple, self._sends, self._groups) = shared[key]
 
     def _elaborate(self) -> tuple:
         first_f = {op.chunk: i for i, op in reversed(list(enumerate(self.ops))) if op.kind == "F"}
@@ -104,7 +104,17 @@ class Rank:
         simple = [len(p[4]) == 1 and not p[4][0][1] and p[4][0][2] is None for p in prices]
         sends = [(op.kind == "F" and op.virtual_stage(self.P) < self.V - 1)
                  or (op.kind == "B" and op.virtual_stage(self.P) > 0) for op in self.ops]
-        return self.fetch_at, self.release_at, release_order, max(last_b.values()), prices, inputs, simple, sends
+        last_op = max(last_b.values())
+        groups: list[list[int]] = []
+        for i in range(len(self.ops)):
+            prev = groups[-1][-1] if groups else None
+            joins = (prev is not None and simple[prev] and simple[i] and not inputs[i] and not sends[prev]
+                     and prev != last_op)
+            if joins:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return self.fetch_at, self.release_at, release_order, last_op, prices, inputs, simple, sends, groups
 
     def span(self, name: str, start: float, end: float, clock: int, **args: Any) -> None:
         for dev in self.traced_devices:
@@ -129,18 +139,24 @@ class Rank:
             fetched = self.env.now
             factor = self.slowdown.factor(self.index)
             tally = [0.0, 0.0, 0.0]              # compute, communication inside ops, waiting (inputs, peers)
-            for i, op in enumerate(self.ops):
+            for group in self._groups:
+                i = group[0]
                 if self._inputs[i]:
-                    yield from self.await_input(clock, op, tally)
-                forward, total, tensor, gather, segments = self._prices[i]
-                if self._simple[i]:              # one segment, nothing to wait for or release inside
-                    begin = self.env.now
-                    yield self.env.timeout(total * factor + (tensor + gather))
-                    self.op_done(clock, i, op, factor, tally, begin, 0.0, 0.0)
+                    yield from self.await_input(clock, self.ops[i], tally)
+                if self._simple[i]:              # one segment each, nothing to wait for or release inside:
+                    begin = ends = self.env.now  # the group's ops run back to back, one timeout for all
+                    bounds = []
+                    for k in group:
+                        _, total, tensor, gather, _ = self._prices[k]
+                        bounds.append((ends, ends := ends + (total * factor + (tensor + gather))))
+                    yield self.env.timeout(ends - begin)
+                    for k, (first, last) in zip(group, bounds, strict=True):
+                        self.op_done(clock, k, self.ops[k], factor, tally, first, last, 0.0, 0.0)
                 else:
-                    yield from self.run_op(clock, i, op, factor, tally)
-                if self._sends[i]:
-                    self.send_output(clock, op)
+                    yield from self.run_op(clock, i, self.ops[i], factor, tally)
+                last = group[-1]
+                if self._sends[last]:
+                    self.send_output(clock, self.ops[last])
             backward_end = self.env.now
             yield self.sync.step_done(self, clock)
             synced = self.env.now
@@ -194,11 +210,11 @@ class Rank:
             yield self.env.timeout(seconds * factor + (tensor * share + (gather if k == 0 else 0.0)))
             if release is not None:
                 self.sync.submit(self, clock, op.chunk, release)
-        self.op_done(clock, i, op, factor, tally, start, waited, peers)
+        self.op_done(clock, i, op, factor, tally, start, self.env.now, waited, peers)
 
-    def op_done(self, clock: int, i: int, op: Op, factor: float, tally: list[float], start: float, waited: float,
-                peers: float) -> None:
-        """Tally, statistics and trace of op ``i``, which ran from ``start`` until now."""
+    def op_done(self, clock: int, i: int, op: Op, factor: float, tally: list[float], start: float, now: float,
+                waited: float, peers: float) -> None:
+        """Tally, statistics and trace of op ``i``, which ran from ``start`` until ``now``."""
         forward, total, tensor, gather, _ = self._prices[i]
         if i == self.last_op and not self.plan.overlap:     # every part at once, after the whole backward
             for c, b in self.release_order:
@@ -207,7 +223,6 @@ class Rank:
         tally[0] += work
         tally[1] += tensor + gather + waited - peers
         tally[2] += peers
-        now = self.env.now
         self.stats.op(clock, start, now, now - start - waited, not forward)
         if tensor:
             self.stats.tensor[clock] += tensor
