@@ -101,15 +101,8 @@ class UpdateLog:
         if self.learner is not None:
             self._params[key] = self.learner.read()
 
-    def queued(self, replica: int, clock: int, shard: int, version_before: int) -> None:
-        """The push completes at ``shard`` at version ``version_before`` (the updates queued ahead of it)."""
-        key = (replica, clock)
-        stale = version_before - self._read_versions[key][shard]
-        if stale > self._worst.get(key, 0):
-            self._worst[key] = stale
-
-    def queued_all(self, replica: int, clock: int, shards: tuple[int, ...], versions_before: list[int]) -> None:
-        """``queued`` at several shards at once."""
+    def queued(self, replica: int, clock: int, shards: tuple[int, ...], versions_before: list[int]) -> None:
+        """The push completes at each of ``shards`` at the versions before it (the updates queued ahead)."""
         read = self._read_versions[(replica, clock)]
         worst = max((v - read[j] for j, v in zip(shards, versions_before, strict=True)), default=0)
         if worst > self._worst.get((replica, clock), 0):

@@ -137,15 +137,8 @@ class ParameterServers:
                 self.trace.span(label, f"server {j}", start, end)
         return ends
 
-    def complete(self, shard: int, end: float) -> int:
-        """A replica push completes at ``shard`` at ``end``; returns the shard's version just before."""
-        before = self.completed[shard]
-        self.completed[shard] = before + 1
-        self._pending[shard].append(end)
-        return before
-
-    def complete_all(self, shards: tuple[int, ...], ends: list[float]) -> list[int]:
-        """``complete`` at several shards at once; returns each one's version just before."""
+    def complete(self, shards: tuple[int, ...], ends: list[float]) -> list[int]:
+        """A replica push completes at each of ``shards`` at ``ends``; returns each one's version just before."""
         befores = []
         for j, end in zip(shards, ends, strict=True):
             before = self.completed[j]
@@ -166,7 +159,6 @@ class _Traffic:
     src: list[int]                # device ranks (plain lists: the flow model walks them one by one)
     dst: list[int]
     nbytes: list[float]
-    shard: np.ndarray
     per_shard: np.ndarray         # bytes arriving at (push) or leaving (pull) each shard, all T devices
     touched: tuple[int, ...]      # shards with bytes
     apply_s: tuple[float, ...]    # seconds a server takes to apply them, per touched shard
@@ -179,12 +171,10 @@ def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int
     step = sched.steps[0]
     nbytes = np.asarray(sched.chunk_bytes, dtype=float)[step.chunk]
     keep = nbytes > 0
-    shard = step.chunk[keep].astype(np.int64)
-    per_shard = np.bincount(shard, weights=nbytes[keep], minlength=len(servers))
+    per_shard = np.bincount(step.chunk[keep].astype(np.int64), weights=nbytes[keep], minlength=len(servers))
     touched = np.flatnonzero(per_shard > 0)
     return _Traffic(mapping[step.src[keep]].tolist(), mapping[step.dst[keep]].tolist(), nbytes[keep].tolist(),
-                    shard, per_shard,
-                    tuple(touched.tolist()), tuple(float(x) for x in apply_s(per_shard[touched])))
+                    per_shard, tuple(touched.tolist()), tuple(float(x) for x in apply_s(per_shard[touched])))
 
 
 class PSSync:
@@ -246,7 +236,6 @@ class PSSync:
         for (s, c, b) in self.units:
             touch += self._push[(0, s, c, b)].per_shard > 0
         self.touch = touch.tolist()                       # units of one replica that touch each shard
-        self._one_unit = len(self.units) == 1
         self.stage_done = [Quorum(env, n) for n in self.units_of_stage]   # (replica, clock): stage's units done
         self._units_done: dict[tuple[int, int], int] = {}                 # (replica, clock) -> units applied or dropped
         self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
@@ -376,44 +365,35 @@ class PSSync:
             finish = max(ends, default=self.env.now)
         else:
             ends, finish = None, self.env.now
-        if self._one_unit:                       # the replica's only unit: its push completes at every shard now
-            if accepted:
-                befores = self.servers.complete_all(traffic.touched, ends)
-                self.log.queued_all(d, clock, traffic.touched, befores)
-                if self.learner is not None:
-                    for j, end in zip(traffic.touched, ends, strict=True):
-                        self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
-            self._unit_finish(rank, clock, tag, accepted, unit, finish)
-            return
+        completes, ends_at = [], []              # shards where this was the replica's last unit of ``clock``
         for i, j in enumerate(traffic.touched):
-            if self.touch[j] == 1:               # the replica's only unit at shard j: it completes there now
-                if accepted:
-                    self._complete(d, clock, j, ends[i])
+            if self.touch[j] > 1:                # more of its units touch shard j: count them
+                key = (d, clock, j)
+                n = self._shard_count.get(key, 0) + 1
+                if not accepted:
+                    self._shard_dropped.add(key)
+                if n < self.touch[j]:
+                    self._shard_count[key] = n
+                    continue
+                self._shard_count.pop(key, None)
+                if key in self._shard_dropped:
+                    self._shard_dropped.discard(key)
+                    continue
+            elif not accepted:
                 continue
-            key = (d, clock, j)
-            n = self._shard_count.get(key, 0) + 1
-            if not accepted:
-                self._shard_dropped.add(key)
-            if n < self.touch[j]:
-                self._shard_count[key] = n
-                continue
-            self._shard_count.pop(key, None)     # this replica's last unit at shard j: its push completes there
-            if key in self._shard_dropped:
-                self._shard_dropped.discard(key)
-                continue
-            self._complete(d, clock, j, ends[i])
+            completes.append(j)
+            ends_at.append(ends[i])
+        if completes:                            # FIFO queues: when each completes is known now
+            self.log.queued(d, clock, completes, self.servers.complete(completes, ends_at))
+            if self.learner is not None:
+                for j, end in zip(completes, ends_at, strict=True):
+                    self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
         self._unit_finish(rank, clock, tag, accepted, unit, finish)
 
     def _unit_finish(self, rank: Any, clock: int, tag: int, accepted: bool, unit: tuple[int, int, int],
                      finish: float) -> None:
         done = self.env.timeout(finish - self.env.now)
         done.callbacks.append(lambda _e: self._unit_done(rank, clock, tag, accepted, unit))
-
-    def _complete(self, replica: int, clock: int, shard: int, end: float) -> None:
-        """The replica's push of ``clock`` completes at ``shard`` at ``end`` (known now: the queue is FIFO)."""
-        self.log.queued(replica, clock, shard, self.servers.complete(shard, end))
-        if self.learner is not None:
-            self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(replica, clock, shard))
 
     def _learner_apply(self, replica: int, clock: int, shard: int) -> Callable[[simpy.Event], None]:
         def apply(_event: simpy.Event) -> None:

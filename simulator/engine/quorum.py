@@ -59,10 +59,6 @@ class Quorum:
     def is_reached(self, key: Hashable) -> bool:
         return key in self.reached_at
 
-    def count(self, key: Hashable) -> int:
-        """Arrivals so far for a key that has not reached its quorum (the need, once it has)."""
-        return self.need if key in self.reached_at else self._count.get(key, 0)
-
     def set_need(self, need: int) -> None:
         """Change the quorum (membership changed); keys that now meet it are released at once."""
         if need < 1:

@@ -185,3 +185,16 @@ def test_asynchronous_modes_are_refused_by_an_allreduce_in_any_parallelism():
     cfg["sync"] = {"mode": "ssp", "staleness": 1}
     with pytest.raises(ConfigError, match="sync.mode: ssp needs communication.pattern: parameter_server"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(("parallel", "sync"), [("data", "allreduce"), ("pipeline", "allreduce"), ("hybrid", "allreduce"),
+                                                ("data", "ps-bsp"), ("pipeline", "ps-bsp"), ("pipeline", "ps-asp")])
+def test_bucket_size_and_overlap_change_every_job_they_meet(parallel, sync):
+    """Gradient parts are buckets in every parallelism and pattern; overlap off releases them all at the end."""
+    base = simulate(load_config(job(parallel, sync))).summary
+    one_bucket = simulate(load_config(job(parallel, sync, **{"communication.bucket_size": "4GiB"}))).summary
+    serial = simulate(load_config(job(parallel, sync, **{"communication.overlap": False}))).summary
+    assert one_bucket["iteration_time_s"] != base["iteration_time_s"]
+    assert serial["iteration_time_s"] > base["iteration_time_s"]
+    if sync == "allreduce":
+        assert one_bucket["buckets"] < base["buckets"]
