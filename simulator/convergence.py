@@ -68,9 +68,6 @@ class Problem:
             out[sel] = self._order(e)[offsets[sel]]
         return out
 
-    def worker_batch(self, rank: int, iteration: int) -> np.ndarray:
-        return self.batch_indices(iteration * self.workers + rank)
-
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
         if order is None:

@@ -97,14 +97,15 @@ def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str
     return name
 
 
-def resolve_hardware(config: Config) -> ResolvedHardware:
+def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedHardware:
+    """Everything a job needs resolved; ``graph`` replaces the config's topology (a faulted variant of it)."""
     profile = None
     if config.cluster.profile is not None:
         try:
             profile = load_profile(config.cluster.profile)
         except ProfileError as e:
             raise ConfigError(f"cluster.profile: {e}") from None
-    graph = build_topology(config)
+    graph = build_topology(config) if graph is None else graph
     n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
     workers = parallel_sizes(config.parallelism, n_devices).data  # data-parallel replicas
     parallel = model_parallel(config.parallelism)  # groups inside a node: simulator.parallel.placement

@@ -24,6 +24,10 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     """
     if not isinstance(config, Config):
         config = load_config(config)
+    if config.faults is not None:
+        from simulator.engine.lifecycle import simulate_with_faults
+
+        return simulate_with_faults(config, progress)
     return build_job(config).run(progress).result()
 
 

@@ -13,11 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from topologies.units import UnitError, parse
+
 from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
 
 __all__ = [
     "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "Link", "Network", "Output",
-    "Parallelism", "Stragglers", "Sync", "TopologySpec", "Training", "Workload",
+    "Checkpoint", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault", "Stragglers",
+    "Sync", "TopologySpec", "Training", "Workload",
 ]
 
 
@@ -246,10 +249,159 @@ class Convergence(StrictModel):
         return self
 
 
+class FailureLaw(StrictModel):
+    """Time to failure of each component of one class, drawn afresh for every new or repaired part."""
+
+    distribution: Literal["exponential", "weibull"] = "exponential"
+    mtbf: Duration | None = Field(None, description="exponential: mean time between failures of one component")
+    shape: Annotated[float, Field(gt=0)] | None = Field(None, description="weibull: k (< 1: infant mortality)")
+    scale: Duration | None = Field(None, description="weibull: lambda, e.g. 35000h")
+
+    @model_validator(mode="after")
+    def _parameters_match_distribution(self) -> FailureLaw:
+        if self.distribution == "exponential":
+            if self.mtbf is None or self.mtbf <= 0:
+                raise ValueError("an exponential time to failure needs mtbf > 0, e.g. mtbf: 43800h")
+            if self.shape is not None or self.scale is not None:
+                raise ValueError("shape and scale apply to distribution: weibull only; give mtbf")
+        else:
+            if self.shape is None or self.scale is None or self.scale <= 0:
+                raise ValueError("a weibull time to failure needs shape > 0 and scale > 0, e.g. "
+                                 "{distribution: weibull, shape: 0.7, scale: 35000h}")
+            if self.mtbf is not None:
+                raise ValueError("mtbf applies to distribution: exponential; a weibull law is given by shape and scale")
+        return self
+
+
+class LinkFailures(FailureLaw):
+    mode: Literal["down", "degrade"] = Field("down", description="down: removed from routing; degrade: bandwidth x factor")
+    factor: Annotated[float, Field(gt=0, lt=1)] | None = Field(None, description="degrade only: remaining bandwidth share")
+
+    @model_validator(mode="after")
+    def _factor_matches_mode(self) -> LinkFailures:
+        if self.mode == "degrade" and self.factor is None:
+            raise ValueError("mode: degrade needs factor, the share of bandwidth left, e.g. factor: 0.25")
+        if self.mode == "down" and self.factor is not None:
+            raise ValueError("factor applies to mode: degrade only (mode is down)")
+        return self
+
+
+class FaultTarget(StrictModel):
+    """Exactly one of: a device rank, a link (its two end nodes), a switch, a parameter server."""
+
+    rank: Annotated[int, Field(ge=0)] | None = None
+    link: tuple[str, str] | None = None
+    switch: str | None = None
+    server: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FaultTarget:
+        given = [k for k in ("rank", "link", "switch", "server") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a target names exactly one of rank, link, switch, server (got {given or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("rank", "link", "switch", "server") if getattr(self, k) is not None)
+
+
+class ScheduledFault(StrictModel):
+    at: Duration = Field(description="simulated time of the failure, e.g. 12.5s or 1h")
+    target: FaultTarget
+    mode: Literal["down", "degrade"] = "down"
+    factor: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @model_validator(mode="after")
+    def _mode_fits_target(self) -> ScheduledFault:
+        if self.target.kind not in ("link", "switch") and ("mode" in self.model_fields_set or self.factor is not None):
+            raise ValueError(f"mode and factor apply to link and switch targets only (target is a {self.target.kind})")
+        if self.mode == "degrade" and self.factor is None:
+            raise ValueError("mode: degrade needs factor, the share of bandwidth left, e.g. factor: 0.25")
+        if self.mode == "down" and self.factor is not None:
+            raise ValueError("factor applies to mode: degrade only (mode is down)")
+        return self
+
+
+class Checkpoint(StrictModel):
+    every: Annotated[int, Field(ge=1)] | str | None = Field(
+        None, description="an integer: every N iterations; a duration (30min): the first iteration end after it")
+    bandwidth: Bandwidth | None = Field(None, description="storage write (and read) bandwidth, e.g. 2TB/s")
+    storage: Literal["shared", "per_node"] = Field(
+        "shared", description="shared: every writer shares one storage link; per_node: each node its own")
+    asynchronous: bool = Field(False, description="snapshot to host memory, then write in the background")
+    snapshot_bandwidth: Bandwidth = Field(25e9, description="asynchronous: device-to-host copy bandwidth per device")
+
+    @model_validator(mode="after")
+    def _interval_and_storage(self) -> Checkpoint:
+        if isinstance(self.every, str):
+            try:
+                seconds = parse(self.every, "duration")
+            except UnitError as e:
+                raise ValueError(f"every: expected an iteration count (500) or a duration (30min): {e.expected}") \
+                    from None
+            if seconds <= 0:
+                raise ValueError("every: a checkpoint interval must be > 0")
+        if self.every is not None and self.bandwidth is None:
+            raise ValueError("a checkpoint every interval needs bandwidth, the storage bandwidth, e.g. 2TB/s")
+        if self.asynchronous and self.every is None:
+            raise ValueError("asynchronous applies when checkpoints are taken: give every")
+        if "snapshot_bandwidth" in self.model_fields_set and not self.asynchronous:
+            raise ValueError("snapshot_bandwidth applies to asynchronous: true only")
+        if self.every is None and "storage" in self.model_fields_set:
+            raise ValueError("storage applies when checkpoints are taken: give every")
+        return self
+
+    @property
+    def every_iterations(self) -> int | None:
+        return self.every if isinstance(self.every, int) else None
+
+    @property
+    def every_s(self) -> float | None:
+        return parse(self.every, "duration") if isinstance(self.every, str) else None
+
+
+class Recovery(StrictModel):
+    policy: Literal["checkpoint_restart", "elastic", "spares"] = "checkpoint_restart"
+    restart: Duration = Field(600.0, description="checkpoint_restart: re-launch time (the reload is added)")
+    reconfigure: Duration = Field(30.0, description="elastic/spares: re-forming the groups when membership changes")
+    spares: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="replacement devices; null: checkpoint_restart and spares always get one, elastic none")
+    swap: Duration = Field(0.0, description="elastic/spares: bringing a spare in (state copied from a peer)")
+    scale: Literal["per_device", "global"] = Field(
+        "per_device", description="elastic: keep the per-device batch (global batch shrinks) or the global batch")
+
+    @model_validator(mode="after")
+    def _keys_match_policy(self) -> Recovery:
+        only = {"restart": ("checkpoint_restart",), "reconfigure": ("elastic", "spares"),
+                "swap": ("elastic", "spares"), "scale": ("elastic",)}
+        for key, policies in only.items():
+            if key in self.model_fields_set and self.policy not in policies:
+                raise ValueError(f"{key} applies to policy {' or '.join(policies)} only (policy is {self.policy})")
+        return self
+
+
+class Faults(StrictModel):
+    """What fails, when, and how the job recovers (docs/config.md, "Failures")."""
+
+    devices: FailureLaw | None = None
+    links: LinkFailures | None = None
+    switches: LinkFailures | None = None
+    servers: FailureLaw | None = None
+    scheduled: tuple[ScheduledFault, ...] = ()
+    repair: Duration | None = Field(None, description="time to repair a failed part; null: it stays failed")
+    detection: Duration = Field(30.0, description="time before the job notices a dead peer")
+    recovery: Recovery = Recovery()
+    checkpoint: Checkpoint = Checkpoint()
+    simulate: Literal["auto", "every_iteration"] = Field(
+        "auto", description="auto: distinct iterations once, time between events in closed form when exact")
+
+
 class Training(StrictModel):
     iterations: PositiveInt = 20
     warmup: Annotated[int, Field(ge=0)] = 2
     convergence: Convergence | None = None
+    replications: PositiveInt = Field(1, description="runs with derived seeds; the summary gives mean and 95 % CI")
 
     @model_validator(mode="after")
     def _warmup_leaves_iterations(self) -> Training:
@@ -279,6 +431,7 @@ class Config(StrictModel):
     training: Training = Training()
     network: Network = Network()
     output: Output = Output()
+    faults: Faults | None = None
 
     @model_validator(mode="after")
     def _combinations_are_meaningful(self) -> Config:
@@ -305,4 +458,13 @@ class Config(StrictModel):
             if "algorithm" in comm.model_fields_set:
                 raise ValueError("communication.algorithm names a collective, but with communication.pattern: "
                                  "parameter_server the servers carry the gradients; remove it")
+        faults = self.faults
+        if faults is not None and comm.pattern != "parameter_server":
+            if faults.servers is not None:
+                raise ValueError("faults.servers applies to communication.pattern: parameter_server only "
+                                 "(pattern is allreduce); remove it")
+            for i, event in enumerate(faults.scheduled):
+                if event.target.kind == "server":
+                    raise ValueError(f"faults.scheduled.{i}.target.server: there are no parameter servers "
+                                     "(communication.pattern is allreduce)")
         return self

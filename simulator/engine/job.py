@@ -19,8 +19,10 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import simpy
 
@@ -34,7 +36,7 @@ from simulator.results import IterationRecord, Result, Trace, summarize
 from simulator.rng import Streams
 
 from .allreduce import AllreduceSync
-from .learning import Learner
+from .learning import Learner, LearnerState
 from .pipeline import Board, Link
 from .quorum import Quorum
 from .rank import Rank, Stats
@@ -170,10 +172,15 @@ def _worker_rows(records: list[IterationRecord], devices: int, warmup: int) -> l
 # -- elaboration ------------------------------------------------------------------------------------
 
 
-def build_job(config: Config, env: simpy.Environment | None = None) -> Job:
-    """Resolve, elaborate and wire every process, before time zero."""
+def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx.Graph | None = None,
+              segment: int = 0, learner_start: LearnerState | None = None) -> Job:
+    """Resolve, elaborate and wire every process, before time zero.
+
+    ``graph`` replaces the config's topology, ``segment`` numbers the stretch of a faulted job (its
+    straggler noise is its own), ``learner_start`` is where the convergence problem continues from.
+    """
     env = env or simpy.Environment()
-    hw = resolve_hardware(config)
+    hw = resolve_hardware(config, graph)
     network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile)
     plan = build_plan(config, hw, network)
     D, P, T = plan.placement.device.shape
@@ -183,15 +190,16 @@ def build_job(config: Config, env: simpy.Environment | None = None) -> Job:
     streams = Streams(config.seed)
     batch = config.workload.batch_per_device
     slowdown = SlowdownModel(config.stragglers, D * P, streams, device_factors(config.stragglers, hw.model,
-                                                                               hw.device, batch))
+                                                                               hw.device, batch), segment)
+    learner_for = partial(_learner, start=learner_start)
     stats, board, records = Stats(iterations), Board(env), []
     links = {(d, a, b, k): Link(env) for d in range(D) for a in range(P) for b in range(P) for k in "FB" if a != b}
     if config.communication.pattern == "parameter_server":
         from .parameter_server import build_ps_sync  # numba (the flow kernels) only when a job has servers
 
-        sync, learner = build_ps_sync(config, env, hw, network, plan, trace, streams, _learner)
+        sync, learner = build_ps_sync(config, env, hw, network, plan, trace, streams, learner_for)
     else:
-        learner = _learner(config, env, D, 1, streams)
+        learner = learner_for(config, env, D, 1, streams)
         sync = AllreduceSync(env, plan, iterations, trace)
         if learner is not None:
             sync.on_synced = lambda it: learner.apply_mean([learner.gradient(learner.params, d, it)
@@ -205,12 +213,13 @@ def build_job(config: Config, env: simpy.Environment | None = None) -> Job:
     return job
 
 
-def _learner(config: Config, env: simpy.Environment, replicas: int, shards: int, streams: Streams) -> Learner | None:
+def _learner(config: Config, env: simpy.Environment, replicas: int, shards: int, streams: Streams,
+             start: LearnerState | None = None) -> Learner | None:
     spec = config.training.convergence
     if spec is None:
         return None
     problem = make_problem(spec, streams, replicas, spec.batch or config.workload.batch_per_device)
-    return Learner(env, problem, spec.lr, shards, spec.eval_every, spec.target_loss)
+    return Learner(env, problem, spec.lr, shards, spec.eval_every, spec.target_loss, start)
 
 
 def server_device(config: Config, hw: ResolvedHardware):

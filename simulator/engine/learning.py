@@ -15,33 +15,54 @@ minus the slowest replica's clock when it read; ≤ s under SSP, 0 under BSP).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import simpy
 
 from simulator.convergence import LossPoint, Problem
 
-__all__ = ["Learner", "UpdateLog"]
+__all__ = ["Learner", "LearnerState", "UpdateLog"]
+
+
+@dataclass(frozen=True)
+class LearnerState:
+    """Where a learner stands: what a checkpoint keeps and a job restarted (or resized) continues from."""
+
+    params: np.ndarray
+    updates: int = 0
+    gradients: int = 0
+    batches: int = 0           # worker mini-batches drawn so far (the data order continues from here)
+    time_s: float = 0.0        # simulated time at which the job that continues starts
 
 
 class Learner:
     def __init__(self, env: simpy.Environment, problem: Problem, lr: float, shards: int,
-                 eval_every: int, target_loss: float | None):
+                 eval_every: int, target_loss: float | None, start: LearnerState | None = None):
         self.env, self.problem, self.lr = env, problem, lr
-        self.params = problem.params0.copy()
+        start = start or LearnerState(problem.params0)
+        self.params = start.params.copy()
         self.slices = [s for s in np.array_split(np.arange(len(self.params)), shards)]
         self.eval_every_gradients = eval_every * problem.workers
         self.target_loss = target_loss
-        self.updates = 0           # model updates (a BSP step, or one asynchronous push)
-        self.gradients = 0         # worker gradients applied
+        self.updates = start.updates      # model updates (a BSP step, or one asynchronous push)
+        self.gradients = start.gradients  # worker gradients applied
+        self.batches, self.time_offset = start.batches, start.time_s
         self.curve: list[LossPoint] = []
         self._next_eval = 0
         self.evaluate()
+
+    def state(self, iterations: int) -> LearnerState:
+        """The state after ``iterations`` iterations of this job (every replica drew that many batches)."""
+        return LearnerState(self.params.copy(), self.updates, self.gradients,
+                            self.batches + iterations * self.problem.workers, self.time_offset + self.env.now)
 
     def read(self) -> np.ndarray:
         return self.params.copy()
 
     def gradient(self, params: np.ndarray, rank: int, iteration: int) -> np.ndarray:
-        return self.problem.gradient(params, self.problem.worker_batch(rank, iteration))
+        return self.problem.gradient(params, self.problem.batch_indices(self.batches + iteration * self.problem.workers
+                                                                        + rank))
 
     def apply_shard(self, shard: int, grad: np.ndarray, scale: float) -> None:
         sl = self.slices[shard]
@@ -60,7 +81,7 @@ class Learner:
 
     def evaluate(self) -> None:
         loss, acc = self.problem.evaluate(self.params)
-        self.curve.append(LossPoint(float(self.env.now), self.updates, self.gradients, loss, acc))
+        self.curve.append(LossPoint(float(self.time_offset + self.env.now), self.updates, self.gradients, loss, acc))
         self._next_eval = self.gradients + self.eval_every_gradients
 
     def finish(self) -> None:

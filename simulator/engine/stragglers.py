@@ -53,7 +53,7 @@ def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -
 
 class SlowdownModel:
     def __init__(self, spec: Stragglers, workers: int, streams: Streams,
-                 devices: list[tuple[float, float]] | None = None):
+                 devices: list[tuple[float, float]] | None = None, segment: int = 0):
         self.spec = spec
         self.persistent = np.ones(workers)
         n_slow = int(round(spec.slow_fraction * workers))
@@ -66,7 +66,10 @@ class SlowdownModel:
                 n = int(round(fraction * workers))
                 self.persistent[order[at:at + n]] *= ratio
                 at += n
-        self._rngs = [streams.get("stragglers", r) for r in range(workers)] if self.noisy else []
+        # which devices are slow stays; the noise of each stretch of a job between failures is its own
+        per_rank = (lambda r: streams.get("stragglers", r)) if segment == 0 else \
+            (lambda r: streams.get("stragglers", r, segment))
+        self._rngs = [per_rank(r) for r in range(workers)] if self.noisy else []
 
     @property
     def noisy(self) -> bool:
