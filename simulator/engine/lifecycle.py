@@ -46,6 +46,7 @@ import simpy
 from simulator.config import Config, ConfigError
 from simulator.results import Result, Trace
 from simulator.rng import Streams
+from simulator.storage import checkpoint_cost, young_daly_interval
 
 from .faults import Fault, FaultSource, Variant, cut_off, mean_time_to_failure
 from .learning import LearnerState
@@ -210,8 +211,11 @@ class Lifecycle:
         self.lost_updates = 0
         self.checkpoints = 0
         probe = timings.probe(Variant())
-        self.nominal_rate = float(healthy.result_summary["throughput_samples_per_s"])
-        self.checkpoint_bytes, self.write_s, self.snapshot_s = checkpoint_cost(config, healthy, probe)
+        # the failure-free steady state every second is measured against
+        self.nominal_rate = probe.samples / probe.period if probe.period > 0 else \
+            float(healthy.result_summary["throughput_samples_per_s"])
+        cost = checkpoint_cost(self.faults.checkpoint, healthy.hardware.model, plan.placement.host.ravel())
+        self.checkpoint_bytes, self.write_s, self.snapshot_s = cost.bytes, cost.write_s, cost.snapshot_s
         self.reload_s = self.write_s
         self.blocks = not (self.ps and config.sync.mode == "asp")
         self._job: simpy.Process | None = None
@@ -635,34 +639,6 @@ def _original(rank: int, dropped: set[int]) -> int:
     return rank
 
 
-def checkpoint_cost(config: Config, healthy: Any, probe: Stretch) -> tuple[float, float, float]:
-    """(bytes, blocking write seconds, asynchronous snapshot seconds) of one checkpoint.
-
-    A checkpoint holds one copy of the model states a restart needs — fp16 weights and the
-    optimizer's state, ``(2 + 12)`` bytes per parameter (simulator.parallel.memory), no
-    gradients — spread over the devices (each data-parallel rank writes its share, like
-    PyTorch's distributed checkpoint). ``shared``: every byte crosses one storage link of
-    ``bandwidth``; ``per_node``: each node writes its devices' share at ``bandwidth``.
-    """
-    from simulator.parallel.memory import OPTIMIZER_BYTES, PARAM_BYTES
-
-    ck = config.faults.checkpoint
-    params = float(healthy.hardware.model.parameters)
-    total = (PARAM_BYTES + OPTIMIZER_BYTES) * params
-    if ck.every is None or ck.bandwidth is None:
-        return total, 0.0, 0.0
-    plan = healthy.plan
-    ranks = plan.placement.device.ravel()
-    hosts = plan.placement.host.ravel()
-    per_device = total / len(ranks)
-    if ck.storage == "shared":
-        write = total / ck.bandwidth
-    else:
-        write = per_device * int(np.bincount(hosts).max()) / ck.bandwidth
-    snapshot = per_device / ck.snapshot_bandwidth
-    return total, write, snapshot
-
-
 @dataclass
 class Healthy:
     """The failure-free job the faulted run is compared with (its probe's summary and plan)."""
@@ -751,7 +727,7 @@ def compose(life: Lifecycle, result: Result, closed_form: bool) -> Result:
     if mtbf is not None:
         summary["job_mtbf_s"] = mtbf
         if config.faults.checkpoint.every is not None and life.write_s > 0:
-            summary["young_daly_interval_s"] = math.sqrt(2.0 * life.write_s * mtbf)
+            summary["young_daly_interval_s"] = young_daly_interval(life.write_s, mtbf)
     trace: Trace = result.trace
     for p in phases:
         trace.span(p.kind, "job", p.start, p.end, iterations=p.iterations)
