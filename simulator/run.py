@@ -24,6 +24,10 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     """
     if not isinstance(config, Config):
         config = load_config(config)
+    if config.training.replications > 1:
+        from simulator.replications import replicate
+
+        return replicate(config, simulate)
     if config.faults is not None:
         from simulator.engine.lifecycle import simulate_with_faults
 

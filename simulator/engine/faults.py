@@ -74,6 +74,7 @@ class FaultSource:
         self._seq = 0
         self._generation: dict[tuple[str, Any], int] = {}
         self._live: dict[tuple[str, Any], int] = {}       # the seq of a component's pending failure
+        self.on_push: Any = None                           # called with each new event (wakes a waiting reader)
         switches = sorted(str(n) for n, d in graph.nodes(data=True) if d.get("role") == "switch")
         links = sorted(edge_key(u, v) for u, v in graph.edges)
         names = {str(n) for n in graph.nodes}
@@ -124,6 +125,8 @@ class FaultSource:
         event = Fault(at, self._seq, kind, target, **info)
         self._seq += 1
         heapq.heappush(self._heap, event)
+        if self.on_push is not None:
+            self.on_push(event)
         return event
 
     def _push_random(self, at: float, kind: str, target: Any) -> None:

@@ -218,7 +218,10 @@ class Lifecycle:
         self.checkpoint_bytes, self.write_s, self.snapshot_s = cost.bytes, cost.write_s, cost.snapshot_s
         self.reload_s = self.write_s
         self.blocks = not (self.ps and config.sync.mode == "asp")
+        self.every_n, self.every_s = self.faults.checkpoint.every_iterations, self.faults.checkpoint.every_s
         self._job: simpy.Process | None = None
+        self._wake: simpy.Event | None = None
+        self.source.on_push = self._woken
         self._regrow = False
         self._moved: set[int] = set()      # elastic: servers whose shards already moved to the survivors
         self._progress: Callable[[int], None] | None = None
@@ -233,15 +236,20 @@ class Lifecycle:
         return self
 
     def _fault_process(self):
+        """Interrupt the job at each event's time; an event pushed meanwhile (a repair, a renewal) wakes it."""
         while self._job.is_alive:
             t = self.source.next_time()
-            if math.isinf(t):
-                return
-            if t > self.env.now:
-                yield self.env.timeout(t - self.env.now) | self._job
-                if not self._job.is_alive:
-                    return
-            self._job.interrupt(self.source.pop())
+            if t <= self.env.now:
+                self._job.interrupt(self.source.pop())
+                yield self.env.timeout(0)              # let the job take it before the next one
+                continue
+            self._wake = self.env.event()
+            waits = [self._wake, self._job] + ([] if math.isinf(t) else [self.env.timeout(t - self.env.now)])
+            yield self.env.any_of(waits)
+
+    def _woken(self, event: Fault) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
 
     # -- the job process -----------------------------------------------------------------------
     def _train_all(self):
@@ -270,13 +278,13 @@ class Lifecycle:
                        self.servers - len(st.servers_down) if st.servers_down else 0, batch)
 
     def _next_stretch(self) -> int:
-        st, every = self.state, self.faults.checkpoint
+        st = self.state
         left = self.total - st.done
-        if every.every_iterations is not None:
-            return min(left, every.every_iterations - st.done % every.every_iterations)
-        if every.every_s is not None:
+        if self.every_n is not None:
+            return min(left, self.every_n - st.done % self.every_n)
+        if self.every_s is not None:
             probe = self.timings.probe(self._variant())
-            due = every.every_s - st.since_checkpoint
+            due = self.every_s - st.since_checkpoint
             trial = Stretch(probe.head, probe.period, left, probe.samples)
             k = trial.done_by(due) if due > 0 else 0
             if k < left and trial.end(k) < due:
@@ -285,12 +293,12 @@ class Lifecycle:
         return left
 
     def _checkpoint_due(self) -> bool:
-        st, every = self.state, self.faults.checkpoint
-        if st.done >= self.total or every.every is None:
+        st = self.state
+        if st.done >= self.total or (self.every_n is None and self.every_s is None):
             return False
-        if every.every_iterations is not None:
-            return st.done % every.every_iterations == 0
-        return st.since_checkpoint >= every.every_s * (1 - 1e-12)
+        if self.every_n is not None:
+            return st.done % self.every_n == 0
+        return st.since_checkpoint >= self.every_s * (1 - 1e-12)
 
     def _wait(self, seconds: float, kind: str, cause: int | None, restartable: bool = False):
         """Spend ``seconds`` in phase ``kind``; failures arriving meanwhile are absorbed (a restart starts over)."""
@@ -305,7 +313,12 @@ class Lifecycle:
                 left -= self.env.now - t0
                 if restartable and verdict == "fatal":
                     left = seconds
-        self.phases.append(Phase(kind, start, self.env.now, cause=cause))
+        self._phase(Phase(kind, start, self.env.now, cause=cause))
+
+    def _phase(self, phase: Phase) -> None:
+        self.phases.append(phase)
+        if phase.cause is not None:
+            self.failures[phase.cause]["time_lost_s"] += phase.end - phase.start
 
     def _train(self, n: int):
         """Train ``n`` iterations on the current variant; returns the fatal failure that stopped it, if any."""
@@ -325,8 +338,7 @@ class Lifecycle:
                 if verdict == "fatal":
                     self._kept(t0, stretch, k, variant, start)
                     if self.env.now > t0 + stretch.end(k):
-                        self.phases.append(Phase("lost", t0 + stretch.end(k), self.env.now,
-                                                 cause=len(self.failures) - 1))
+                        self._phase(Phase("lost", t0 + stretch.end(k), self.env.now, cause=len(self.failures) - 1))
                     return len(self.failures) - 1
                 if verdict in ("change", "grow"):
                     target = min(target, k + 1)      # the iteration in flight finishes on its routes
@@ -503,7 +515,6 @@ class Lifecycle:
             yield from self._elastic(cause, row)
         else:
             yield from self._swap(cause, row)
-        self._lost_since(cause)
         return None
 
     def _nothing_left(self) -> bool:
@@ -524,7 +535,7 @@ class Lifecycle:
                 yield self.env.timeout(self.source.next_time() - self.env.now)
             except simpy.Interrupt as i:
                 self._absorb(i.cause)
-            self.phases.append(Phase("waiting", start, self.env.now, cause=cause))
+            self._phase(Phase("waiting", start, self.env.now, cause=cause))
         st.pool -= len(st.failed)
 
     def _restart(self, cause: int):
@@ -550,6 +561,7 @@ class Lifecycle:
         for p in self.phases[st.durable_phase:]:
             if p.kind == "train":
                 p.kind, p.cause = "lost", cause
+                self.failures[cause]["time_lost_s"] += p.end - p.start
         st.done, st.learner = st.durable, st.durable_state
         st.since_checkpoint = 0.0
         st.pending_write = None
@@ -620,10 +632,6 @@ class Lifecycle:
             for s in new:
                 self.source.renew("server", s, self.env.now)
             st.servers_down -= set(new)
-
-    def _lost_since(self, cause: int) -> None:
-        row = self.failures[cause]
-        row["time_lost_s"] = float(sum(p.end - p.start for p in self.phases if p.cause == cause))
 
 
 def _ek(u: Any, v: Any) -> tuple[str, str]:
