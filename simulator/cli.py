@@ -74,6 +74,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                    help="override a config key before validation, e.g. --set parallelism.data=64")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    p.add_argument("--replications", metavar="R",
+                   help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R)")
     p.add_argument("--explain-placement", action="store_true",
                    help="print where every rank runs (device, node, groups, stages) and exit without simulating")
     p.epilog = "example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50"
@@ -86,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import simulate
 
-    config = load_config(args.config, args.overrides)
+    overrides = args.overrides + ([f"training.replications={args.replications}"] if args.replications else [])
+    config = load_config(args.config, overrides)
     if args.explain_placement:
         from .placement_report import explain_placement
 
@@ -94,7 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task(f"simulating {config.name}", total=config.training.iterations)
+        task = bar.add_task(f"simulating {config.name}",
+                            total=config.training.iterations * config.training.replications)
         result = simulate(config, progress=lambda it: bar.update(task, completed=it + 1))
     out = args.out or Path("runs") / config.name
     result.write(out, plots=config.output.plots and not args.no_plots)

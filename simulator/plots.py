@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .results import Result
 
-__all__ = ["iteration_plot", "table_plots"]
+__all__ = ["iteration_plot", "table_plots", "timeline_plot"]
 
 
 def _pyplot():
@@ -25,7 +25,7 @@ def _pyplot():
 def iteration_plot(result: Result, path: Path) -> None:
     """Per-iteration time split into compute, exposed communication and waiting (mean over workers)."""
     plt = _pyplot()
-    its = result.summary["iterations"]
+    its = 1 + max((r.iteration for r in result.iterations), default=0)   # a faulted run: its failure-free probe
     comp, comm, wait = np.zeros(its), np.zeros(its), np.zeros(its)
     counts = np.zeros(its)
     for r in result.iterations:
@@ -58,6 +58,8 @@ def table_plots(result: Result, folder: Path) -> None:
         staleness_plot(tables["staleness"], result.summary, folder / "staleness.png")
     if tables.get("workers"):
         workers_plot(tables["workers"], tables.get("servers", []), result.summary, folder / "workers.png")
+    if tables.get("timeline"):
+        timeline_plot(tables["timeline"], tables.get("failures", []), result.summary, folder / "timeline.png")
 
 
 def loss_plot(rows: list[dict], summary: dict, path: Path) -> None:
@@ -120,5 +122,53 @@ def workers_plot(rows: list[dict], servers: list[dict], summary: dict, path: Pat
         b.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"{summary['name']}: {summary['algorithm']}")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+_PHASE_COLOURS = {"train": "C2", "lost": "C3", "checkpoint": "C0", "detection": "C1", "restart": "C4",
+                  "waiting": "C7"}
+
+
+def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: Path) -> None:
+    """A faulted run over simulated time: progress (iterations kept, with the failure-free line), throughput,
+    and where the time went (training, lost work, checkpoints, detection, restarts, waiting), failures marked."""
+    plt = _pyplot()
+    wall = max(r["end_s"] for r in rows)
+    scale, unit = next((s, u) for s, u in ((86400.0, "days"), (3600.0, "hours"), (60.0, "minutes"), (1.0, "s"))
+                       if wall >= 3 * s or s == 1.0)
+    fig, (a, b, c) = plt.subplots(3, 1, figsize=(10, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]})
+    xs, ys = [], []
+    for r in rows:
+        xs += [r["start_s"] / scale, r["end_s"] / scale]
+        ys += [r["iterations_done"] - (r["iterations"] if r["phase"] in ("train", "lost") else 0), r["iterations_done"]]
+    a.plot(xs, ys, color="C2", linewidth=1.2, label="iterations kept")
+    ideal = summary["throughput_samples_per_s"]
+    total = summary["iterations"]
+    per_iteration = summary["iteration_time_s"]
+    a.plot([0, min(wall, total * per_iteration) / scale], [0, min(total, wall / per_iteration)], color="grey",
+           linestyle="--", linewidth=1, label="without failures")
+    a.set_ylabel("iterations")
+    a.legend(loc="upper left", fontsize="small")
+    for r in rows:
+        if r["phase"] in ("train", "lost") and r["end_s"] > r["start_s"]:
+            rate = r["samples"] / (r["end_s"] - r["start_s"])
+            b.hlines(rate, r["start_s"] / scale, r["end_s"] / scale, color=_PHASE_COLOURS[r["phase"]], linewidth=2)
+    b.axhline(ideal, color="grey", linestyle="--", linewidth=1)
+    b.set_ylabel("samples/s")
+    b.set_ylim(bottom=0)
+    for kind, colour in _PHASE_COLOURS.items():
+        spans = [(r["start_s"] / scale, (r["end_s"] - r["start_s"]) / scale) for r in rows if r["phase"] == kind]
+        if spans:
+            c.broken_barh(spans, (0, 1), facecolors=colour, label=kind)
+    for f in failures:
+        if f["event"] in ("failure", "degrade"):
+            for ax in (a, b, c):
+                ax.axvline(f["time_s"] / scale, color="C3", linewidth=0.6, alpha=0.6)
+    c.set_yticks([])
+    c.set_xlabel(f"simulated time ({unit})")
+    c.legend(loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=6, fontsize="small", frameon=False)
+    fig.suptitle(f"{summary['name']}: {summary['failures']} failures, goodput {summary['goodput']:.3f}")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,16 +39,17 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
     return [seed] + [int(streams.get("replications", r).integers(0, 2**63 - 1)) for r in range(1, replications)]
 
 
-def replicate(config: Config, run: Callable[[Config], Result],
-              progress: Callable[[int, int], None] | None = None) -> Result:
-    """Run ``config`` under each replication seed with ``run`` and compose one result."""
-    R = config.training.replications
+def replicate(config: Config, run: Callable[..., Result], progress: Callable[[int], None] | None = None) -> Result:
+    """Run ``config`` under each replication seed with ``run(config, progress)`` and compose one result.
+
+    ``progress(i)`` counts iterations over all replications (replication r's iteration i is r × n + i).
+    """
+    R, n = config.training.replications, config.training.iterations
     results = []
     for r, seed in enumerate(replication_seeds(config.seed, R)):
         training = config.training.model_copy(update={"replications": 1})
-        results.append(run(config.model_copy(update={"seed": seed, "training": training})))
-        if progress is not None:
-            progress(r + 1, R)
+        step = None if progress is None else (lambda it, r=r: progress(r * n + it))
+        results.append(run(config.model_copy(update={"seed": seed, "training": training}), step))
     first = results[0]
     summary = _combine([res.summary for res in results])
     summary["replications"] = R

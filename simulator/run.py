@@ -27,7 +27,7 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     if config.training.replications > 1:
         from simulator.replications import replicate
 
-        return replicate(config, simulate)
+        return replicate(config, simulate, progress)
     if config.faults is not None:
         from simulator.engine.lifecycle import simulate_with_faults
 

@@ -166,6 +166,7 @@ class Phase:
     iterations: int = 0
     samples: int = 0
     cause: int | None = None     # index of the failure row it is spent on
+    done: int = 0                # iterations kept when it ended (before any rollback it leads to)
 
 
 @dataclass
@@ -316,6 +317,7 @@ class Lifecycle:
         self._phase(Phase(kind, start, self.env.now, cause=cause))
 
     def _phase(self, phase: Phase) -> None:
+        phase.done = self.state.done
         self.phases.append(phase)
         if phase.cause is not None:
             self.failures[phase.cause]["time_lost_s"] += phase.end - phase.start
@@ -351,8 +353,8 @@ class Lifecycle:
         if k <= 0:
             return
         end = t0 + stretch.end(k)
-        self.phases.append(Phase("train", t0, end, k, k * stretch.samples))
         st.done += k
+        self._phase(Phase("train", t0, end, k, k * stretch.samples))
         st.since_checkpoint += end - t0
         if stretch.job is not None and stretch.job.learner is not None:
             job = stretch.job if k == stretch.n else self.timings.stretch(variant, k, st.segment, start).job
@@ -372,11 +374,11 @@ class Lifecycle:
             yield self.env.timeout(blocking)
         except simpy.Interrupt as i:
             verdict = self._absorb(i.cause)
-            self.phases.append(Phase("checkpoint", start, self.env.now))
+            self._phase(Phase("checkpoint", start, self.env.now))
             if verdict == "fatal":
                 return len(self.failures) - 1
             return (yield from self._checkpoint_rest(start + blocking))
-        self.phases.append(Phase("checkpoint", start, self.env.now))
+        self._phase(Phase("checkpoint", start, self.env.now))
         self._commit(ck.asynchronous)
         return None
 
@@ -704,6 +706,8 @@ def compose(life: Lifecycle, result: Result, closed_form: bool) -> Result:
     nominal = samples / life.nominal_rate
     kept = sum(p.end - p.start for p in phases if p.kind == "train")
     degraded = kept - nominal
+    if abs(degraded) <= 1e-12 * max(makespan, 1.0):       # rounding of the same sums, not a slowdown
+        degraded = 0.0
     lost = makespan - nominal
     faults = [r for r in life.failures if r["event"] in ("failure", "degrade")]
     summary = result.summary
@@ -743,7 +747,7 @@ def compose(life: Lifecycle, result: Result, closed_form: bool) -> Result:
         trace.span(f"{r['event']}: {r['component']}", "faults", r["time_s"], r["time_s"], recovery=r["recovery"])
     result.tables["failures"] = life.failures
     result.tables["timeline"] = [{"start_s": p.start, "end_s": p.end, "phase": p.kind, "iterations": p.iterations,
-                                  "samples": p.samples} for p in phases]
+                                  "samples": p.samples, "iterations_done": p.done} for p in phases]
     if life.curve:
         result.tables["convergence"] = [{"time_s": p.time_s, "updates": p.updates, "gradients": p.gradients,
                                          "loss": p.loss, "accuracy": p.accuracy} for p in life.curve]
