@@ -27,11 +27,16 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     if config.training.replications > 1:
         from simulator.replications import replicate
 
-        return replicate(config, simulate, progress)
+        shared: dict = {}      # iteration timings the replications have in common (see simulate_with_faults)
+        return replicate(config, lambda c, p: _simulate_one(c, p, shared), progress)
+    return _simulate_one(config, progress, None)
+
+
+def _simulate_one(config: Config, progress: Callable[[int], None] | None, shared: dict | None) -> Result:
     if config.faults is not None:
         from simulator.engine.lifecycle import simulate_with_faults
 
-        return simulate_with_faults(config, progress)
+        return simulate_with_faults(config, progress, shared)
     return build_job(config).run(progress).result()
 
 
