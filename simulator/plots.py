@@ -134,6 +134,7 @@ def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: P
     """A faulted run over simulated time: progress (iterations kept, with the failure-free line), throughput,
     and where the time went (training, lost work, checkpoints, detection, restarts, waiting), failures marked."""
     plt = _pyplot()
+    failures = [f for f in failures if f.get("replication", 0) == 0]     # the replication the timeline shows
     wall = max(r["end_s"] for r in rows)
     scale, unit = next((s, u) for s, u in ((86400.0, "days"), (3600.0, "hours"), (60.0, "minutes"), (1.0, "s"))
                        if wall >= 3 * s or s == 1.0)
@@ -168,7 +169,13 @@ def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: P
     c.set_yticks([])
     c.set_xlabel(f"simulated time ({unit})")
     c.legend(loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=6, fontsize="small", frameon=False)
-    fig.suptitle(f"{summary['name']}: {summary['failures']} failures, goodput {summary['goodput']:.3f}")
+    hits = sum(1 for f in failures if f["event"] in ("failure", "degrade"))
+    kept = sum(r["samples"] for r in rows if r["phase"] == "train") / ideal
+    title = f"{summary['name']}: {hits} failures, goodput {kept / wall:.3f}"
+    if summary.get("replications", 1) > 1:
+        title = (f"{summary['name']}, replication 0 of {summary['replications']}: {hits} failures, goodput "
+                 f"{kept / wall:.3f} (mean over all: {summary['failures']:.1f} failures, goodput {summary['goodput']:.3f})")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

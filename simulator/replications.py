@@ -74,8 +74,11 @@ def _combine(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = value
             continue
         have = np.array([float(v) for v in values if v is not None])
-        mean = float(have.mean())
-        half = student_t975(len(have) - 1) * float(have.std(ddof=1)) / math.sqrt(len(have)) if len(have) > 1 else 0.0
+        if np.all(have == have[0]):          # the same in every replication (the seed cannot change it)
+            mean, half = float(have[0]), 0.0
+        else:
+            mean = float(have.mean())
+            half = student_t975(len(have) - 1) * float(have.std(ddof=1)) / math.sqrt(len(have))
         out[key] = mean
         out[f"{key}_ci95"] = [mean - half, mean + half]
         if len(have) < len(values):

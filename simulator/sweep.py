@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import Config, ConfigError, TrainsimInputError, load_config, read_yaml
@@ -349,6 +350,60 @@ def scaling_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path |
     return path
 
 
+CHECKPOINT_KEY = "faults.checkpoint.every"
+
+
+def _interval_s(value: Any, row: dict[str, Any]) -> float:
+    """A checkpoint interval as seconds: a duration, or iterations × the failure-free iteration time."""
+    from topologies.units import parse
+
+    if isinstance(value, str) and not value.strip().isdigit():
+        return parse(value, "duration")
+    return float(value) * float(row["iteration_time_s"])
+
+
+def checkpoint_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Goodput against the checkpoint interval (95 % intervals with replications), Young/Daly's optimum marked."""
+    ok = [r for r in rows if r["status"] == "ok" and "goodput" in r]
+    if CHECKPOINT_KEY not in sweep.varied or len({str(r[CHECKPOINT_KEY]) for r in ok}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in sweep.varied if k != CHECKPOINT_KEY]
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for r in ok:
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={r[k]}" for k in others) or sweep.name
+        low, high = json.loads(r["goodput_ci95"]) if r.get("goodput_ci95") else (r["goodput"], r["goodput"])
+        lines.setdefault(label, []).append((_interval_s(r[CHECKPOINT_KEY], r), r["goodput"], low, high))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for i, (label, points) in enumerate(sorted(lines.items())):
+        points.sort()
+        x = np.array([p[0] for p in points]) / 60.0
+        y = np.array([p[1] for p in points])
+        err = np.array([[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]])
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, color=f"C{i}")
+    optima = sorted({round(float(r["young_daly_interval_s"]), 6) for r in ok if r.get("young_daly_interval_s")})
+    for j, tau in enumerate(optima):
+        ax.axvline(tau / 60.0, color="grey", linestyle="--", linewidth=1,
+                   label="Young/Daly √(2δM)" + (f" = {tau / 60:.0f} min" if len(optima) == 1 else "") if j == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("checkpoint interval (minutes of training)")
+    ax.set_ylabel("goodput (useful / wall time)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{sweep.name}: goodput against the checkpoint interval")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 # --- running a sweep --------------------------------------------------------------------
 
 
@@ -447,6 +502,8 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
     result.failed = sum(1 for r in result.rows if r["status"] == "error")
     result.files = [out / TABLE]
     if plots and (plot := scaling_plot(sweep, result.rows, out / "plots" / "scaling.png")):
+        result.files.append(plot)
+    if plots and (plot := checkpoint_plot(sweep, result.rows, out / "plots" / "checkpoint.png")):
         result.files.append(plot)
     result.wall_s = time.perf_counter() - t0
     return result

@@ -35,6 +35,7 @@ background write ends (a failure before then loses that checkpoint).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -670,6 +671,7 @@ def simulate_with_faults(config: Config, progress: Callable[[int], None] | None 
     """
     from simulator.resolve import build_topology
 
+    t0 = time.perf_counter()
     faults = config.faults
     base = build_topology(config)
     deterministic = config.training.convergence is None and not (
@@ -700,7 +702,9 @@ def simulate_with_faults(config: Config, progress: Callable[[int], None] | None 
     life.state.durable_state = None if job.learner is None else LearnerState(healthy.learner_start_params)
     life.state.learner = life.state.durable_state
     life.run(progress)
-    return compose(life, result, closed_form)
+    result = compose(life, result, closed_form)
+    result.run_info["sim_wall_s"] = time.perf_counter() - t0
+    return result
 
 
 def compose(life: Lifecycle, result: Result, closed_form: bool) -> Result:

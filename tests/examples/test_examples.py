@@ -30,7 +30,7 @@ def test_example_runs_and_matches_its_golden_summary(path, update_golden):
     expected = json.loads(golden.read_text())
     assert summary.keys() == expected.keys()
     for key, value in expected.items():
-        if isinstance(value, float):
+        if isinstance(value, float) or (isinstance(value, list) and value and all(isinstance(v, float) for v in value)):
             assert summary[key] == pytest.approx(value, rel=1e-9), key
         else:
             assert summary[key] == value, key
