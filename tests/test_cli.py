@@ -129,3 +129,12 @@ def test_topology_describe_draw_and_save_round_trip(kind, tmp_path, capsys):
     again = topologies.load(saved)
     assert len(topologies.devices(again)) == info["devices"]
     assert again.number_of_edges() == info["links"]
+
+
+def test_run_replications_flag(config_file, tmp_path):
+    res = trainsim("run", str(config_file), "--out", str(tmp_path / "r"), "--json", "--no-plots", "--replications", "2")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["replications"] == 2 and "iteration_time_s_ci95" in summary
+    bad = trainsim("run", str(config_file), "--out", str(tmp_path / "bad"), "--replications", "0")
+    assert bad.returncode == 2 and "training.replications" in bad.stderr and "Traceback" not in bad.stderr

@@ -252,3 +252,29 @@ def test_example_sweeps_expand_and_open_like_lessons():
         assert all(word in head for word in ("Question:", "Covers:", "Try:")), path.name
     scaling = load_sweep(ROOT / "examples" / "sweeps" / "scaling.yaml")
     assert {p.config.parallelism.data for p in scaling.points} == {8 * 2**i for i in range(8)}
+
+
+def test_a_checkpoint_interval_sweep_draws_goodput_with_the_young_daly_optimum(tmp_path):
+    """Grid over faults.checkpoint.every (durations and an iteration count), replications: plots/checkpoint.png."""
+    from simulator.sweep import _interval_s, checkpoint_plot, load_sweep, run_sweep
+
+    base = {"seed": 3, "cluster": {"topology": {"kind": "switch", "devices": 4,
+                                                "link": {"bandwidth": "10GB/s", "latency": "1us"}}},
+            "training": {"iterations": 200000, "warmup": 1, "replications": 3},
+            "faults": {"devices": {"mtbf": "4h"}, "detection": "1s", "recovery": {"restart": "10s"},
+                       "checkpoint": {"every": "10min", "bandwidth": "0.1GB/s"}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "base.yaml",
+                                                         "grid": {"faults.checkpoint.every": ["1min", "5min", 20000]}}))
+    sweep = load_sweep(tmp_path / "sweep.yaml")
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
+        result = run_sweep(sweep, tmp_path / "out", client=client)
+    rows = result.rows
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert _interval_s("5min", rows[0]) == 300.0
+    assert _interval_s(20000, rows[2]) == pytest.approx(20000 * rows[2]["iteration_time_s"])
+    assert (tmp_path / "out" / "plots" / "checkpoint.png").exists()
+    assert all(r["goodput_ci95"] for r in rows) and all(r["young_daly_interval_s"] > 0 for r in rows)
+    assert checkpoint_plot(sweep, rows[:1], tmp_path / "one.png") is None     # one interval: nothing to compare

@@ -56,6 +56,9 @@ __all__ = ["Lifecycle", "Stretch", "Timings", "simulate_with_faults"]
 
 PROBE = 6                   # iterations the closed form is fitted on (after warm-up)
 FULL_LIMIT = 200_000        # iterations simulated one by one at most (every_iteration)
+EVENT_LIMIT = 1_000_000     # failures and repairs one run may take
+STALL_LIMIT = 10_000        # of them in a row without an iteration kept (the job cannot make progress)
+STRETCH_LIMIT = 10_000_000  # checkpoint stretches one run may take
 _TIE = 1e-9                 # relative: iteration times that repeat "exactly"
 
 
@@ -180,6 +183,7 @@ class _State:
     since_checkpoint: float = 0.0  # training seconds since the last checkpoint (time-based intervals)
     failed: set = field(default_factory=set)          # device ranks down, waiting for a spare or repair
     dropped: set = field(default_factory=set)         # elastic: device ranks the job goes on without
+    partitioned: set = field(default_factory=set)     # elastic: of those, the ones a network fault cut off
     servers_down: set = field(default_factory=set)
     down_links: set = field(default_factory=set)
     down_switches: set = field(default_factory=set)
@@ -221,6 +225,12 @@ class Lifecycle:
         self.reload_s = self.write_s
         self.blocks = not (self.ps and config.sync.mode == "asp")
         self.every_n, self.every_s = self.faults.checkpoint.every_iterations, self.faults.checkpoint.every_s
+        stretches = self.total / self.every_n if self.every_n else \
+            self.total * (probe.end(probe.n) / probe.n) / self.every_s if self.every_s else 1
+        if stretches > STRETCH_LIMIT:
+            raise ConfigError(f"faults.checkpoint.every: {self.faults.checkpoint.every} makes about "
+                              f"{stretches:.3g} checkpoints in {self.total} iterations; at most {STRETCH_LIMIT:,}")
+        self.server_ranks = list(healthy.sync.servers.server_ranks) if self.ps else []
         self._job: simpy.Process | None = None
         self._wake: simpy.Event | None = None
         self.source.on_push = self._woken
@@ -239,9 +249,18 @@ class Lifecycle:
 
     def _fault_process(self):
         """Interrupt the job at each event's time; an event pushed meanwhile (a repair, a renewal) wakes it."""
+        events, stalled, done = 0, 0, 0
         while self._job.is_alive:
             t = self.source.next_time()
             if t <= self.env.now:
+                events += 1
+                stalled, done = (0, self.state.done) if self.state.done != done else (stalled + 1, done)
+                if events > EVENT_LIMIT or stalled > STALL_LIMIT:
+                    raise ConfigError(
+                        f"faults: {events:,} failures and repairs ({stalled:,} in a row with no progress) and "
+                        f"{self.state.done} of "
+                        f"{self.total} iterations done at {self.env.now:.3g} s: the job cannot make progress "
+                        "(times to failure far shorter than detection + restart + a checkpoint interval)")
                 self._job.interrupt(self.source.pop())
                 yield self.env.timeout(0)              # let the job take it before the next one
                 continue
@@ -271,7 +290,7 @@ class Lifecycle:
 
     def _variant(self) -> Variant:
         st, rec = self.state, self.faults.recovery
-        alive = self.D - len({self.replica_of[r] for r in st.dropped})
+        alive = self.D - len(self._replicas(st.dropped))
         batch = 0
         if alive < self.D and rec.scale == "global":
             batch = math.ceil(self.D * self.config.workload.batch_per_device / alive)
@@ -459,15 +478,24 @@ class Lifecycle:
         (st.down_switches if switch else st.down_links).add(key)
         training = set(range(self.devices)) - st.dropped - st.failed
         graph = self._variant().graph(self.base)
-        lost = {_original(r, st.dropped) for r in cut_off(graph)} & training
+        cut = {_original(r, st.dropped) for r in cut_off(graph)}
+        lost = cut & training
+        servers = {i for i, r in enumerate(self.server_ranks) if r in cut} - st.servers_down
         self.source.repair(fault, now)
-        if not lost:
+        if not lost and not servers:
             row["recovery"] = "rerouted from the next iteration"
             return "change"
-        row["recovery"] = f"partition: devices {sorted(lost)} cut off"
+        row["recovery"] = "partition: " + ", ".join(
+            ([f"devices {sorted(lost)}"] if lost else []) + ([f"servers {sorted(servers)}"] if servers else [])) + \
+            " cut off"
+        st.servers_down |= servers
         if self.policy != "elastic":         # the job comes back on healthy hardware of the same shape
             (st.down_switches if switch else st.down_links).discard(key)
             self.source.renew(fault.kind, key, now)
+        else:                                # they come back when the network does
+            st.partitioned |= lost | {self.server_ranks[i] for i in servers}
+            st.dropped |= {self.server_ranks[i] for i in servers}
+            self._moved -= servers
         for r in sorted(lost):
             st.failed.add(r)
             self.source.retire("device", r)
@@ -490,6 +518,7 @@ class Lifecycle:
             if fault.target in st.servers_down and self.policy == "elastic":
                 st.servers_down.discard(fault.target)
                 self._moved.discard(fault.target)
+                st.dropped.discard(self.server_ranks[fault.target])
                 self.source.renew("server", fault.target, now)
                 row["recovery"] = "rejoins at the next iteration end"
                 return "grow"
@@ -503,7 +532,28 @@ class Lifecycle:
             (st.down_switches if kind == "switch" else st.down_links).discard(key)
         self.source.renew(kind, key, now)
         row["recovery"] = "back in service from the next iteration"
-        return "change"
+        return "grow" if self._reconnected(row) else "change"
+
+    def _reconnected(self, row: dict) -> bool:
+        """Elastic: devices a partition cut off that the network reaches again rejoin."""
+        st = self.state
+        if not st.partitioned:
+            return False
+        keep = st.dropped - st.partitioned
+        graph = replace(self._variant(), dropped=frozenset(keep)).graph(self.base)
+        still = {_original(r, keep) for r in cut_off(graph)}
+        back = st.partitioned - still
+        for r in back:
+            st.partitioned.discard(r)
+            st.dropped.discard(r)
+            st.failed.discard(r)
+            if r in self.server_ranks:
+                i = self.server_ranks.index(r)
+                st.servers_down.discard(i)
+                self._moved.discard(i)
+        if back:
+            row["recovery"] += f"; devices {sorted(back)} rejoin"
+        return bool(back)
 
     # -- recovery ------------------------------------------------------------------------------------
     def _recover(self, cause: int):
@@ -520,10 +570,14 @@ class Lifecycle:
             yield from self._swap(cause, row)
         return None
 
+    def _replicas(self, ranks: set[int]) -> set[int]:
+        """The data-parallel replicas the device ranks ``ranks`` belong to (server devices belong to none)."""
+        return {self.replica_of[r] for r in ranks if r in self.replica_of}
+
     def _nothing_left(self) -> bool:
         """No replica (or no server) survives: only a restart from the checkpoint can go on."""
         st = self.state
-        survivors = self.D - len({self.replica_of[r] for r in st.failed | st.dropped})
+        survivors = self.D - len(self._replicas(st.failed | st.dropped))
         return survivors == 0 or (self.ps and len(st.servers_down) == self.servers)
 
     def _replacements(self, cause: int):
@@ -561,10 +615,11 @@ class Lifecycle:
 
     def _rollback(self, cause: int) -> None:
         st = self.state
-        for p in self.phases[st.durable_phase:]:
+        for p in self.phases[st.durable_phase:]:     # only the stretches since the checkpoint are kept there
             if p.kind == "train":
                 p.kind, p.cause = "lost", cause
                 self.failures[cause]["time_lost_s"] += p.end - p.start
+        st.durable_phase = len(self.phases)
         st.done, st.learner = st.durable, st.durable_state
         st.since_checkpoint = 0.0
         st.pending_write = None
@@ -591,13 +646,13 @@ class Lifecycle:
                 yield from self._restart(cause)
                 return
             yield from self._wait(rec.reconfigure, "restart", cause, restartable=True)
-        alive = self.D - len({self.replica_of[r] for r in st.dropped})
+        alive = self.D - len(self._replicas(st.dropped))
         row["recovery"] += f"elastic: {alive} of {self.D} replicas go on" + (f", {spares_in} spare(s) in"
                                                                           if spares_in else "")
 
     def _swap(self, cause: int, row: dict):
         st, rec = self.state, self.faults.recovery
-        survivors = self.D - len({self.replica_of[r] for r in st.failed})
+        survivors = self.D - len(self._replicas(st.failed))
         while st.failed or st.servers_down:
             yield from self._replacements(cause)
             if st.stopped:
@@ -608,7 +663,7 @@ class Lifecycle:
                 st.failed.discard(r)
                 self.source.renew("device", r, self.env.now)
             if len(replaced) < len(st.failed) + len(replaced):
-                survivors = min(survivors, self.D - len({self.replica_of[r] for r in st.failed | set(replaced)}))
+                survivors = min(survivors, self.D - len(self._replicas(st.failed | set(replaced))))
             self._servers_move(cause)
         row["recovery"] += "spare swapped in" + ("" if survivors else ", state from the checkpoint")
         if not survivors:
@@ -631,6 +686,7 @@ class Lifecycle:
             st.learner = replace(st.learner, params=params)
         if self.policy == "elastic":
             self._moved |= set(new)
+            st.dropped |= {self.server_ranks[i] for i in new}
         else:
             for s in new:
                 self.source.renew("server", s, self.env.now)

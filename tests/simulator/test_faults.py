@@ -446,3 +446,57 @@ def test_bad_fault_config_on_the_command_line_exits_2(tmp_path):
     res = trainsim("run", str(path), "--out", str(tmp_path / "out"))
     assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert "faults.scheduled.0.target.rank" in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_partitioned_server_moves_its_shards_and_rejoins_when_the_link_is_back():
+    base = job("data", "ps-bsp")
+    graph = build_topology(load_config(with_faults(base, 10)))
+    server = next(n for n, d in graph.nodes(data=True) if d.get("rank") == 4)     # the first dedicated server
+    switch = next(iter(graph.adj[server]))
+    T = span(base, 1)
+    cfg = with_faults(base, 40, scheduled=[{"at": f"{3.5 * T}s", "target": {"link": [str(server), str(switch)]}}],
+                      repair=f"{10 * T}s", detection="0s", recovery={"policy": "elastic", "reconfigure": "0s"})
+    r = simulate(cfg)
+    rows = r.tables["failures"]
+    assert rows[0]["recovery"].startswith("partition: servers [0] cut off")
+    assert "devices [4] rejoin" in rows[1]["recovery"]
+    train = [row for row in r.tables["timeline"] if row["phase"] == "train"]
+    assert r.summary["lost_updates"] == train[0]["iterations"] * 4   # every step since iteration 0, 4 pushes each
+    one = copy.deepcopy(base)
+    one["communication"]["servers"] = 1
+    middle = train[1]
+    assert middle["end_s"] - middle["start_s"] == pytest.approx(span(one, middle["iterations"]), rel=1e-9)
+    assert train[-1]["end_s"] - train[-1]["start_s"] == pytest.approx(span(base, train[-1]["iterations"]), rel=1e-9)
+
+
+def test_stragglers_make_every_stretch_its_own_simulation_reproducibly():
+    cfg = with_faults(job("data", stragglers={"distribution": "lognormal", "sigma": 0.3}), 60,
+                      checkpoint={"every": 10, "bandwidth": f"{BW}B/s"})
+    a, b = simulate(cfg), simulate(cfg)
+    assert a.summary["fault_simulation"] == "every_iteration" and a.summary == b.summary
+    durations = [row["end_s"] - row["start_s"] for row in a.tables["timeline"] if row["phase"] == "train"]
+    assert len(durations) == 6 and len(set(durations)) == 6       # each stretch draws its own noise
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"faults": {"devices": {"mtbf": "1us"}, "recovery": {"restart": "1s"}}}, "the job cannot make progress"),
+    ({"faults": {"checkpoint": {"every": 1, "bandwidth": "1GB/s"}}, "training.iterations": 100_000_000},
+     "faults.checkpoint.every: 1 makes about 1e\\+08 checkpoints"),
+    ({"faults": {"devices": {"mtbf": "1h"}}, "training.iterations": 300_000,
+      "stragglers": {"distribution": "normal", "sigma": 0.1}}, "simulated one by one"),
+])
+def test_runs_that_cannot_finish_are_refused_in_one_line(extra, expected):
+    cfg = job("data", **extra)
+    with pytest.raises(ConfigError, match=expected):
+        simulate(load_config(cfg))
+
+
+def test_trace_shows_the_phases_and_the_failures():
+    base = job("data")
+    T = span(base, 3)
+    r = simulate(with_faults(base, 6, scheduled=[{"at": f"{0.5 * T}s", "target": {"rank": 1}}], detection="1s",
+                             recovery={"restart": "1s"}))
+    names = {ev["name"] for ev in r.trace.events if ev.get("ph") == "X"}
+    assert {"train", "lost", "detection", "restart", "failure: device 1"} <= names
+    tracks = {ev["args"]["name"] for ev in r.trace.events if ev.get("name") == "thread_name"}
+    assert {"job", "faults"} <= tracks
