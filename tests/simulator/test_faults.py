@@ -224,23 +224,30 @@ def leaf_spine(**extra) -> dict:
             "training": {"iterations": 30, "warmup": 1}, **extra}
 
 
-def test_a_link_down_is_routed_around_from_the_next_iteration():
-    base = leaf_spine()
+def fat_tree(**extra) -> dict:
+    return {**leaf_spine(**extra), "cluster": {"topology": {"kind": "fat_tree", "k": 4,
+                                                            "link": {"bandwidth": "10GB/s", "latency": "1us"}}}}
+
+
+@pytest.mark.parametrize(("make", "link"), [(leaf_spine, ("leaf0", "spine0")), (fat_tree, ("edge0", "agg1"))],
+                         ids=["leaf_spine", "fat_tree"])
+def test_a_link_down_is_routed_around_from_the_next_iteration(make, link):
+    base = make()
     T = span(base, 1)
     tf = 10.4 * T                                          # in the middle of iteration 10
-    cfg = copy.deepcopy(base)
-    cfg["faults"] = {"scheduled": [{"at": f"{tf}s", "target": {"link": ["leaf0", "spine0"]}}]}
+    cfg = make(faults={"scheduled": [{"at": f"{tf}s", "target": {"link": list(link)}}]})
     r = simulate(cfg)
     rows = [row for row in r.tables["timeline"] if row["phase"] == "train"]
     assert rows[0]["iterations"] == 11 and rows[0]["end_s"] == pytest.approx(11 * T, rel=1e-9)  # in flight: old routes
     graph = build_topology(load_config(base))
-    graph.remove_edge("leaf0", "spine0")
+    graph.remove_edge(*link)
     without = build_job(load_config(base), graph=graph).run().result().summary["iteration_time_s"]
-    assert without > 1.05 * T, "the lost uplink must matter for this test"
+    assert without > 1.05 * T, "the lost link must matter for this test"
     assert (rows[1]["end_s"] - rows[1]["start_s"]) / rows[1]["iterations"] == pytest.approx(without, rel=1e-9)
     assert r.summary["degraded_s"] == pytest.approx(19 * (without - T), rel=1e-6)
     assert r.summary["failures"] == 1 and r.tables["failures"][0]["recovery"].startswith("rerouted")
     assert r.summary["lost_work_s"] == 0 and r.summary["detection_s"] == 0     # nobody had to notice
+    assert r.summary["completed"]
 
 
 def test_a_partition_fails_the_devices_it_cuts_off_never_hangs():
@@ -363,11 +370,12 @@ def test_a_server_failure_loses_the_updates_since_the_checkpoint_and_counts_them
     assert simulate(clean).summary["final_loss"] != pytest.approx(s["final_loss"], rel=1e-12)
 
 
-def test_checkpoint_restart_replays_exactly_the_lost_updates():
+@pytest.mark.parametrize("sync", ["allreduce", "ps-bsp"])
+def test_checkpoint_restart_replays_exactly_the_lost_updates(sync):
     """BSP rollback: the learner restarts from the checkpointed parameters and data position, so the
     final model equals the failure-free one (nothing applied twice, nothing skipped)."""
-    base = job("data", **{"training.convergence": dict(CONVERGENCE)})
-    T = span(job("data"), 3)
+    base = job("data", sync, **{"training.convergence": dict(CONVERGENCE)})
+    T = span(job("data", sync), 3)
     every = {"every": 3, "bandwidth": f"{BW}B/s"}
     faulted = with_faults(base, 9, scheduled=[{"at": f"{1.5 * T}s", "target": {"rank": 2}}], detection="1s",
                           recovery={"restart": "1s"}, checkpoint=every)
