@@ -281,7 +281,7 @@ class Lifecycle:
             cause = yield from self._train(n)
             if cause is None and self._regrow:          # a repaired part rejoins: the groups re-form
                 self._regrow = False
-                yield from self._wait(self.faults.recovery.reconfigure, "restart", None, restartable=True)
+                cause = yield from self._wait(self.faults.recovery.reconfigure, "restart", None)
             if cause is None and self._checkpoint_due():
                 cause = yield from self._checkpoint()
             while cause is not None and not st.stopped:
@@ -322,8 +322,14 @@ class Lifecycle:
         return st.since_checkpoint >= self.every_s * (1 - 1e-12)
 
     def _wait(self, seconds: float, kind: str, cause: int | None, restartable: bool = False):
-        """Spend ``seconds`` in phase ``kind``; failures arriving meanwhile are absorbed (a restart starts over)."""
-        start, left = self.env.now, seconds
+        """Spend ``seconds`` in phase ``kind``; failures arriving meanwhile are absorbed (a restart starts over).
+
+        Returns the row of the first failure that needs a recovery (``None``: none arrived); a recovery
+        phase ignores it (the recovery handles every failed part), other phases hand it on.
+        """
+        start, left, fatal = self.env.now, seconds, None
+        if seconds <= 0:
+            return None
         while left > 0:
             t0 = self.env.now
             try:
@@ -332,9 +338,14 @@ class Lifecycle:
             except simpy.Interrupt as i:
                 verdict = self._absorb(i.cause)
                 left -= self.env.now - t0
-                if restartable and verdict == "fatal":
-                    left = seconds
+                if verdict == "fatal":
+                    fatal = len(self.failures) - 1 if fatal is None else fatal
+                    if cause is not None:
+                        self.failures[-1]["recovery"] = f"joins the recovery from {self.failures[cause]['component']}"
+                    if restartable:
+                        left = seconds
         self._phase(Phase(kind, start, self.env.now, cause=cause))
+        return fatal
 
     def _phase(self, phase: Phase) -> None:
         phase.done = self.state.done
@@ -364,7 +375,6 @@ class Lifecycle:
                     return len(self.failures) - 1
                 if verdict in ("change", "grow"):
                     target = min(target, k + 1)      # the iteration in flight finishes on its routes
-                    self._regrow = self._regrow or verdict == "grow"
         self._kept(t0, stretch, target, variant, start)
         return None
 
@@ -403,10 +413,11 @@ class Lifecycle:
         return None
 
     def _checkpoint_rest(self, until: float):
-        """A non-fatal event arrived during a checkpoint write: finish it."""
-        yield from self._wait(until - self.env.now, "checkpoint", None)
-        self._commit(self.faults.checkpoint.asynchronous)
-        return None
+        """A non-fatal event arrived during a checkpoint write: finish it (unless a failure stops it)."""
+        fatal = yield from self._wait(until - self.env.now, "checkpoint", None)
+        if fatal is None:
+            self._commit(self.faults.checkpoint.asynchronous)
+        return fatal
 
     def _commit(self, asynchronous: bool) -> None:
         st = self.state
@@ -455,6 +466,7 @@ class Lifecycle:
         else:                                   # a repair
             row["event"] = "repair"
             verdict = self._repaired(fault, row)
+            self._regrow = self._regrow or verdict == "grow"
         self.failures.append(row)
         return verdict
 
@@ -568,6 +580,7 @@ class Lifecycle:
             yield from self._elastic(cause, row)
         else:
             yield from self._swap(cause, row)
+        self._regrow = False            # the recovery re-formed the groups with whoever is back
         return None
 
     def _replicas(self, ranks: set[int]) -> set[int]:

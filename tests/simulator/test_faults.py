@@ -508,3 +508,24 @@ def test_trace_shows_the_phases_and_the_failures():
     assert {"train", "lost", "detection", "restart", "failure: device 1"} <= names
     tracks = {ev["args"]["name"] for ev in r.trace.events if ev.get("name") == "thread_name"}
     assert {"job", "faults"} <= tracks
+
+
+def test_a_failure_during_a_rejoin_is_recovered_not_ignored():
+    """Device 1 fails, is repaired and rejoins (a 1 s reconfigure pause); device 2 fails during that pause."""
+    base = job("data")
+    T, pause = span(base, 1), 0.2
+    repair = 40 * T
+    back = 2.5 * T + repair                        # device 1 repaired; the pause starts at the next iteration end
+    cfg = with_faults(base, 200, scheduled=[{"at": f"{2.5 * T}s", "target": {"rank": 1}},
+                                            {"at": f"{back + T + 0.5 * pause}s", "target": {"rank": 2}}],
+                      detection="0s", repair=f"{repair}s", recovery={"policy": "elastic", "reconfigure": f"{pause}s"})
+    r = simulate(cfg)
+    failures = r.tables["failures"]
+    assert [(f["component"], f["event"]) for f in failures] == [
+        ("device 1", "failure"), ("device 1", "repair"), ("device 2", "failure"), ("device 2", "repair")]
+    assert failures[2]["recovery"].startswith("elastic: 3 of 4 replicas go on")
+    second = failures[2]["time_s"]
+    after = [row for row in r.tables["timeline"] if row["phase"] == "train" and row["start_s"] >= second]
+    assert after[0]["samples"] == after[0]["iterations"] * 3 * 8        # device 2 is out ...
+    assert after[-1]["samples"] == after[-1]["iterations"] * 4 * 8      # ... until its repair
+    assert not any(row["start_s"] == row["end_s"] for row in r.tables["timeline"])
