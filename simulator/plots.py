@@ -174,7 +174,8 @@ def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: P
     title = f"{summary['name']}: {hits} failures, goodput {kept / wall:.3f}"
     if summary.get("replications", 1) > 1:
         title = (f"{summary['name']}, replication 0 of {summary['replications']}: {hits} failures, goodput "
-                 f"{kept / wall:.3f} (mean over all: {summary['failures']:.1f} failures, goodput {summary['goodput']:.3f})")
+                 f"{kept / wall:.3f} (mean over all: {summary['failures']:.1f} failures, "
+                 f"goodput {summary['goodput']:.3f})")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -350,6 +350,12 @@ def scaling_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path |
     return path
 
 
+def _plots(sweep: Sweep, rows: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """The sweep's plots that its points can answer (each returns None when they cannot)."""
+    made = [scaling_plot(sweep, rows, folder / "scaling.png"), checkpoint_plot(sweep, rows, folder / "checkpoint.png")]
+    return [p for p in made if p is not None]
+
+
 CHECKPOINT_KEY = "faults.checkpoint.every"
 
 
@@ -387,8 +393,8 @@ def checkpoint_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Pat
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, color=f"C{i}")
     optima = sorted({round(float(r["young_daly_interval_s"]), 6) for r in ok if r.get("young_daly_interval_s")})
     for j, tau in enumerate(optima):
-        ax.axvline(tau / 60.0, color="grey", linestyle="--", linewidth=1,
-                   label="Young/Daly √(2δM)" + (f" = {tau / 60:.0f} min" if len(optima) == 1 else "") if j == 0 else None)
+        label = "Young/Daly √(2δM)" + (f" = {tau / 60:.0f} min" if len(optima) == 1 else "")
+        ax.axvline(tau / 60.0, color="grey", linestyle="--", linewidth=1, label=label if j == 0 else None)
     ax.set_xscale("log")
     ax.set_xlabel("checkpoint interval (minutes of training)")
     ax.set_ylabel("goodput (useful / wall time)")
@@ -501,9 +507,7 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
         table()
     result.failed = sum(1 for r in result.rows if r["status"] == "error")
     result.files = [out / TABLE]
-    if plots and (plot := scaling_plot(sweep, result.rows, out / "plots" / "scaling.png")):
-        result.files.append(plot)
-    if plots and (plot := checkpoint_plot(sweep, result.rows, out / "plots" / "checkpoint.png")):
-        result.files.append(plot)
+    if plots:
+        result.files += _plots(sweep, result.rows, out / "plots")
     result.wall_s = time.perf_counter() - t0
     return result

@@ -39,9 +39,11 @@ def test_every_summary_key_and_csv_column_is_defined_in_the_results_section():
     from tests.simulator.test_engine_matrix import CONVERGENCE, STRAGGLERS, job
 
     results = DOC.split("## Results", 1)[1]
-    configs = [load_config(p) for p in sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "examples/0[1-4]*.yaml")))]
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    configs = [load_config(p) for p in sorted(glob.glob(str(examples / "0[1-4]*.yaml")))]
     configs += [load_config(job("hybrid", "ps-asp", stragglers=STRAGGLERS, **{"training.convergence": {
-        **CONVERGENCE, "target_loss": 0.6}})), load_config(job("data", "allreduce", **{"communication.algorithm": "auto"}))]
+        **CONVERGENCE, "target_loss": 0.6}})),
+        load_config(job("data", "allreduce", **{"communication.algorithm": "auto"}))]
     faults = {"devices": {"mtbf": "30s"}, "repair": "2s", "checkpoint": {"every": 10, "bandwidth": "50GB/s"}}
     configs += [load_config(job("data", "ps-bsp", **{"faults": faults, "training.iterations": 200,
                                                       "training.replications": 2}))]

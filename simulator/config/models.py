@@ -274,8 +274,10 @@ class FailureLaw(StrictModel):
 
 
 class LinkFailures(FailureLaw):
-    mode: Literal["down", "degrade"] = Field("down", description="down: removed from routing; degrade: bandwidth x factor")
-    factor: Annotated[float, Field(gt=0, lt=1)] | None = Field(None, description="degrade only: remaining bandwidth share")
+    mode: Literal["down", "degrade"] = Field("down",
+                                             description="down: removed from routing; degrade: bandwidth x factor")
+    factor: Annotated[float, Field(gt=0, lt=1)] | None = Field(None,
+                                                               description="degrade only: remaining bandwidth share")
 
     @model_validator(mode="after")
     def _factor_matches_mode(self) -> LinkFailures:

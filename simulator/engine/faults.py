@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 
 from simulator.config import Config, ConfigError
-from simulator.config.models import Faults, FailureLaw
+from simulator.config.models import FailureLaw, Faults
 from simulator.rng import Streams
 
 __all__ = ["Fault", "FaultSource", "Variant", "cut_off", "edge_key", "mean_time_to_failure"]

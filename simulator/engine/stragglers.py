@@ -33,9 +33,8 @@ __all__ = ["SlowdownModel", "device_factors"]
 
 def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -> list[tuple[float, float]]:
     """(fraction of workers, compute-time ratio to ``device``) for each entry of ``heterogeneity``."""
-    from simulator.resolve import resolve_device  # resolve imports the engine's inputs, not the engine
-
     from simulator.config import ConfigError
+    from simulator.resolve import resolve_device  # resolve imports the engine's inputs, not the engine
 
     def seconds(dev: Device) -> float:
         return compute.forward_backward_time(model, dev, batch)

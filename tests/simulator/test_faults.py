@@ -12,7 +12,6 @@ import copy
 import json
 import math
 
-import networkx as nx
 import numpy as np
 import pytest
 
@@ -72,7 +71,8 @@ def test_one_failure_costs_detection_restart_and_the_work_since_the_checkpoint(p
                       recovery={"policy": "checkpoint_restart", "restart": f"{restart}s"},
                       checkpoint={"every": N, "bandwidth": f"{BW}B/s"}, simulate=mode)
     s = simulate(cfg).summary
-    # stretch 1, checkpoint, half of stretch 2 (lost), detection, restart + reload, stretch 2 again, checkpoint, stretch 3
+    # stretch 1, checkpoint, half of stretch 2 (lost), detection, restart + reload, stretch 2 again,
+    # checkpoint, stretch 3
     expected = T + delta + x + detection + restart + delta + T + delta + T
     assert s["wall_time_s"] == pytest.approx(expected, rel=1e-9)
     assert s["lost_work_s"] == pytest.approx(x, rel=1e-9)
@@ -102,7 +102,8 @@ def test_an_asynchronous_checkpoint_is_durable_only_once_written():
     # a failure during the first background write (it ends at T + snapshot + delta): back to iteration 0
     tf = T + snapshot + 0.5 * min(delta, T)
     cfg = with_faults(base, 2 * N, scheduled=[{"at": f"{tf}s", "target": {"rank": 2}}], detection="1s",
-                      recovery={"restart": "2s"}, checkpoint={"every": N, "bandwidth": f"{BW}B/s", "asynchronous": True})
+                      recovery={"restart": "2s"},
+                      checkpoint={"every": N, "bandwidth": f"{BW}B/s", "asynchronous": True})
     s = simulate(cfg).summary
     assert s["lost_work_s"] == pytest.approx(tf - snapshot, rel=1e-9)       # everything trained so far
     assert s["restart_s"] == pytest.approx(2.0)                               # no durable checkpoint: no reload

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 import topologies
 from simulator import compute
-from simulator.config import ConfigError, load_config
-from simulator.devices import get_device
 from simulator.collectives.parameter_server import shard_layout
 from simulator.collectives.schedule import split_evenly
+from simulator.config import ConfigError, load_config
+from simulator.devices import get_device
 from simulator.engine import build_job
 from simulator.network import Network
 from simulator.network.dynamic import FlowSimulator
