@@ -29,7 +29,8 @@ def config(workers: int, servers: int, iterations: int, mode: str, overlap: bool
                     "device": "a100"},
         "workload": {"model": "resnet50", "batch_per_device": 64},
         "parallelism": {"data": workers},
-        "communication": {"pattern": "parameter_server", "servers": servers, "overlap": overlap},
+        "communication": {"pattern": "parameter_server", "servers": servers, "overlap": overlap,
+                          **({} if overlap else {"bucket_size": None})},   # off: the serial model, one push
         "sync": {"mode": mode},
         "stragglers": {"distribution": "lognormal", "sigma": 0.2},
         "training": {"iterations": iterations, "warmup": min(5, iterations - 1)},

@@ -186,7 +186,7 @@ class Parallelism(StrictModel):
 class Communication(StrictModel):
     pattern: Literal["allreduce", "parameter_server"] = "allreduce"
     algorithm: str = "ring"
-    bucket_size: ByteSize = 25 * 2**20
+    bucket_size: ByteSize | None = Field(25 * 2**20, description="gradient fusion; null: one bucket for everything")
     overlap: bool = True
     servers: PositiveInt = Field(1, description="parameter_server only: number of server processes")
     server_placement: Literal["dedicated", "colocated"] = "dedicated"

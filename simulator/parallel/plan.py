@@ -13,8 +13,8 @@ of :class:`simulator.network.Network` or :mod:`simulator.compute` once:
   sends its 1/T slice to its peer in the next stage, concurrently (one network
   step, so the slices share the NIC fairly), then the receivers all-gather it;
 - per virtual stage: its gradient parts, the DDP buckets of its layers
-  (``communication.bucket_size``; one part with ``overlap: false``), released by the
-  chunk's last backward as it produces them; plain data parallelism is the plan with
+  (``communication.bucket_size``; one part with ``null``), released by the chunk's last
+  backward as it produces them (all after it with ``overlap: false``); plain data parallelism is the plan with
   T = P = M = 1, whose single virtual stage holds the model and whose parts are the buckets;
 - per stage, chunk and part (allreduce pattern): the data-parallel gradient collectives
   across the D replicas — the T tensor-index groups of a stage run concurrently and are
@@ -213,12 +213,15 @@ def _sends(network: Network, placement: Placement, model: Model, virtual: tuple[
 
 
 def _parts(split: list[Layer], bytes_per_param: int, virtual: tuple[range, ...], bwd: np.ndarray,
-           bucket_bytes: float, overlap: bool) -> tuple[tuple[GradientPart, ...], ...]:
-    """Each virtual stage's gradient parts: DDP buckets of its layers (one part when overlap is off)."""
+           bucket_bytes: float | None) -> tuple[tuple[GradientPart, ...], ...]:
+    """Each virtual stage's gradient parts: DDP buckets of its layers (fusion: ``bucket_size``; one with null).
+
+    Whether they are sent as backward produces them or after it is ``communication.overlap``: a separate knob.
+    """
     out = []
     for layers in virtual:
         stage = Model("stage", tuple(split[i] for i in layers), bytes_per_param=bytes_per_param)
-        buckets = gradient_buckets(stage, bucket_bytes if overlap else None)
+        buckets = gradient_buckets(stage, bucket_bytes)
         out.append(tuple(GradientPart(tuple(layers[i] for i in b.layers), int(b.bytes),
                                       float(bwd[[layers[i] for i in b.layers]].sum())) for b in buckets))
     return tuple(out)
@@ -312,7 +315,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     virtual = balance(fwd + bwd, p_ * v)
     compute_f = np.array([fwd[list(r)].sum() for r in virtual])
     compute_b = np.array([bwd[list(r)].sum() for r in virtual])
-    parts = _parts(split, model.bytes_per_param, virtual, bwd, comm.bucket_size, comm.overlap)
+    parts = _parts(split, model.bytes_per_param, virtual, bwd, comm.bucket_size)
     tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b, par.recompute)
     send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)

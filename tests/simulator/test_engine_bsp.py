@@ -23,8 +23,8 @@ def nominal_compute(batch: int = 32) -> float:
     return compute.iteration_compute_time(model, device, batch)
 
 
-def test_overlap_off_iteration_is_compute_plus_one_allreduce(small_config):
-    cfg = load_config(small_config, ["communication.overlap=false"])
+def test_one_fused_bucket_iteration_is_compute_plus_one_allreduce(small_config):
+    cfg = load_config(small_config, ["communication.overlap=false", "communication.bucket_size=null"])
     s = simulate(cfg).summary
     n = get_model("resnet50").parameters * 4
     # switch: a device-to-device path is two hops of 1 us; γ = 3 / memory bandwidth (read 2, write 1)
@@ -32,6 +32,36 @@ def test_overlap_off_iteration_is_compute_plus_one_allreduce(small_config):
     assert s["iteration_time_s"] == pytest.approx(nominal_compute() + allreduce, rel=1e-9)
     assert s["exposed_communication_s"] == pytest.approx(allreduce, rel=1e-9)
     assert s["communication_s"] == pytest.approx(allreduce, rel=1e-9)
+
+
+def test_fusion_and_overlap_are_separate_knobs(small_config):
+    """Same buckets: overlap off sends them after backward (exposed = their allreduces back to back); overlap on
+    starts each as backward produces it (exposed = what is left after backward), hand-derived from the plan."""
+    from simulator.engine import build_job
+
+    off = build_job(load_config(small_config, ["communication.overlap=false"])).run()
+    on = build_job(load_config(small_config)).run()
+    parts, sync = on.plan.parts[0], on.plan.grad_sync[0][0]
+    assert len(parts) == 5 and len(off.plan.parts[0]) == 5            # 25 MiB buckets either way
+    seconds = [coll[0].seconds for coll in sync]
+    n = get_model("resnet50").parameters * 4
+    closed = [ring_allreduce_closed_form(4, p.bytes, 2e-6, 1 / 10e9, 3 / get_device("a100").memory_bandwidth)
+              for p in parts]
+    assert seconds == pytest.approx(closed, rel=1e-9) and sum(p.bytes for p in parts) == n
+    forward = compute.forward_time(get_model("resnet50"), get_device("a100"), 32)
+    produced, t = [], forward
+    for p in parts:                                   # each bucket is produced when its layers' backward ends
+        t += p.backward_s
+        produced.append(t)
+    backward_end, stream = produced[-1], 0.0
+    for ready, c in zip(produced, seconds):
+        stream = max(stream, ready) + c
+    s_on, s_off = on.result().summary, off.result().summary
+    assert s_off["exposed_communication_s"] == pytest.approx(sum(seconds), rel=1e-9)
+    assert s_on["exposed_communication_s"] == pytest.approx(stream - backward_end, rel=1e-9)
+    overlapped = sum(seconds) - (stream - backward_end)
+    assert overlapped > 0
+    assert s_off["iteration_time_s"] - s_on["iteration_time_s"] == pytest.approx(overlapped, rel=1e-9)
 
 
 @pytest.mark.parametrize("bandwidth", ["1GB/s", "10GB/s", "300GB/s"])

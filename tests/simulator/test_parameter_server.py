@@ -91,7 +91,7 @@ def test_a_late_flow_shares_the_link_from_when_it_arrives():
 
 def test_bsp_one_server_iteration_is_compute_push_aggregate_pull(small_config):
     """Without overlap: pull everything, compute, push everything, the server applies each push in turn."""
-    cfg = load_config(ps_config(small_config, workers=4, servers=1), ["communication.overlap=false"])
+    cfg = load_config(ps_config(small_config, workers=4, servers=1), ["communication.overlap=false", "communication.bucket_size=null"])
     s = simulate(cfg).summary
     n = float(get_model("resnet50").gradient_bytes)
     net = Network(topologies.build("switch", n=5, bandwidth=BW, latency=LAT))
@@ -111,6 +111,7 @@ def test_push_phase_is_the_server_link_bottleneck(small_config, workers, servers
     """p workers push n bytes to k servers: each server link carries n·p/k bytes."""
     cfg = ps_config(small_config, workers=workers, servers=servers)
     cfg["communication"]["overlap"] = False       # one push of the whole gradient after backward
+    cfg["communication"]["bucket_size"] = None
     cluster = build_job(load_config(cfg)).run()
     n = float(get_model("resnet50").gradient_bytes)
     pushes = [e for e in cluster.trace.events if e.get("name", "").startswith("push") and e["args"]["iteration"] == 0]
@@ -224,6 +225,7 @@ def test_bsp_iteration_grows_like_the_expected_maximum_of_p_draws(small_config):
     cfg["workload"] = {"model": {"name": "flops", "layers": [{"name": "l", "params": 1, "forward_flops": "1GFLOP"}]},
                        "batch_per_device": 32}
     cfg["communication"]["overlap"] = False
+    cfg["communication"]["bucket_size"] = None
     cfg["stragglers"] = {"distribution": "lognormal", "sigma": sigma}
     cfg["training"] = {"iterations": 200, "warmup": 0}
     calm = simulate(load_config({**cfg, "stragglers": {}})).summary["iteration_time_s"]
@@ -241,6 +243,7 @@ def test_device_heterogeneity_puts_a_fraction_of_workers_on_another_device(small
     """Half of 4 workers on V100s: they compute at the V100's speed, every iteration; the step waits for them."""
     base = ps_config(small_config, workers=4, servers=1)
     base["communication"]["overlap"] = False      # serial workers: the A100s' waiting shows as barrier time
+    base["communication"]["bucket_size"] = None
     mixed = copy.deepcopy(base)
     mixed["stragglers"] = {"heterogeneity": [{"device": "v100", "fraction": 0.5}]}
     result = simulate(load_config(mixed))

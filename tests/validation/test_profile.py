@@ -31,6 +31,7 @@ def write(tmp_path, data, name="profile.yaml"):
 
 def test_run_with_a_profile_predicts_the_schedule_cost_by_hand(small_config, tmp_path):
     small_config["communication"]["overlap"] = False  # one allreduce of the whole gradient per iteration
+    small_config["communication"]["bucket_size"] = None
     without = simulate(load_config(small_config)).summary
     small_config["cluster"]["profile"] = str(write(tmp_path, TWO_REGIMES))
     with_profile = simulate(load_config(small_config)).summary
@@ -45,6 +46,7 @@ def test_run_with_a_profile_predicts_the_schedule_cost_by_hand(small_config, tmp
 
 def test_cli_run_with_a_profile_relative_to_the_config_file(small_config, tmp_path, capsys):
     small_config["communication"]["overlap"] = False
+    small_config["communication"]["bucket_size"] = None
     small_config["cluster"]["profile"] = "profiles/cpu.yaml"  # relative to the config file's folder
     (tmp_path / "profiles").mkdir()
     write(tmp_path / "profiles", TWO_REGIMES, "cpu.yaml")
@@ -58,6 +60,7 @@ def test_cli_run_with_a_profile_relative_to_the_config_file(small_config, tmp_pa
 
 def test_rank_and_algorithm_specific_regimes_take_precedence(small_config, tmp_path):
     small_config["communication"]["overlap"] = False
+    small_config["communication"]["bucket_size"] = None
     specific = {**TWO_REGIMES, "regimes": [
         {"algorithm": "ring", "ranks": 4, "alpha_s": 1e-4, "beta_s_per_byte": 2e-9},
         {"ranks": 4, "alpha_s": 5.0, "beta_s_per_byte": 5.0},
