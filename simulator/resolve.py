@@ -80,7 +80,10 @@ def resolve_model(config: Config) -> Model:
             raise ConfigError(f"workload.model: {e.args[0]}") from None
     else:
         model = model_from_layers(spec.name, [layer.model_dump() for layer in spec.layers])
-    return dataclasses.replace(model, bytes_per_param=config.workload.gradient_bytes_per_param)
+    # gradients as the collective sums them: fp16/bf16 in 2 bytes; fp32 (and what other methods start from) in 4
+    from simulator.compression import INPLACE
+
+    return dataclasses.replace(model, bytes_per_param=INPLACE.get(config.communication.compression.method, 4))
 
 
 def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:

@@ -63,6 +63,9 @@ class Layer:
     kind : str, default "layer"
         What tensor parallelism may do with it (:mod:`simulator.parallel.tensor`):
         ``"transformer"`` (a block), ``"embedding"``, ``"lm_head"``, or ``"layer"`` (anything else).
+    matrices : tuple of (rows, cols), default ()
+        Its weight matrices as 2-D views (a convolution's ``(out, in·k·k)``), what low-rank gradient
+        compression (PowerSGD) factorises; the rest of ``params`` (biases, norms) are vectors.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Layer:
     activation_bytes: float
     memory_bytes: float = 0.0
     kind: str = "layer"
+    matrices: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         """Check that every quantity is non-negative and ``params`` is whole."""
@@ -81,6 +85,9 @@ class Layer:
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"layer {self.name!r}: {name} must be >= 0, got {value!r}")
+        object.__setattr__(self, "matrices", tuple((int(m), int(n)) for m, n in self.matrices))
+        if any(m < 1 or n < 1 for m, n in self.matrices):
+            raise ValueError(f"layer {self.name!r}: matrices must be positive shapes, got {list(self.matrices)}")
 
     @property
     def forward_bytes(self) -> float:
@@ -165,6 +172,7 @@ def _conv(
         2.0 * weights * ho * wo,
         out * ACT_BYTES,
         (cin * h * w + out) * ACT_BYTES,
+        matrices=((cout, cin * k * k),),
     )
     return layer, (cout, ho, wo)
 
@@ -208,6 +216,7 @@ def _fc(name: str, n_in: int, n_out: int) -> Layer:
         2.0 * n_in * n_out,
         n_out * ACT_BYTES,
         (n_in + n_out) * ACT_BYTES,
+        matrices=((n_out, n_in),),
     )
 
 
@@ -290,6 +299,7 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
         s * h * ACT_BYTES,
         passes * s * h * ACT_BYTES,
         kind="embedding",
+        matrices=((vocab, h), (s, h)),
     )
 
 
@@ -304,7 +314,8 @@ def _block(name: str, s: int, h: int, heads: int) -> Layer:
     """
     per_token = 24.0 * h * h + 4.0 * s * h
     stored = s * h * (34 + 5 * heads * s / h)
-    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored, kind="transformer")
+    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored, kind="transformer",
+                 matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)))   # QKV, projection, MLP in and out
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:
@@ -399,7 +410,7 @@ def get_model(name: str) -> Model:
     return PRESETS[key]
 
 
-_LAYER_KEYS = {"name", "params", "forward_flops", "activation_bytes", "memory_bytes"}
+_LAYER_KEYS = {"name", "params", "forward_flops", "activation_bytes", "memory_bytes", "matrices"}
 
 
 def model_from_layers(
@@ -434,7 +445,7 @@ def model_from_layers(
     """
     built = []
     for i, spec in enumerate(layers):
-        missing = sorted(_LAYER_KEYS - {"memory_bytes"} - set(spec))
+        missing = sorted(_LAYER_KEYS - {"memory_bytes", "matrices"} - set(spec))
         unexpected = sorted(set(spec) - _LAYER_KEYS)
         if missing or unexpected:
             problem = f"missing {missing}" if missing else f"unexpected {unexpected}"

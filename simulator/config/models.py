@@ -19,7 +19,7 @@ from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
 
 __all__ = [
     "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "Link", "Network", "Output",
-    "Checkpoint", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault", "Stragglers",
+    "Checkpoint", "Compression", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault", "Stragglers",
     "Sync", "TopologySpec", "Training", "Workload",
 ]
 
@@ -135,6 +135,15 @@ class LayerSpec(StrictModel):
     params: Annotated[int, Field(ge=0)]
     forward_flops: FlopCount = Field(description="per sample")
     activation_bytes: ByteSize = 0.0
+    matrices: tuple[tuple[PositiveInt, PositiveInt], ...] = Field(
+        (), description="its weight matrices (rows, cols), for PowerSGD; the rest of params are vectors")
+
+    @model_validator(mode="after")
+    def _matrices_fit(self) -> LayerSpec:
+        inside = sum(m * n for m, n in self.matrices)
+        if inside > self.params:
+            raise ValueError(f"matrices hold {inside} values, more than the layer's {self.params} params")
+        return self
 
 
 class CustomModel(StrictModel):
@@ -151,7 +160,14 @@ class Cluster(StrictModel):
 class Workload(StrictModel):
     model: str | CustomModel = "resnet50"
     batch_per_device: PositiveInt = 32
-    gradient_bytes_per_param: Literal[2, 4] = 4
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "gradient_bytes_per_param" in value:
+            raise ValueError("gradient_bytes_per_param moved to communication.compression: fp32 (4 bytes), "
+                             "fp16 or bf16 (2 bytes)")
+        return value
 
 
 class Parallelism(StrictModel):
@@ -183,11 +199,43 @@ class Parallelism(StrictModel):
         return self
 
 
+class Compression(StrictModel):
+    """Gradient precision or compression (simulator/compression.py); a bare name means its defaults."""
+
+    method: Literal["fp32", "fp16", "bf16", "qsgd", "topk", "powersgd"] = "fp32"
+    bits: Annotated[int, Field(ge=2, le=16)] | None = Field(None, description="qsgd: bits a value (default 8)")
+    ratio: Annotated[float, Field(gt=0, le=1)] | None = Field(None, description="topk: share kept (default 0.01)")
+    rank: PositiveInt | None = Field(None, description="powersgd: rank r (default 4)")
+    error_feedback: bool | None = Field(None, description="keep the residual for the next step (topk, powersgd, "
+                                                          "qsgd; default on for topk and powersgd)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _keys_match_method(self) -> Compression:
+        own = {"bits": "qsgd", "ratio": "topk", "rank": "powersgd"}
+        for key, method in own.items():
+            if getattr(self, key) is not None and self.method != method:
+                raise ValueError(f"{key} applies to method {method} only (method is {self.method})")
+        if self.error_feedback is not None and self.method in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"error_feedback applies to qsgd, topk and powersgd (method is {self.method})")
+        defaults = {"qsgd": {"bits": 8, "error_feedback": False}, "topk": {"ratio": 0.01, "error_feedback": True},
+                    "powersgd": {"rank": 4, "error_feedback": True}}.get(self.method, {})
+        for key, value in defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        return self
+
+
 class Communication(StrictModel):
     pattern: Literal["allreduce", "parameter_server"] = "allreduce"
     algorithm: str = "ring"
     bucket_size: ByteSize | None = Field(25 * 2**20, description="gradient fusion; null: one bucket for everything")
     overlap: bool = True
+    compression: Compression = Field(Compression(), description="fp32 | fp16 | bf16 | qsgd | topk | powersgd")
     servers: PositiveInt = Field(1, description="parameter_server only: number of server processes")
     server_placement: Literal["dedicated", "colocated"] = "dedicated"
     sharding: Literal["even", "layer"] = "even"

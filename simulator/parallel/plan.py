@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator import collectives, compute
+from simulator import collectives, compression, compute
 from simulator.config import Config, ConfigError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
@@ -80,6 +80,8 @@ class GradientPart:
     layers: tuple[int, ...]
     bytes: int
     backward_s: float
+    values: int = 0                                  # gradient values (bytes / bytes a value)
+    matrices: tuple[tuple[int, int], ...] = ()       # its layers' weight matrices, as one device holds them
 
 
 @dataclass(frozen=True)
@@ -223,15 +225,20 @@ def _parts(split: list[Layer], bytes_per_param: int, virtual: tuple[range, ...],
         stage = Model("stage", tuple(split[i] for i in layers), bytes_per_param=bytes_per_param)
         buckets = gradient_buckets(stage, bucket_bytes)
         out.append(tuple(GradientPart(tuple(layers[i] for i in b.layers), int(b.bytes),
-                                      float(bwd[[layers[i] for i in b.layers]].sum())) for b in buckets))
+                                      float(bwd[[layers[i] for i in b.layers]].sum()),
+                                      sum(stage.layers[i].params for i in b.layers),
+                                      tuple(mat for i in b.layers for mat in stage.layers[i].matrices))
+                         for b in buckets))
     return tuple(out)
 
 
 def _data_parallel(config: Config, network: Network, placement: Placement, algorithm: str,
-                   parts: tuple[tuple[GradientPart, ...], ...], chunk_params: np.ndarray):
+                   parts: tuple[tuple[GradientPart, ...], ...], chunk_params: np.ndarray, device):
     """Per stage, chunk and part: gradient collectives; per stage: after-step gathers; ZeRO-3 gathers [P, v].
 
-    Parameter servers carry the data-parallel traffic themselves: then there are no collectives.
+    Parameter servers carry the data-parallel traffic themselves: then there are no collectives. A
+    compressed part is its encoding's collectives between the compression and the decompression
+    (:mod:`simulator.compression`), on the stream like the collectives.
     """
     zero = config.parallelism.zero
     p_, v = chunk_params.shape
@@ -245,9 +252,12 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
         per_chunk, post = [], []
         for c in range(v):
-            name = "allreduce" if zero == 0 else "reduce_scatter"
-            per_chunk.append(tuple((_collective(network, name, algorithm, part.bytes, groups, info, memo),)
-                                   for part in parts[c * p_ + s]))
+            if zero == 0:
+                per_chunk.append(tuple(_encoded(config, network, algorithm, part, groups, info, memo, device)
+                                       for part in parts[c * p_ + s]))
+            else:
+                per_chunk.append(tuple((_collective(network, "reduce_scatter", algorithm, part.bytes, groups, info,
+                                                    memo),) for part in parts[c * p_ + s]))
             if zero == 0:
                 continue
             ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * PARAM_BYTES), groups, info,
@@ -259,6 +269,19 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
         sync.append(tuple(per_chunk))
         after.append(tuple(post))
     return tuple(sync), tuple(after), gather, gather_bytes
+
+
+def _encoded(config: Config, network: Network, algorithm: str, part: GradientPart, groups: np.ndarray, info: dict,
+             memo: dict, device) -> tuple[Collective, ...]:
+    """A gradient part's sync: compress, the encoding's collectives, decompress (plain fp32/fp16: one allreduce)."""
+    spec = config.communication.compression
+    enc = compression.encode(spec, part.values, part.matrices, groups.shape[-1])
+    colls = tuple(_collective(network, name, algorithm, size, groups, info, memo) for name, size in enc.collectives)
+    if spec.method in compression.INPLACE:
+        return colls
+    squeeze, expand = compression.costs(spec, part.values, part.matrices, groups.shape[-1], device)
+    return (Collective(f"compress {spec.method}", squeeze, 0.0), *colls,
+            Collective(f"decompress {spec.method}", expand, 0.0))
 
 
 def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual: tuple[range, ...],
@@ -321,7 +344,8 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
     chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
     algorithm, candidates = _algorithm(config, network, placement, parts)
-    sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, parts, chunk_params)
+    sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, parts, chunk_params,
+                                                       hw.device)
     zero_shards = sizes.data if par.zero else 1
     optimizer = np.array([compute.step_time(Model("stage", tuple(split[i] for u in range(s, p_ * v, p_)
                                                                   for i in virtual[u])), hw.device)

@@ -54,9 +54,11 @@ def split_layer(layer: Layer, tensor: int) -> Layer:
     """The 1/T share of ``layer`` one device holds and computes (the whole layer if it does not split)."""
     if tensor == 1 or layer.kind not in ALLREDUCES:
         return layer
+    # each weight matrix is split along its longer side (Megatron's column / row parallel GEMMs)
+    matrices = tuple((-(-m // tensor), n) if m >= n else (m, -(-n // tensor)) for m, n in layer.matrices)
     return dataclasses.replace(layer, params=-(-layer.params // tensor), forward_flops=layer.forward_flops / tensor,
                                activation_bytes=layer.activation_bytes / tensor,
-                               memory_bytes=layer.forward_bytes / tensor)
+                               memory_bytes=layer.forward_bytes / tensor, matrices=matrices)
 
 
 def message_bytes(model: Model, microbatch: int) -> int:

@@ -22,7 +22,8 @@ def dp(zero: int, devices: int = 8, **workload) -> dict:
         "cluster": {"topology": {"kind": "switch", "devices": devices, "link": {"bandwidth": "25GB/s",
                                                                                   "latency": "2us"}},
                     "device": "a100"},
-        "workload": {"model": "bert_large", "batch_per_device": 8, "gradient_bytes_per_param": 2, **workload},
+        "workload": {"model": "bert_large", "batch_per_device": 8, **workload},
+        "communication": {"compression": "bf16"},
         "parallelism": {"zero": zero},
         "training": {"iterations": 3, "warmup": 1},
     }
