@@ -508,6 +508,12 @@ class Config(StrictModel):
             if "algorithm" in comm.model_fields_set:
                 raise ValueError("communication.algorithm names a collective, but with communication.pattern: "
                                  "parameter_server the servers carry the gradients; remove it")
+            if comm.compression.method not in ("fp32", "fp16", "bf16"):
+                raise ValueError(f"communication.compression: {comm.compression.method} is built for allreduce "
+                                 "(communication.pattern: allreduce); parameter servers take fp32, fp16 or bf16")
+        if self.parallelism.zero and comm.compression.method not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"communication.compression: {comm.compression.method} needs parallelism.zero: 0 "
+                             "(ZeRO reduce-scatters the gradients it shards)")
         faults = self.faults
         if faults is not None and comm.pattern != "parameter_server":
             if faults.servers is not None:

@@ -111,6 +111,10 @@ class Job:
         summary.update(self._bytes(per_device_comm))
         if plan.auto_candidates_s:
             summary["auto_candidates_s"] = plan.auto_candidates_s
+        if plan.compression != "fp32":
+            raw, wire, codec = (float(np.mean(col)) for col in zip(*plan.wire, strict=True))
+            summary.update({"compression": plan.compression, "compression_ratio": raw / wire,
+                            "bytes_on_wire_per_iteration": wire, "compression_s": codec})
         if plan.model_parallel:
             summary.update(self._parallel_summary())
         if self.learner is not None:
@@ -204,6 +208,10 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
         if learner is not None:
             sync.on_synced = lambda it: learner.apply_mean([learner.gradient(learner.params, d, it)
                                                             for d in range(D)])
+    if learner is not None and config.communication.compression.method != "fp32":
+        from simulator.compression import Compressor
+
+        learner.compressor = Compressor(config.communication.compression, learner.problem.shapes, D, streams)
     job = Job(env, config, hw, network, plan, sync, [], stats, trace, records, learner, Quorum(env, D * P))
     shared: dict = {}           # per stage, what its ops cost: worked out once, not per replica
     job.ranks = [Rank(env, d, s, plan, board, links, sync, slowdown, stats, trace, records, job.on_iteration, shared)

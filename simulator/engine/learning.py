@@ -50,6 +50,7 @@ class Learner:
         self.batches, self.time_offset = start.batches, start.time_s
         self.curve: list[LossPoint] = []
         self._next_eval = 0
+        self.compressor = None     # communication.compression: what the wire carried is what is applied
         self.evaluate()
 
     def state(self, iterations: int) -> LearnerState:
@@ -69,9 +70,14 @@ class Learner:
         self.params[sl] -= self.lr * scale * grad[sl]
 
     def apply_mean(self, grads: list[np.ndarray]) -> None:
-        """One synchronous step: the mean of every worker's gradient (an allreduce)."""
-        self.params -= self.lr * np.mean(grads, axis=0)
+        """One synchronous step: the mean of every worker's gradient (an allreduce), as the wire carried it."""
+        mean = np.mean(grads, axis=0) if self.compressor is None else self.compressor.aggregate(grads)
+        self.params -= self.lr * mean
         self.counted(updates=1, gradients=len(grads))
+
+    def pushed(self, worker: int, grad: np.ndarray) -> np.ndarray:
+        """A worker's gradient as its push carried it (fp16/bf16 to a parameter server)."""
+        return grad if self.compressor is None else self.compressor.one(worker, grad)
 
     def counted(self, updates: int, gradients: int) -> None:
         self.updates += updates
@@ -134,7 +140,8 @@ class UpdateLog:
         key = (replica, clock)
         grad = self._grads.get(key)
         if grad is None:
-            grad = self._grads[key] = self.learner.gradient(self._params[key], replica, clock)
+            grad = self._grads[key] = self.learner.pushed(replica, self.learner.gradient(self._params[key], replica,
+                                                                                           clock))
         self.learner.apply_shard(shard, grad, 1.0 / self.protocol.contributors)
 
     def completed(self, replica: int, clock: int, applied: bool, synchronous: bool) -> None:

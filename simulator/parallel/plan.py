@@ -123,6 +123,8 @@ class ParallelPlan:
     auto_candidates_s: dict[str, float]  # algorithm: auto — every candidate's seconds
     zero: int                           # ZeRO stage
     recompute: bool
+    wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
+    compression: str = "fp32"
 
     @property
     def virtual_stages(self) -> int:
@@ -284,6 +286,23 @@ def _encoded(config: Config, network: Network, algorithm: str, part: GradientPar
             Collective(f"decompress {spec.method}", expand, 0.0))
 
 
+def _wire(config: Config, parts: tuple[tuple[GradientPart, ...], ...], sync: tuple, p_: int, v: int
+          ) -> tuple[tuple[float, float, float], ...]:
+    """Per stage: the fp32 gradient bytes a device syncs per iteration, the bytes it puts in instead, codec seconds."""
+    spec, out = config.communication.compression, []
+    for s in range(p_):
+        stage_parts = [(c, b, part) for c in range(v) for b, part in enumerate(parts[c * p_ + s])]
+        raw = sum(4.0 * part.values for _, _, part in stage_parts)
+        if config.communication.pattern == "allreduce" and config.parallelism.zero == 0:
+            wire = sum(compression.encode(spec, part.values, part.matrices, 1).wire_bytes for *_, part in stage_parts)
+            codec = sum(coll.seconds for c, b, _ in stage_parts for coll in sync[s][c][b]
+                        if coll.name.startswith(("compress", "decompress")))
+        else:
+            wire, codec = float(sum(part.bytes for *_, part in stage_parts)), 0.0
+        out.append((raw, float(wire), float(codec)))
+    return tuple(out)
+
+
 def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual: tuple[range, ...],
             ops: Schedule, b: int, stage_params: np.ndarray) -> tuple[DeviceMemory, ...]:
     par, model = config.parallelism, hw.model
@@ -355,10 +374,12 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     if check:
         _check_memory(memory, hw, config, model_parallel)
     layer_bytes = np.array([la.params * model.bytes_per_param for la in split], dtype=float)
+    wire = _wire(config, parts, sync, p_, v)
     return ParallelPlan(sizes, placement, par.microbatches, b, v, par.schedule, ops, virtual, compute_f, compute_b,
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
-                        memory, algorithm, per_block, candidates, par.zero, par.recompute)
+                        memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
+                        comm.compression.method)
 
 
 def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:
