@@ -44,6 +44,8 @@ def test_every_summary_key_and_csv_column_is_defined_in_the_results_section():
     configs += [load_config(job("hybrid", "ps-asp", stragglers=STRAGGLERS, **{"training.convergence": {
         **CONVERGENCE, "target_loss": 0.6}})),
         load_config(job("data", "allreduce", **{"communication.algorithm": "auto"}))]
+    configs += [load_config(job("data", **{"communication.compression": "topk"})),
+                load_config(job("data", **{"sync.mode": "local_sgd", "sync.period": 2}))]
     faults = {"devices": {"mtbf": "30s"}, "repair": "2s", "checkpoint": {"every": 10, "bandwidth": "50GB/s"}}
     configs += [load_config(job("data", "ps-bsp", **{"faults": faults, "training.iterations": 200,
                                                       "training.replications": 2}))]

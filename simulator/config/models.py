@@ -243,9 +243,12 @@ class Communication(StrictModel):
 
 
 class Sync(StrictModel):
-    mode: Literal["bsp", "asp", "ssp"] = "bsp"
+    mode: Literal["bsp", "asp", "ssp", "local_sgd"] = "bsp"
     staleness: Annotated[int, Field(ge=0)] = Field(0, description="ssp only: the bound s, in iterations")
     backup_workers: Annotated[int, Field(ge=0)] = Field(0, description="bsp only: updates use the first p-b")
+    period: PositiveInt = Field(1, description="local_sgd only: H local steps between parameter averagings")
+    post_local_after: Annotated[int, Field(ge=0)] = Field(
+        0, description="local_sgd only: BSP (gradient allreduce) for this many iterations first")
 
     @model_validator(mode="after")
     def _keys_match_mode(self) -> Sync:
@@ -253,6 +256,9 @@ class Sync(StrictModel):
             raise ValueError(f"staleness applies to mode ssp only (mode is {self.mode})")
         if self.backup_workers and self.mode != "bsp":
             raise ValueError(f"backup_workers applies to mode bsp only (mode is {self.mode})")
+        for key in ("period", "post_local_after"):
+            if key in self.model_fields_set and self.mode != "local_sgd":
+                raise ValueError(f"{key} applies to mode local_sgd only (mode is {self.mode})")
         return self
 
 
@@ -487,7 +493,16 @@ class Config(StrictModel):
     def _combinations_are_meaningful(self) -> Config:
         """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
         comm = self.communication
-        asynchronous = self.sync.mode != "bsp" or self.sync.backup_workers
+        asynchronous = self.sync.mode not in ("bsp", "local_sgd") or self.sync.backup_workers
+        if self.sync.mode == "local_sgd":
+            if comm.pattern != "allreduce":
+                raise ValueError("sync.mode: local_sgd averages parameters with an allreduce; it needs "
+                                 "communication.pattern: allreduce")
+            if self.parallelism.zero:
+                raise ValueError("sync.mode: local_sgd keeps a whole model per replica; it needs parallelism.zero: 0")
+            if comm.compression.method != "fp32":
+                raise ValueError("communication.compression applies to gradients, but sync.mode: local_sgd "
+                                 "averages parameters (fp32); remove one of the two")
         if asynchronous and comm.pattern != "parameter_server":
             what = f"sync.mode: {self.sync.mode}" if self.sync.mode != "bsp" else "sync.backup_workers:"
             raise ValueError(f"{what} needs communication.pattern: parameter_server (an allreduce is a barrier)")

@@ -1,5 +1,10 @@
 """Data-parallel gradient synchronisation by collectives: one stream per pipeline stage, like an NCCL stream.
 
+With ``sync.mode: local_sgd`` (Stich 2019; Lin et al. 2020, post-local SGD) an iteration is
+*local* once ``post_local_after`` BSP iterations are done: no gradient is synchronised, each
+replica steps its own model, and after every ``period``-th local step the stream averages the
+parameters (``ParallelPlan.average``, fp32 allreduces) once every replica has stepped.
+
 A stage's stream runs the collectives of its gradient parts (``ParallelPlan.grad_sync``)
 one at a time, in the order the stage releases them; a part's collective starts when
 every one of the D replicas has released it (a :class:`~.quorum.Quorum` of D) *and*
@@ -22,7 +27,7 @@ from simulator.results import Trace
 
 from .quorum import Quorum
 
-__all__ = ["AllreduceSync", "GradientStream"]
+__all__ = ["AllreduceSync", "GradientStream", "LocalRounds"]
 
 Process = Generator[simpy.Event, None, None]
 
@@ -31,9 +36,9 @@ class GradientStream:
     """Stage ``stage``'s data-parallel collectives across the D replicas, in release order."""
 
     def __init__(self, env: simpy.Environment, stage: int, replicas: int, order: list[tuple[int, int]],
-                 plan: ParallelPlan, iterations: int, trace: Trace, track: str):
+                 plan: ParallelPlan, iterations: int, trace: Trace, track: str, rounds: LocalRounds):
         self.env, self.stage, self.order, self.trace, self.track = env, stage, order, trace, track
-        self.plan = plan
+        self.plan, self.rounds = plan, rounds
         self.sync = plan.grad_sync[stage]                   # [chunk][part] -> collectives
         self.after = plan.after_step[stage]
         self.ready = Quorum(env, replicas)                 # (iteration, chunk, part) and (iteration, "step")
@@ -46,6 +51,12 @@ class GradientStream:
     def serve(self, iterations: int) -> Process:
         P = self.plan.sizes.pipeline
         for it in range(iterations):
+            if self.rounds.local(it):
+                if self.rounds.averages(it):              # every replica has stepped: average the parameters
+                    yield self.ready.reached((it, "step"))
+                    yield from self._run(it, self.plan.average[self.stage], None, chunk=-1, bucket=-1)
+                    self.finished.arrive((it, "gathered"))
+                continue
             for c, b in self.order:
                 yield self.ready.reached((it, c, b))
                 self.ready.forget((it, c, b))
@@ -70,6 +81,19 @@ class GradientStream:
             self.bytes_sent[it] += coll.bytes
 
 
+class LocalRounds:
+    """Which iterations are local steps, and after which ones the parameters are averaged (local SGD)."""
+
+    def __init__(self, mode: str, period: int, bsp_first: int):
+        self.on, self.period, self.bsp_first = mode == "local_sgd", period, bsp_first
+
+    def local(self, it: int) -> bool:
+        return self.on and it >= self.bsp_first
+
+    def averages(self, it: int) -> bool:
+        return self.local(it) and (it - self.bsp_first + 1) % self.period == 0
+
+
 class AllreduceSync:
     """The rank processes' view of collective gradient sync (one :class:`GradientStream` per stage)."""
 
@@ -77,18 +101,22 @@ class AllreduceSync:
     optimizer_on_device = True     # every replica applies the reduced gradients itself
     per_worker_clock = False
 
-    def __init__(self, env: simpy.Environment, plan: ParallelPlan, iterations: int, trace: Trace):
+    def __init__(self, env: simpy.Environment, plan: ParallelPlan, iterations: int, trace: Trace,
+                 rounds: LocalRounds | None = None):
         self.env, self.plan, self.iterations, self.trace = env, plan, iterations, trace
+        self.rounds = rounds or LocalRounds("bsp", 1, 0)
         self.streams: list[GradientStream] = []
         self.synced = Quorum(env, plan.sizes.pipeline)   # iteration -> every stage's gradients are reduced
+        self.stepped = Quorum(env, plan.sizes.data * plan.sizes.pipeline)   # local SGD: every rank took step it
         self.on_synced: Callable[[int], None] | None = None   # the learner's synchronous step
+        self.on_local: Callable[[int, bool], None] | None = None   # local SGD: every replica stepped (averaged?)
 
     def attach(self, release_order: list[list[tuple[int, int]]]) -> None:
         """One stream per stage, serving parts in the order that stage's ranks release them."""
         P = self.plan.sizes.pipeline
         self.streams = [GradientStream(self.env, s, self.plan.sizes.data, release_order[s], self.plan,
                                        self.iterations, self.trace,
-                                       "gradient allreduce" if P == 1 else f"stage {s} gradient sync")
+                                       "gradient allreduce" if P == 1 else f"stage {s} gradient sync", self.rounds)
                         for s in range(P)]
 
     @property
@@ -107,6 +135,8 @@ class AllreduceSync:
 
     def _count_done(self, stream: GradientStream) -> Process:
         for it in range(self.iterations):
+            if self.rounds.local(it):
+                continue
             yield stream.finished.reached((it, "done"))
             stream.finished.forget((it, "done"))
             self.synced.arrive(it)
@@ -130,17 +160,30 @@ class AllreduceSync:
         return ()
 
     def submit(self, rank: Any, it: int, chunk: int, part: int) -> None:
-        self.streams[rank.stage].ready.arrive((it, chunk, part))
+        if not self.rounds.local(it):                   # a local step keeps its gradients
+            self.streams[rank.stage].ready.arrive((it, chunk, part))
 
     def step_done(self, rank: Any, it: int) -> simpy.Event:
+        if self.rounds.local(it):
+            done = self.env.event()
+            done.succeed()
+            return done
         return self.streams[rank.stage].finished.reached((it, "done"))
 
-    def peers_ready_at(self, rank: Any, it: int) -> float:
-        return float(self.streams[rank.stage].last_ready_at[it])
+    def peers_ready_at(self, rank: Any, it: int) -> float | None:
+        return None if self.rounds.local(it) else float(self.streams[rank.stage].last_ready_at[it])
 
     def after_step(self, rank: Any, it: int) -> Process | None:
-        """ZeRO-1/2: the parameter all-gathers once every replica has stepped (``None``: nothing follows)."""
+        """ZeRO-1/2: the parameter all-gathers once every replica has stepped; local SGD: the averaging
+        (``None``: nothing follows)."""
         stream = self.streams[rank.stage]
+        if self.rounds.local(it):
+            self.stepped.arrive(it)
+            if self.stepped.is_reached(it):
+                self.stepped.reached_at.pop(it)
+                if self.on_local is not None:
+                    self.on_local(it, self.rounds.averages(it))
+            return self._gathered(stream, it) if self.rounds.averages(it) else None
         return self._gathered(stream, it) if stream.after else None
 
     def _gathered(self, stream: GradientStream, it: int) -> Process:
@@ -159,7 +202,11 @@ class AllreduceSync:
         return None                      # an iteration ends when its last rank finishes (optimizer included)
 
     def summary(self) -> dict[str, Any]:
-        return {"buckets": int(sum(len(p) for p in self.plan.parts))}
+        out: dict[str, Any] = {"buckets": int(sum(len(p) for p in self.plan.parts))}
+        if self.rounds.on:
+            syncs = sum(1 for it in range(self.iterations) if not self.rounds.local(it) or self.rounds.averages(it))
+            out.update({"sync": "local_sgd", "averaging_period": self.rounds.period, "sync_rounds": syncs})
+        return out
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {}

@@ -35,7 +35,7 @@ from simulator.resolve import ResolvedHardware, resolve_device, resolve_hardware
 from simulator.results import IterationRecord, Result, Trace, summarize
 from simulator.rng import Streams
 
-from .allreduce import AllreduceSync
+from .allreduce import AllreduceSync, LocalRounds
 from .learning import Learner, LearnerState
 from .pipeline import Board, Link
 from .quorum import Quorum
@@ -204,10 +204,12 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
         sync, learner = build_ps_sync(config, env, hw, network, plan, trace, streams, learner_for)
     else:
         learner = learner_for(config, env, D, 1, streams)
-        sync = AllreduceSync(env, plan, iterations, trace)
+        rounds = LocalRounds(config.sync.mode, config.sync.period, config.sync.post_local_after)
+        sync = AllreduceSync(env, plan, iterations, trace, rounds)
         if learner is not None:
             sync.on_synced = lambda it: learner.apply_mean([learner.gradient(learner.params, d, it)
                                                             for d in range(D)])
+            sync.on_local = lambda it, average: learner.local_step(it, D, average)
     if learner is not None and config.communication.compression.method != "fp32":
         from simulator.compression import Compressor
 

@@ -51,6 +51,7 @@ class Learner:
         self.curve: list[LossPoint] = []
         self._next_eval = 0
         self.compressor = None     # communication.compression: what the wire carried is what is applied
+        self.local: list[np.ndarray] | None = None   # local SGD: each replica's own model
         self.evaluate()
 
     def state(self, iterations: int) -> LearnerState:
@@ -74,6 +75,21 @@ class Learner:
         mean = np.mean(grads, axis=0) if self.compressor is None else self.compressor.aggregate(grads)
         self.params -= self.lr * mean
         self.counted(updates=1, gradients=len(grads))
+
+    def local_step(self, iteration: int, replicas: int, average: bool) -> None:
+        """Local SGD: every replica steps its own model on its own batch; ``average``: then they average.
+
+        ``params`` is the average of the replicas' models (what averaging now would give), which is
+        what is evaluated.
+        """
+        if self.local is None:
+            self.local = [self.params.copy() for _ in range(replicas)]
+        for d, own in enumerate(self.local):
+            own -= self.lr * self.gradient(own, d, iteration)
+        self.params = np.mean(self.local, axis=0)
+        if average:
+            self.local = [self.params.copy() for _ in range(replicas)]
+        self.counted(updates=1, gradients=replicas)
 
     def pushed(self, worker: int, grad: np.ndarray) -> np.ndarray:
         """A worker's gradient as its push carried it (fp16/bf16 to a parameter server)."""

@@ -125,6 +125,7 @@ class ParallelPlan:
     recompute: bool
     wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
     compression: str = "fp32"
+    average: tuple[tuple[Collective, ...], ...] = ()   # [P] local SGD: fp32 parameter allreduces, bucket by bucket
 
     @property
     def virtual_stages(self) -> int:
@@ -286,6 +287,20 @@ def _encoded(config: Config, network: Network, algorithm: str, part: GradientPar
             Collective(f"decompress {spec.method}", expand, 0.0))
 
 
+def _averaging(config: Config, network: Network, placement: Placement, algorithm: str,
+               parts: tuple[tuple[GradientPart, ...], ...], p_: int, v: int) -> tuple[tuple[Collective, ...], ...]:
+    """``sync.mode: local_sgd``: per stage, the allreduces that average its parameters (fp32, per bucket)."""
+    if config.sync.mode != "local_sgd":
+        return ()
+    out, memo = [], {}
+    for s in range(p_):
+        groups = placement.device[:, s, :].T
+        info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
+        out.append(tuple(_collective(network, "allreduce", algorithm, 4 * part.values, groups, info, memo)
+                         for c in range(v) for part in parts[c * p_ + s]))
+    return tuple(out)
+
+
 def _wire(config: Config, parts: tuple[tuple[GradientPart, ...], ...], sync: tuple, p_: int, v: int
           ) -> tuple[tuple[float, float, float], ...]:
     """Per stage: the fp32 gradient bytes a device syncs per iteration, the bytes it puts in instead, codec seconds."""
@@ -375,11 +390,12 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
         _check_memory(memory, hw, config, model_parallel)
     layer_bytes = np.array([la.params * model.bytes_per_param for la in split], dtype=float)
     wire = _wire(config, parts, sync, p_, v)
+    average = _averaging(config, network, placement, algorithm, parts, p_, v)
     return ParallelPlan(sizes, placement, par.microbatches, b, v, par.schedule, ops, virtual, compute_f, compute_b,
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
                         memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
-                        comm.compression.method)
+                        comm.compression.method, average)
 
 
 def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:
