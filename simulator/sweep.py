@@ -254,7 +254,8 @@ def _row(point: Point, record: dict[str, Any]) -> dict[str, Any]:
     row["status"] = "error" if "error" in record else "ok"
     row["error"] = record.get("error", "")
     row["dir"] = f"{POINTS}/{point.hash}"
-    row.update(_flat(record.get("summary", {})))
+    for key, value in _flat(record.get("summary", {})).items():
+        row.setdefault(key, value)        # a varied key's column keeps the point's value (`sync` is both)
     return row
 
 
@@ -352,8 +353,60 @@ def scaling_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path |
 
 def _plots(sweep: Sweep, rows: list[dict[str, Any]], folder: Path) -> list[Path]:
     """The sweep's plots that its points can answer (each returns None when they cannot)."""
-    made = [scaling_plot(sweep, rows, folder / "scaling.png"), checkpoint_plot(sweep, rows, folder / "checkpoint.png")]
+    made = [scaling_plot(sweep, rows, folder / "scaling.png"), checkpoint_plot(sweep, rows, folder / "checkpoint.png"),
+            target_plot(sweep, rows, folder / "target.png")]
     return [p for p in made if p is not None]
+
+
+def _label(value: Any) -> str:
+    """A varied value as a short label: a mapping's values joined (``topk 0.01``), a name as is."""
+    try:
+        value = json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+    except ValueError:
+        pass
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" if isinstance(v, bool) else str(v) for k, v in value.items())
+    return str(value)
+
+
+def target_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Time to the target loss (bars, mean over seeds; ✗ never reached) and updates to it, per design."""
+    ok = [r for r in rows if r["status"] == "ok" and "time_to_target_s" in r]
+    if not ok or not sweep.varied or CHECKPOINT_KEY in sweep.varied:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    designs: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        designs.setdefault(", ".join(_label(r[k]) for k in sweep.varied), []).append(r)
+    labels = list(designs)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.45 * len(labels) + 1.8), sharey=True)
+    for i, label in enumerate(labels):
+        reached = [r for r in designs[label] if r["time_to_target_s"] not in (None, "")]
+        if len(reached) == len(designs[label]):
+            a.barh(i, np.mean([float(r["time_to_target_s"]) for r in reached]), color="C0")
+            b.barh(i, np.mean([float(r["updates_to_target"]) for r in reached]), color="C1")
+        else:
+            for ax in (a, b):
+                ax.text(0, i, f"  not reached ({len(designs[label]) - len(reached)} of {len(designs[label])} seeds)",
+                        va="center", fontsize=8, color="C3")
+    a.set_yticks(range(len(labels)), labels, fontsize=8)
+    a.invert_yaxis()
+    a.set_xlabel("simulated time to the target loss (s)")
+    b.set_xlabel("updates to the target loss")
+    for ax in (a, b):
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(f"{sweep.name}: time and updates to the target (mean over seeds)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 CHECKPOINT_KEY = "faults.checkpoint.every"
