@@ -278,3 +278,22 @@ def test_a_checkpoint_interval_sweep_draws_goodput_with_the_young_daly_optimum(t
     assert (tmp_path / "out" / "plots" / "checkpoint.png").exists()
     assert all(r["goodput_ci95"] for r in rows) and all(r["young_daly_interval_s"] > 0 for r in rows)
     assert checkpoint_plot(sweep, rows[:1], tmp_path / "one.png") is None     # one interval: nothing to compare
+
+
+def test_a_convergence_sweep_draws_time_and_updates_to_the_target(tmp_path):
+    from simulator.sweep import _label, load_sweep, run_sweep
+
+    base = {"seed": 3, "cluster": {"topology": {"kind": "switch", "devices": 4,
+                                                "link": {"bandwidth": "1GB/s", "latency": "5us"}}},
+            "training": {"iterations": 30, "warmup": 1,
+                         "convergence": {"features": 8, "samples": 512, "batch": 8, "lr": 0.5, "target_loss": 0.6}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "grid": {
+        "communication.compression": ["fp32", {"method": "topk", "ratio": 0.5}]}}))
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
+        result = run_sweep(load_sweep(tmp_path / "sweep.yaml"), tmp_path / "out", client=client)
+    assert (tmp_path / "out" / "plots" / "target.png").exists()
+    assert [r["communication.compression"] for r in result.rows] == ["fp32", '{"method": "topk", "ratio": 0.5}']
+    assert _label('{"method": "topk", "ratio": 0.5}') == "topk 0.5"
