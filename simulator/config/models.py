@@ -236,6 +236,8 @@ class Communication(StrictModel):
     bucket_size: ByteSize | None = Field(25 * 2**20, description="gradient fusion; null: one bucket for everything")
     overlap: bool = True
     compression: Compression = Field(Compression(), description="fp32 | fp16 | bf16 | qsgd | topk | powersgd")
+    priority: bool = Field(False, description="allreduce: sync parts in the order the next forward needs them")
+    partition: ByteSize | None = Field(None, description="priority only: pieces a part is cut into (ByteScheduler)")
     servers: PositiveInt = Field(1, description="parameter_server only: number of server processes")
     server_placement: Literal["dedicated", "colocated"] = "dedicated"
     sharding: Literal["even", "layer"] = "even"
@@ -529,6 +531,15 @@ class Config(StrictModel):
         if self.parallelism.zero and comm.compression.method not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"communication.compression: {comm.compression.method} needs parallelism.zero: 0 "
                              "(ZeRO reduce-scatters the gradients it shards)")
+        if comm.partition is not None and not comm.priority:
+            raise ValueError("communication.partition applies with communication.priority: true only")
+        if comm.priority:
+            if comm.pattern != "allreduce":
+                raise ValueError("communication.priority schedules an allreduce stream; with parameter servers each "
+                                 "part is already pulled in the order forward needs it (communication.overlap)")
+            if self.parallelism.zero or self.sync.mode == "local_sgd":
+                what = f"parallelism.zero: {self.parallelism.zero}" if self.parallelism.zero else "sync.mode: local_sgd"
+                raise ValueError(f"communication.priority needs per-part parameter updates; {what} has none")
         faults = self.faults
         if faults is not None and comm.pattern != "parameter_server":
             if faults.servers is not None:

@@ -126,6 +126,7 @@ class ParallelPlan:
     wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
     compression: str = "fp32"
     average: tuple[tuple[Collective, ...], ...] = ()   # [P] local SGD: fp32 parameter allreduces, bucket by bucket
+    priority: bool = False                              # communication.priority
 
     @property
     def virtual_stages(self) -> int:
@@ -277,9 +278,13 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
 def _encoded(config: Config, network: Network, algorithm: str, part: GradientPart, groups: np.ndarray, info: dict,
              memo: dict, device) -> tuple[Collective, ...]:
     """A gradient part's sync: compress, the encoding's collectives, decompress (plain fp32/fp16: one allreduce)."""
-    spec = config.communication.compression
+    spec, piece = config.communication.compression, config.communication.partition
     enc = compression.encode(spec, part.values, part.matrices, groups.shape[-1])
-    colls = tuple(_collective(network, name, algorithm, size, groups, info, memo) for name, size in enc.collectives)
+    colls = []
+    for name, size in enc.collectives:       # communication.partition: equal pieces the stream may reorder
+        k = max(1, -(-int(size) // int(piece))) if piece else 1
+        colls += [_collective(network, name, algorithm, -(-int(size) // k), groups, info, memo)] * k
+    colls = tuple(colls)
     if spec.method in compression.INPLACE:
         return colls
     squeeze, expand = compression.costs(spec, part.values, part.matrices, groups.shape[-1], device)
@@ -395,7 +400,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
                         memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
-                        comm.compression.method, average)
+                        comm.compression.method, average, comm.priority)
 
 
 def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:
