@@ -534,9 +534,9 @@ class Config(StrictModel):
         if comm.partition is not None and not comm.priority:
             raise ValueError("communication.partition applies with communication.priority: true only")
         if comm.priority:
-            if comm.pattern != "allreduce":
-                raise ValueError("communication.priority schedules an allreduce stream; with parameter servers each "
-                                 "part is already pulled in the order forward needs it (communication.overlap)")
+            if comm.pattern != "allreduce" and comm.partition is not None:
+                raise ValueError("communication.partition cuts allreduce collectives into pieces; parameter "
+                                 "servers push whole parts (remove it)")
             if self.parallelism.zero or self.sync.mode == "local_sgd":
                 what = f"parallelism.zero: {self.parallelism.zero}" if self.parallelism.zero else "sync.mode: local_sgd"
                 raise ValueError(f"communication.priority needs per-part parameter updates; {what} has none")

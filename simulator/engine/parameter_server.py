@@ -13,6 +13,9 @@ transfers become flows of the asynchronous fluid model (``simulator.network.dyna
 so the link into a server is shared by every worker pushing to it at that moment,
 and carries pulls the other way at the same time.
 
+With ``communication.priority`` a stage process keeps one push in flight and sends the queued
+part the next forward needs first (P3's push scheduling).
+
 With ``communication.overlap`` (the default), a stage pushes each gradient part as
 soon as its last backward produces it, and pulls each part back for the next iteration
 as soon as the protocol's gate for that part opens (``Protocol.key_gate``: per key, as
@@ -30,6 +33,7 @@ shard events are scheduled only when the convergence problem's parameters change
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -195,6 +199,9 @@ class PSSync:
         self.env, self.plan, self.flows, self.servers = env, plan, flows, servers
         self.protocol, self.log, self.learner, self.trace = protocol, log, learner, trace
         self.iterations = iterations
+        # communication.priority: one push in flight per stage process, the next by (iteration, forward order)
+        self._sending: set[tuple[int, int]] = set()
+        self._send_queue: dict[tuple[int, int], list] = {}
         D, P, T = plan.placement.device.shape
         self.P = P
         k = servers.k
@@ -344,7 +351,31 @@ class PSSync:
             gate.callbacks.append(lambda _e: self._start_pull(rank, clock + 1, part))
 
     def submit(self, rank: Any, clock: int, chunk: int, part: int) -> None:
-        """Push one gradient part from the stage's T devices to the servers that hold it."""
+        """Push one gradient part from the stage's T devices to the servers that hold it.
+
+        With ``communication.priority`` (P3's push scheduling) a stage process keeps one push in flight
+        and sends next the queued part the next forward needs first, so the first layers' gradients do
+        not share the link with the rest of the big last layers'.
+        """
+        if not self.plan.priority:
+            self._push_now(rank, clock, chunk, part)
+            return
+        key = (rank.replica, rank.stage)
+        first = min(self.plan.parts[chunk * self.plan.sizes.pipeline + rank.stage][part].layers)
+        heapq.heappush(self._send_queue.setdefault(key, []), (clock, chunk, first, part, rank))
+        if key not in self._sending:
+            self._send_next(key)
+
+    def _send_next(self, key: tuple[int, int]) -> None:
+        queue = self._send_queue.get(key)
+        if not queue:
+            self._sending.discard(key)
+            return
+        clock, chunk, _, part, rank = heapq.heappop(queue)
+        self._sending.add(key)
+        self._push_now(rank, clock, chunk, part)
+
+    def _push_now(self, rank: Any, clock: int, chunk: int, part: int) -> None:
         d, s = rank.replica, rank.stage
         traffic = self._push[(d, s, chunk, part)]
         arrived, start = self._transfer(rank, traffic.src, traffic.dst, traffic.nbytes)
@@ -352,6 +383,8 @@ class PSSync:
         def pushed(_e: simpy.Event) -> None:
             self._transferred(rank, clock, start, f"push {chunk}.{part}")
             self._arrived(rank, clock, (s, chunk, part), traffic)
+            if self.plan.priority:
+                self._send_next((d, s))
 
         arrived.callbacks.append(pushed)
 

@@ -96,9 +96,40 @@ def test_priority_in_every_parallelism_it_meets(parallel):
     assert first["exposed_communication_s"] < plain["exposed_communication_s"]
 
 
+@pytest.mark.parametrize("sync", ["ps-bsp", "ps-ssp", "ps-asp", "ps-backup"])
+@pytest.mark.parametrize("parallel", ["data", "pipeline"])
+def test_priority_pushes_to_parameter_servers_first_layers_first(parallel, sync):
+    """P3's push scheduling: one push in flight per stage, the next by forward order; keys then complete
+    (and are pulled back) first layers first, overlapping the pulls with the remaining pushes."""
+    slow = {"cluster.topology.link.bandwidth": "5GB/s"}
+    plain = simulate(job(parallel, sync, **slow)).summary
+    first = simulate(job(parallel, sync, **slow, **{"communication.priority": True})).summary
+    assert first["iteration_time_s"] < plain["iteration_time_s"]
+    assert first["exposed_communication_s"] < plain["exposed_communication_s"]
+    assert first["bytes_sent_per_iteration"] == pytest.approx(plain["bytes_sent_per_iteration"])
+
+
+def test_priority_orders_each_stage_process_pushes_by_forward_need():
+    """Without overlap every part is released at once after backward: the first is sent at once, the
+    queued rest in forward order (without priority they would all share the link in release order)."""
+    cfg = load_config(job("data", "ps-bsp", **{"communication.priority": True, "communication.overlap": False,
+                                               "training.iterations": 2}))
+    ran = build_job(cfg).run()
+    pushes = [(ev["ts"], ev["name"]) for ev in ran.trace.events
+              if ev.get("name", "").startswith("push") and ev.get("tid") == 0 and ev["args"]["iteration"] == 0]
+    parts = ran.plan.parts[0]
+    order = [int(name.split(".")[1]) for _, name in sorted(pushes)]
+    firsts = [min(parts[b].layers) for b in order]
+    assert len(order) == len(parts) > 2
+    assert firsts[0] == max(firsts) and firsts[1:] == sorted(firsts[1:])
+    starts = sorted(ts for ts, _ in pushes)
+    assert len(set(starts)) == len(starts)            # one at a time
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ({"communication.partition": "4MiB"}, "partition applies with communication.priority: true only"),
-    ({"communication.priority": True, "communication.pattern": "parameter_server"}, "schedules an allreduce stream"),
+    ({"communication.priority": True, "communication.pattern": "parameter_server", "communication.partition": "4MiB"},
+     "parameter servers push whole parts"),
     ({"communication.priority": True, "parallelism.zero": 1}, "needs per-part parameter updates"),
 ])
 def test_priority_is_refused_where_it_cannot_apply(extra, expected):
