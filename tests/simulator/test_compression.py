@@ -172,3 +172,26 @@ def test_fp16_to_a_parameter_server_halves_its_traffic_and_rounds_the_pushes():
     cfg["communication"]["compression"] = "fp16"
     half = build_job(load_config(cfg)).run().learner.params
     assert not np.array_equal(plain, half) and np.allclose(plain, half, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["fp16", "qsgd", "topk", "powersgd"])
+@pytest.mark.parametrize("parallel", ["data", "tensor", "pipeline", "hybrid"])
+def test_compression_in_every_parallelism_it_meets(parallel, method):
+    """Every stage's data-parallel sync carries the encoding; the learner trains on it (PowerSGD needs a
+    weight matrix: a 3-class softmax, at rank 1)."""
+    problem = dict(CONVERGENCE, problem="softmax", classes=3) if method == "powersgd" else dict(CONVERGENCE)
+    spec = {"method": "powersgd", "rank": 1} if method == "powersgd" else method
+    plain = simulate(job(parallel, **{"training.convergence": problem})).summary
+    s = simulate(job(parallel, **{"training.convergence": problem, "communication.compression": spec})).summary
+    assert s["compression"] == method and s["compression_ratio"] > 1.9
+    key = "bytes_sent_per_iteration" if parallel == "data" else "data_parallel_bytes_per_iteration"
+    assert s[key] != plain[key]
+    assert s["final_loss"] != plain["final_loss"]
+
+
+@pytest.mark.parametrize("sync", ["ps-bsp", "ps-ssp", "ps-asp", "ps-backup"])
+def test_half_precision_pushes_in_every_ps_sync_mode(sync):
+    plain = simulate(job("data", sync)).summary
+    s = simulate(job("data", sync, **{"communication.compression": "bf16"})).summary
+    assert s["compression_ratio"] == 2.0
+    assert s["bytes_sent_per_iteration"] == pytest.approx(plain["bytes_sent_per_iteration"] / 2, rel=1e-6)
