@@ -77,7 +77,8 @@ def loss_plot(rows: list[dict], summary: dict, path: Path) -> None:
     if target is not None:
         b.axvline(target, color="grey", linestyle="--", linewidth=1, label=f"target reached at {target:.3g} s")
         b.legend(fontsize="small")
-    fig.suptitle(f"{summary['name']}: {summary['algorithm']}, {summary['workers']} workers")
+    extra = "".join(f", {summary[k]}" for k in ("compression", "sync") if isinstance(summary.get(k), str))
+    fig.suptitle(f"{summary['name']}: {summary['algorithm']}{extra}, {summary['workers']} workers")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -62,6 +62,11 @@ def test_fusion_and_overlap_are_separate_knobs(small_config):
     overlapped = sum(seconds) - (stream - backward_end)
     assert overlapped > 0
     assert s_off["iteration_time_s"] - s_on["iteration_time_s"] == pytest.approx(overlapped, rel=1e-9)
+    # one fused bucket is released at the end of backward either way: nothing to overlap, the same run
+    one = [simulate(load_config(small_config, ["communication.bucket_size=null", f"communication.overlap={o}"]))
+           .summary for o in ("true", "false")]
+    assert one[0]["exposed_communication_s"] == one[1]["exposed_communication_s"]
+    assert one[0]["iteration_time_s"] == one[1]["iteration_time_s"]
 
 
 @pytest.mark.parametrize("bandwidth", ["1GB/s", "10GB/s", "300GB/s"])
