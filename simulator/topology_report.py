@@ -8,6 +8,7 @@ from typing import Any
 import networkx as nx
 
 import topologies
+from topologies.units import UnitError, parse
 
 from .config.errors import TrainsimInputError
 
@@ -26,12 +27,21 @@ def _value(text: str) -> Any:
 
 
 def parse_params(words: list[str]) -> dict[str, Any]:
+    """``key=value`` words from a command line; bandwidths and latencies need their units (``latency=1``
+    would be one second)."""
     params: dict[str, Any] = {}
     for word in words:
         key, sep, text = word.partition("=")
         if not sep or not key:
             raise TrainsimInputError(f"topology parameter {word!r}: expected key=value, e.g. k=4")
-        params[key] = _value(text)
+        kind = "bandwidth" if "bandwidth" in key else "duration" if "latency" in key else None
+        if kind is not None:
+            try:
+                params[key] = parse(text, kind, bare=False)
+            except UnitError as e:
+                raise TrainsimInputError(f"topology parameter {key}: {e}") from None
+        else:
+            params[key] = _value(text)
     return params
 
 
@@ -40,7 +50,8 @@ def make_topology(kind: str, words: list[str], defaults: dict[str, Any] | None =
     try:
         if kind not in topologies.KINDS and (Path(kind).suffix in {".yaml", ".yml", ".graphml"}):
             return topologies.load(kind)
-        params = {**(defaults or {}), **parse_params(words)}
+        given = [f"{k}={v}" for k, v in (defaults or {}).items()]
+        params = {**parse_params(given), **parse_params(words)}
         graph = topologies.build(kind, **params)
         topologies.check(graph, source=kind)
         return graph

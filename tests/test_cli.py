@@ -36,10 +36,10 @@ def test_run_json_is_one_clean_object(config_file, tmp_path):
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("cluster.topology.link.bandwidth=fast", "cluster.topology.switch.link.bandwidth: expected a bandwidth"),
+    ("cluster.topology.link.bandwidth=fast", "cluster.topology.link.bandwidth: expected a bandwidth"),
     ("cluster.topology.link.bandwidth=100GHz", "expected a bandwidth"),
-    ("cluster.topology.link.latency=-1us", "cluster.topology.switch.link.latency"),
-    ("cluster.topology.lnk={}", "cluster.topology.switch.lnk: unknown key"),
+    ("cluster.topology.link.latency=-1us", "cluster.topology.link.latency"),
+    ("cluster.topology.lnk={}", "cluster.topology.lnk: unknown key"),
     ("parallelism.data=5", "parallelism.data: 5 workers but the topology has 4 devices"),
     ("communication.algorithm=carrier_pigeon", "communication.algorithm: expected auto or one of"),
     ("workload.model=alexnet9000", "workload.model:"),

@@ -13,12 +13,24 @@ plain floats in bytes, seconds, bytes/s, FLOP and FLOP/s.
 
 from __future__ import annotations
 
+import math
+import re
 from functools import cache
 from pathlib import Path
 
 import pint
 
-__all__ = ["KINDS", "UnitError", "parse"]
+__all__ = ["BOUNDS", "KINDS", "UnitError", "parse"]
+
+#: quantity kind -> the SI range a value may take (what the models are meant for; outside it, results
+#: overflow or mean nothing): ~31 years, 1 B/s to 1 EB/s, 1 EiB, 1 to 10^21 FLOP/s, 10^21 FLOP
+BOUNDS: dict[str, tuple[float, float]] = {
+    "bandwidth": (1.0, 1e18), "duration": (0.0, 1e9), "bytes": (0.0, 2.0**60),
+    "flops": (1.0, 1e21), "flop": (0.0, 1e21),
+}
+
+# a number, then a unit made of letters, "/", "·" and spaces (no operators pint would evaluate: "9**9**9 B")
+_QUANTITY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*[A-Za-zµμ/·\s]*$")
 
 #: quantity kind -> (pint dimensionality, SI unit we convert to, an example for messages)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -39,7 +51,16 @@ class UnitError(ValueError):
 
     def __init__(self, expected: str, value: object, detail: str = ""):
         self.expected = expected + detail
-        super().__init__(f"{expected}, got {value!r}{detail}")
+        super().__init__(f"{expected}, got {_repr(value)}{detail}")
+
+
+def _repr(value: object) -> str:
+    """A value as typed, bounded (a YAML alias bomb must not be expanded to print it)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlevel = 60, 60, 3
+    return r.repr(value)
 
 
 @cache
@@ -47,11 +68,13 @@ def _registry() -> pint.UnitRegistry:
     return pint.UnitRegistry(str(Path(__file__).with_name("units.txt")))
 
 
-def parse(value: object, kind: str) -> float:
-    """Convert ``value`` to a float in SI units of ``kind`` (see ``KINDS``).
+def parse(value: object, kind: str, *, bare: bool = True) -> float:
+    """Convert ``value`` to a finite float in SI units of ``kind`` (see ``KINDS``), within ``BOUNDS``.
 
-    Numbers are taken as already in SI units (bytes, seconds, bytes/s, FLOP/s).
-    Strings are parsed with units; a bare number in a string is SI as well.
+    Numbers are taken as already in SI units (bytes, seconds, bytes/s, FLOP/s) when ``bare``
+    (the Python API); text a user typed (YAML, a command line: ``bare=False``) needs a unit, since
+    ``bandwidth: 100`` would silently mean 100 B/s. 0 may always stay bare. A string that is only a
+    number needs a unit too.
 
     >>> parse("100Gbps", "bandwidth")
     12500000000.0
@@ -61,22 +84,38 @@ def parse(value: object, kind: str) -> float:
     2e-06
     """
     dim, si, example = KINDS[kind]
-    expected = f"expected a {kind} like {example}"
+    noun = {"bytes": "size in bytes", "flops": "FLOP rate", "flop": "FLOP count"}.get(kind, kind)
+    expected = f"expected a {noun} like {example}"
     if isinstance(value, bool):
         raise UnitError(expected, value)
     if isinstance(value, int | float):
-        return float(value)
+        if value != 0 and not bare:
+            raise UnitError(expected, value, " (a bare number needs a unit; 0 may stay bare)")
+        return _bounded(float(value), kind, expected, value)
     if not isinstance(value, str):
+        raise UnitError(expected, value)
+    if len(value) > 64 or not _QUANTITY.match(value):
         raise UnitError(expected, value)
     reg = _registry()
     try:
         q = reg.Quantity(value.strip())
     except Exception:  # pint raises several unrelated types for garbage input
         raise UnitError(expected, value) from None
-    if not isinstance(q, pint.Quantity):  # "5" parses to a plain number
-        return float(q)
-    if q.dimensionless:
-        return float(q.magnitude)
+    if not isinstance(q, pint.Quantity) or q.dimensionless:  # "5": a number with no unit
+        magnitude = float(q.magnitude if isinstance(q, pint.Quantity) else q)
+        if magnitude != 0 and not bare:
+            raise UnitError(expected, value, " (a bare number needs a unit; 0 may stay bare)")
+        return _bounded(magnitude, kind, expected, value)
     if q.dimensionality != reg.get_dimensionality(dim):
         raise UnitError(expected, value, f" (that is a {q.dimensionality})")
-    return float(q.to(si).magnitude)
+    return _bounded(float(q.to(si).magnitude), kind, expected, value)
+
+
+def _bounded(x: float, kind: str, expected: str, value: object) -> float:
+    low, high = BOUNDS[kind]
+    if not math.isfinite(x):
+        raise UnitError(expected, value, " (not a finite number)")
+    if not low <= x <= high:
+        unit = {"bandwidth": "B/s", "duration": "s", "bytes": "B", "flops": "FLOP/s", "flop": "FLOP"}[kind]
+        raise UnitError(expected, value, f" (must be between {low:g} and {high:g} {unit})")
+    return x

@@ -20,14 +20,39 @@ class ConfigError(TrainsimInputError, ValueError):
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    """The value as typed, bounded: ``reprlib`` never expands a YAML alias bomb to print it."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlevel, r.maxdict, r.maxlist = limit, limit, 3, 4, 4
+    text = r.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "tuple", "none", "literal"}
+
+
+def _loc(loc: tuple) -> list[str]:
+    """The user's dotted path: union branches (``str``, a model's class name, a topology's tag) dropped."""
+    out: list[str] = []
+    for i, part in enumerate(loc):
+        text = str(part)
+        branch = (text in _BRANCHES or text[:1].isupper() or "[" in text
+                  or (i > 0 and str(loc[i - 1]) == "topology" and text.isidentifier()))
+        if not branch:
+            out.append(text)
+    return out
+
+
 def describe(err: ValidationError, source: str) -> str:
-    """One line for the first error: ``source: dotted.path: message (got value)``."""
-    e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    """One line for the most specific error: ``source: dotted.path: message (got value)``.
+
+    Of a union's failures (``workload.model`` is a preset name or a layer list) the deepest one is
+    the user's mistake, not "should be a valid string".
+    """
+    errors = err.errors()
+    e = max(errors, key=lambda x: (len(x["loc"]), -errors.index(x)))
+    where = ".".join(_loc(e["loc"])) or "(top level)"
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see docs/config.md)"

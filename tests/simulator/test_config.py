@@ -27,12 +27,12 @@ def test_bits_and_bytes_differ(small_config):
 
 
 @pytest.mark.parametrize(("override", "where", "expected"), [
-    ("cluster.topology.link.bandwidth=fast", "cluster.topology.switch.link.bandwidth", "expected a bandwidth"),
-    ("cluster.topology.link.bandwidth=100GHz", "cluster.topology.switch.link.bandwidth", "expected a bandwidth"),
-    ("cluster.topology.link.latency=-1us", "cluster.topology.switch.link.latency", "greater than or equal to 0"),
-    ("cluster.topology.link.latncy=1us", "cluster.topology.switch.link.latncy", "unknown key"),
+    ("cluster.topology.link.bandwidth=fast", "cluster.topology.link.bandwidth", "expected a bandwidth"),
+    ("cluster.topology.link.bandwidth=100GHz", "cluster.topology.link.bandwidth", "expected a bandwidth"),
+    ("cluster.topology.link.latency=-1us", "cluster.topology.link.latency", "must be between 0 and 1e+09 s"),
+    ("cluster.topology.link.latncy=1us", "cluster.topology.link.latncy", "unknown key"),
     ("cluster.topology.kind=swich", "cluster.topology", "'swich'"),
-    ("communication.bucket_size=3s", "communication.bucket_size", "expected a bytes"),
+    ("communication.bucket_size=3s", "communication.bucket_size", "expected a size in bytes"),
     ("training.warmup=10", "training", "warmup (10) must be less than iterations (6)"),
     ("workload.batch_per_device=0", "workload.batch_per_device", "greater than 0"),
     ("sync.mode=bulk", "sync.mode", "'bsp'"),
@@ -48,7 +48,7 @@ def test_bad_values_name_the_key(small_config, override, where, expected):
 
 def test_a_key_nested_one_level_too_deep(small_config):
     small_config["cluster"]["topology"]["link"]["bandwidth"] = {"value": "10GB/s"}
-    with pytest.raises(ConfigError, match=r"cluster\.topology\.switch\.link\.bandwidth: expected a bandwidth"):
+    with pytest.raises(ConfigError, match=r"cluster\.topology\.link\.bandwidth: expected a bandwidth"):
         load_config(small_config)
 
 

@@ -25,7 +25,7 @@ def uniform(layers: int, *, pipeline: int, microbatches: int, schedule: str = "1
         "cluster": {"topology": {"kind": "switch", "devices": 16, "link": {"bandwidth": "100GB/s", "latency": latency}},
                     "device": "a100"},
         "workload": {"model": {"name": "uniform", "layers": [
-            {"name": f"l{i}", "params": 1000, "forward_flops": 1e9, "activation_bytes": activation_bytes}
+            {"name": f"l{i}", "params": 1000, "forward_flops": 1e9, "activation_bytes": f"{activation_bytes}B"}
             for i in range(layers)]}, "batch_per_device": 4 * microbatches},
         "parallelism": {"data": 1, "pipeline": pipeline, "microbatches": microbatches, "schedule": schedule,
                         "chunks": chunks},

@@ -279,7 +279,7 @@ def layered(overlap: bool, layers: int = 4, params: int = 1_000_000) -> dict:
             {"name": f"l{i}", "params": params, "forward_flops": "10GFLOP"} for i in range(layers)]},
             "batch_per_device": 32},
         "parallelism": {"data": 2},
-        "communication": {"pattern": "parameter_server", "servers": 1, "bucket_size": 4 * params,
+        "communication": {"pattern": "parameter_server", "servers": 1, "bucket_size": f"{4 * params}B",
                           "overlap": overlap},
         "training": {"iterations": 5, "warmup": 1},
     }

@@ -17,7 +17,7 @@ def single_link(bandwidth: float, latency: float, bucket: int, batch: int, model
     return {"seed": 1, "cluster": {"topology": {"kind": "ring", "devices": 2,
                                                 "link": {"bandwidth": f"{bandwidth}B/s", "latency": f"{latency}s"}}},
             "workload": {"model": model, "batch_per_device": batch},
-            "communication": {"bucket_size": bucket, **comm}, "training": {"iterations": 6, "warmup": 2}}
+            "communication": {"bucket_size": f"{bucket}B", **comm}, "training": {"iterations": 6, "warmup": 2}}
 
 
 @settings(max_examples=25, deadline=None)
@@ -32,9 +32,9 @@ def test_priority_never_makes_an_iteration_slower_on_a_single_link(bandwidth, la
 
 def three_layers(priority: bool, flops: float = 1e10) -> dict:
     """A small first layer, a small middle one and a big last layer (50 M parameters), one bucket each."""
-    layers = [{"name": "first", "params": 1_000_000, "forward_flops": flops, "activation_bytes": 1e5},
-              {"name": "middle", "params": 1_000_000, "forward_flops": flops, "activation_bytes": 1e5},
-              {"name": "last", "params": 50_000_000, "forward_flops": flops, "activation_bytes": 1e5}]
+    layers = [{"name": "first", "params": 1_000_000, "forward_flops": flops, "activation_bytes": "100kB"},
+              {"name": "middle", "params": 1_000_000, "forward_flops": flops, "activation_bytes": "100kB"},
+              {"name": "last", "params": 50_000_000, "forward_flops": flops, "activation_bytes": "100kB"}]
     return {"cluster": {"topology": {"kind": "ring", "devices": 2, "link": {"bandwidth": "10GB/s", "latency": "1us"}}},
             "workload": {"model": {"name": "three", "layers": layers}, "batch_per_device": 32},
             "communication": {"bucket_size": "1MiB", "priority": priority},
