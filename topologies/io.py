@@ -32,6 +32,7 @@ from pathlib import Path
 import networkx as nx
 import yaml
 
+from . import safe_yaml
 from .graph import TopologyError, check, devices
 from .units import UnitError, parse
 
@@ -109,11 +110,9 @@ def save(G: nx.Graph, path: str | os.PathLike) -> None:
 
 def _read_yaml(path: Path, source: str) -> tuple[list, list, dict]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise TopologyError(f"{source}: not a UTF-8 text file") from None
-    except yaml.YAMLError as err:
-        raise TopologyError(f"{source}: invalid YAML{_yaml_where(err)}") from None
+        doc = safe_yaml.read(path, source)
+    except safe_yaml.YAMLInputError as err:
+        raise TopologyError(str(err)) from None
     if not isinstance(doc, dict):
         raise TopologyError(
             f"{source}: expected a mapping with keys 'nodes' and 'edges', got {_short(doc)}"
@@ -130,13 +129,6 @@ def _read_yaml(path: Path, source: str) -> tuple[list, list, dict]:
     if not isinstance(attrs, dict):
         raise TopologyError(f"{source}: graph: expected a mapping, got {_short(attrs)}")
     return doc["nodes"], doc["edges"], attrs
-
-
-def _yaml_where(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"{place}: {' '.join(str(problem).split())}"
 
 
 def _read_graphml(path: Path, source: str) -> tuple[list, list, dict]:

@@ -12,30 +12,31 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
+
+from topologies import safe_yaml
 
 from .errors import ConfigError, TrainsimInputError, describe
 from .models import Config
 
-__all__ = ["Config", "ConfigError", "TrainsimInputError", "apply_override", "load_config", "read_yaml"]
+__all__ = ["Config", "ConfigError", "TrainsimInputError", "apply_override", "load_config", "parse_yaml",
+           "read_yaml"]
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text → plain data (``topologies.safe_yaml``); any problem → one ``ConfigError`` line."""
+    try:
+        return safe_yaml.loads(text, source)
+    except safe_yaml.YAMLInputError as e:
+        raise ConfigError(str(e)) from None
 
 
 def read_yaml(path: Path) -> Any:
-    """Load a YAML file safely; missing file or bad syntax → ``ConfigError`` naming it."""
+    """Load a YAML file safely; missing, unreadable, not UTF-8 or bad YAML → ``ConfigError`` naming it."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}: {where}invalid YAML ({problem})") from None
+        return safe_yaml.read(path)
+    except safe_yaml.YAMLInputError as e:
+        raise ConfigError(str(e)) from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -54,8 +55,8 @@ def apply_override(raw: dict, assignment: str) -> None:
             raise ConfigError(f"--set {assignment}: {where} is {child!r}, not a mapping")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text)
-    except yaml.YAMLError:
+        node[parts[-1]] = parse_yaml(text, f"--set {key.strip()}")
+    except ConfigError:
         node[parts[-1]] = text
 
 

@@ -479,7 +479,7 @@ class Output(StrictModel):
 
 class Config(StrictModel):
     name: str = "trainsim"
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = Field(0, description="fixes every random draw; a non-negative integer")
     cluster: Cluster
     workload: Workload = Workload()
     parallelism: Parallelism = Parallelism()

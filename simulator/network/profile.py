@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from simulator.collectives import Schedule
 from simulator.collectives.analytic import step_maxima
 from simulator.config.errors import TrainsimInputError, describe
+from topologies import safe_yaml
 
 __all__ = ["FORMAT", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
 
@@ -161,19 +162,12 @@ def load_profile(path: str | Path) -> HardwareProfile:
         One line naming the file, the key and what was expected.
     """
     path = Path(path)
+    if not path.exists():
+        raise ProfileError(f"{path}: no such profile file (expected a profile.yaml from `trainsim calibrate`)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file (expected a profile.yaml from `trainsim calibrate`)") \
-            from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ProfileError(f"{path}: {where}invalid YAML ({getattr(e, 'problem', None) or 'syntax'})") from None
+        raw = safe_yaml.read(path)
+    except safe_yaml.YAMLInputError as e:
+        raise ProfileError(str(e)) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise ProfileError(f"{path}: expected a trainsim hardware profile (a mapping with format: {FORMAT}), "

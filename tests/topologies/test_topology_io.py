@@ -123,7 +123,7 @@ def test_missing_file(tmp_path):
     [
         (
             "nodes: [\n",
-            "invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'",
+            "line 2, column 1: invalid YAML (expected the node content, but found '<stream end>')",
         ),
         ("", "expected a mapping with keys 'nodes' and 'edges', got None"),
         ("- a\n- b\n", "expected a mapping with keys 'nodes' and 'edges', got ['a', 'b']"),
@@ -151,14 +151,14 @@ def test_bad_documents(write, text, message):
 def test_invalid_yaml_message_is_one_line(write):
     fails(
         write("nodes: [{name: d0\nedges: ]"),
-        "invalid YAML at line 2, column 6: expected ',' or '}', but got ':'",
+        "line 2, column 6: invalid YAML (expected ',' or '}', but got ':')",
     )
 
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "topology.yaml"
     path.write_bytes(b"\xff\xfe\x00nodes")
-    fails(path, "not a UTF-8 text file")
+    fails(path, "line 1: not UTF-8 text (byte 0xff)")
 
 
 @pytest.mark.parametrize(
