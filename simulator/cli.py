@@ -61,7 +61,9 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    from .results import strict_json
+
+    sys.stdout.write(strict_json(obj, indent=2) + "\n")
 
 
 # --- trainsim run ---------------------------------------------------------------------

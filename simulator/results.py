@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from .config.errors import TrainsimInputError
 
 __all__ = ["IterationRecord", "Result", "Trace", "summarize"]
 
@@ -156,10 +159,19 @@ class Result:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> rows, written as <name>.csv
 
     def write(self, out_dir: str | Path, *, plots: bool = True) -> Path:
-        """Write every output file into ``out_dir`` atomically; returns the folder."""
+        """Write every output file into ``out_dir`` atomically; returns the folder.
+
+        The folder then holds exactly this run: a previous trainsim run there is replaced whole (no
+        stale ``convergence.csv`` from another job survives); a file, or a non-empty folder that is not a
+        trainsim run, is refused (``TrainsimInputError``) and nothing is written.
+        """
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        _check_out(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        except OSError as e:
+            raise TrainsimInputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
         try:
             self._write_files(tmp, plots)
             _move_into_place(tmp, out)
@@ -168,8 +180,8 @@ class Result:
         return out
 
     def _write_files(self, folder: Path, plots: bool) -> None:
-        (folder / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        (folder / "run_info.json").write_text(json.dumps(self.run_info, indent=2) + "\n")
+        (folder / "summary.json").write_text(strict_json(self.summary, indent=2) + "\n")
+        (folder / "run_info.json").write_text(strict_json(self.run_info, indent=2) + "\n")
         (folder / "config.resolved.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         with (folder / "iterations.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -190,13 +202,43 @@ class Result:
             table_plots(self, folder / "plots")
 
 
+RUN_MARKERS = ("summary.json", "run_info.json")   # what makes a folder a trainsim run
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise TrainsimInputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not all((out / m).is_file() for m in RUN_MARKERS):
+        raise TrainsimInputError(f"--out {out}: a folder with other files in it (not a trainsim run); "
+                                 "give a new or empty folder")
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an existing ``out`` gets our files replaced."""
+    """Rename the finished folder to ``out``; a previous run there is swapped out whole, then deleted."""
     if not out.exists():
         os.replace(tmp, out)
         return
-    for item in tmp.iterdir():
-        target = out / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(item, target)
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        os.replace(old, out)          # put the previous run back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def strict_json(obj: Any, **kw: Any) -> str:
+    """JSON with no NaN or Infinity (``json.dumps(allow_nan=False)``): a result is always strict JSON."""
+    return json.dumps(obj, allow_nan=False, **kw)
+
+
+def check_finite(summary: dict[str, Any]) -> None:
+    """A result never holds NaN or infinity: a non-finite figure is the inputs' fault, said in one line."""
+    for key, value in summary.items():
+        values = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise TrainsimInputError(f"results: {key} came out {v} — the config's numbers are beyond what "
+                                         "the model can compute (an enormous latency, a tiny bandwidth, ...)")

@@ -12,7 +12,7 @@ from simulator import collectives
 from simulator.config import Config, load_config
 from simulator.engine import build_job
 from simulator.network import Network
-from simulator.results import Result
+from simulator.results import Result, check_finite
 
 __all__ = ["collective_time", "simulate"]
 
@@ -28,8 +28,11 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
         from simulator.replications import replicate
 
         shared: dict = {}      # iteration timings the replications have in common (see simulate_with_faults)
-        return replicate(config, lambda c, p: _simulate_one(c, p, shared), progress)
-    return _simulate_one(config, progress, None)
+        result = replicate(config, lambda c, p: _simulate_one(c, p, shared), progress)
+    else:
+        result = _simulate_one(config, progress, None)
+    check_finite(result.summary)
+    return result
 
 
 def _simulate_one(config: Config, progress: Callable[[int], None] | None, shared: dict | None) -> Result:

@@ -89,13 +89,27 @@ def load_config(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: expected a mapping of config keys at the top level, got {type(raw).__name__}")
+    overrides = list(overrides)
     for assignment in overrides:
         apply_override(raw, assignment)
     _resolve_paths(raw, base)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(describe(e, name)) from None
+        raise ConfigError(describe(e, name, blame=_overridden(overrides))) from None
+
+
+def _overridden(overrides: list[str]):
+    """The ``--set`` that set a dotted key (or a section around it), so its error names the ``--set``."""
+    keys = [a.partition("=")[0].strip() for a in overrides]
+
+    def blame(where: str) -> str | None:
+        for key in reversed(keys):
+            if where == key or where.startswith(key + ".") or key.startswith(where + "."):
+                return f"--set {key}"
+        return None
+
+    return blame
 
 
 def _deepcopy(value: Any) -> Any:

@@ -44,7 +44,7 @@ def _loc(loc: tuple) -> list[str]:
     return out
 
 
-def describe(err: ValidationError, source: str) -> str:
+def describe(err: ValidationError, source: str, blame=None) -> str:
     """One line for the most specific error: ``source: dotted.path: message (got value)``.
 
     Of a union's failures (``workload.model`` is a preset name or a layer list) the deepest one is
@@ -53,11 +53,16 @@ def describe(err: ValidationError, source: str) -> str:
     errors = err.errors()
     e = max(errors, key=lambda x: (len(x["loc"]), -errors.index(x)))
     where = ".".join(_loc(e["loc"])) or "(top level)"
+    named = blame(where) if blame is not None else None
+    if named:                                   # the value came from a --set: name it, not the file
+        source = named
+        if named == f"--set {where}":
+            where = ""
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see docs/config.md)"
     whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
     got = "" if e["type"] == "missing" or whole_section else f" (got {_short(e.get('input'))})"
-    if not e["loc"]:  # a check across sections words its message as "key: what was expected"
+    if not e["loc"] or not where:  # a check across sections words its message as "key: what was expected"
         return f"{source}: {msg}{got}"
     return f"{source}: {where}: {msg}{got}"

@@ -25,7 +25,7 @@ __all__ = [
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Link(StrictModel):
@@ -271,9 +271,9 @@ class DeviceShare(StrictModel):
 
 class Stragglers(StrictModel):
     distribution: Literal["none", "lognormal", "normal", "exponential"] = "none"
-    sigma: Annotated[float, Field(ge=0)] = 0.0
+    sigma: Annotated[float, Field(ge=0, le=10)] = Field(0.0, description="spread of the noise (at most 10)")
     slow_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
-    slowdown: Annotated[float, Field(ge=1)] = 1.0
+    slowdown: Annotated[float, Field(ge=1, le=1e6)] = 1.0
     heterogeneity: tuple[DeviceShare, ...] = Field((), description="fractions of workers on other devices")
 
     @model_validator(mode="after")
@@ -456,7 +456,8 @@ class Faults(StrictModel):
 
 
 class Training(StrictModel):
-    iterations: PositiveInt = 20
+    iterations: Annotated[int, Field(ge=1, le=10**9)] = Field(
+        20, description="at most 10^9 (10^7 simulated one by one; longer jobs need faults' closed form)")
     warmup: Annotated[int, Field(ge=0)] = 2
     convergence: Convergence | None = None
     replications: PositiveInt = Field(1, description="runs with derived seeds; the summary gives mean and 95 % CI")

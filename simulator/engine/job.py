@@ -185,6 +185,7 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
     """
     env = env or simpy.Environment()
     hw = resolve_hardware(config, graph)
+    _check_size(config, hw)
     network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile)
     plan = build_plan(config, hw, network)
     D, P, T = plan.placement.device.shape
@@ -221,6 +222,24 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
     if isinstance(sync, AllreduceSync):
         sync.attach([[r for r in job.ranks if r.stage == s][0].release_order for s in range(P)])
     return job
+
+
+MAX_ITERATIONS = 10**7              # simulated one by one (per-iteration statistics are arrays of this length)
+MAX_RANK_ITERATIONS = 2 * 10**8     # iterations x rank processes: hours of simulation on one core beyond this
+
+
+def _check_size(config: Config, hw: ResolvedHardware) -> None:
+    """Refuse, in one line, a job this machine cannot simulate event by event."""
+    n = config.training.iterations
+    par = config.parallelism
+    ranks = hw.workers * par.pipeline
+    if n > MAX_ITERATIONS:
+        raise ConfigError(f"training.iterations: {n} iterations are simulated one by one here, at most "
+                          f"{MAX_ITERATIONS:,}; a longer job is a faults: run (its closed form)")
+    if n * ranks > MAX_RANK_ITERATIONS:
+        raise ConfigError(f"training.iterations: {n} iterations x {ranks} rank processes = {n * ranks:.3g} to "
+                          f"simulate, at most {MAX_RANK_ITERATIONS:.0e}; use fewer iterations (steady state comes "
+                          "after a few)")
 
 
 def _learner(config: Config, env: simpy.Environment, replicas: int, shards: int, streams: Streams,

@@ -52,6 +52,7 @@ class Learner:
         self._next_eval = 0
         self.compressor = None     # communication.compression: what the wire carried is what is applied
         self.local: list[np.ndarray] | None = None   # local SGD: each replica's own model
+        self.diverged_at: int | None = None          # the update after which the loss stopped being finite
         self.evaluate()
 
     def state(self, iterations: int) -> LearnerState:
@@ -63,7 +64,10 @@ class Learner:
         return self.params.copy()
 
     def gradient(self, params: np.ndarray, rank: int, iteration: int) -> np.ndarray:
-        return self.problem.gradient(params, self.problem.batch_indices(self.batches + iteration * self.problem.workers
+        if self.diverged_at is not None:        # nothing left to learn
+            return np.zeros_like(params)
+        with np.errstate(all="ignore"):
+            return self.problem.gradient(params, self.problem.batch_indices(self.batches + iteration * self.problem.workers
                                                                         + rank))
 
     def apply_shard(self, shard: int, grad: np.ndarray, scale: float) -> None:
@@ -102,7 +106,14 @@ class Learner:
             self.evaluate()
 
     def evaluate(self) -> None:
-        loss, acc = self.problem.evaluate(self.params)
+        """The loss over the whole data set now; a non-finite one marks the run diverged (and ends learning)."""
+        if self.diverged_at is not None:
+            return
+        with np.errstate(all="ignore"):
+            loss, acc = self.problem.evaluate(self.params)
+        if not (np.isfinite(loss) and np.all(np.isfinite(self.params))):
+            self.diverged_at = self.updates
+            return
         self.curve.append(LossPoint(float(self.time_offset + self.env.now), self.updates, self.gradients, loss, acc))
         self._next_eval = self.gradients + self.eval_every_gradients
 
@@ -113,6 +124,12 @@ class Learner:
     def summary(self) -> dict[str, float | int | None]:
         hit = next((p for p in self.curve if self.target_loss is not None and p.loss <= self.target_loss), None)
         last = self.curve[-1]
+        if self.diverged_at is not None:    # no final model to speak of: say when it blew up
+            return {"final_loss": None, "final_accuracy": None, "diverged": True,
+                    "diverged_at_update": int(self.diverged_at),
+                    "time_to_target_s": None if hit is None else float(hit.time_s),
+                    "updates_to_target": None if hit is None else hit.updates,
+                    "gradients_to_target": None if hit is None else hit.gradients}
         return {"final_loss": last.loss, "final_accuracy": last.accuracy,
                 "time_to_target_s": None if hit is None else float(hit.time_s),
                 "updates_to_target": None if hit is None else hit.updates,

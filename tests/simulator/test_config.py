@@ -42,7 +42,9 @@ def test_bad_values_name_the_key(small_config, override, where, expected):
         load_with(small_config, override)
     msg = str(err.value)
     assert "\n" not in msg
-    assert f"config: {where}:" in msg
+    key = override.partition("=")[0]
+    # the value came from a --set: the error names it (and the key inside it, when that is deeper)
+    assert msg.startswith(f"--set {key}: " if key == where else f"--set {key}: {where}:"), msg
     assert expected in msg
 
 
