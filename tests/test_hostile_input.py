@@ -1,0 +1,189 @@
+"""Hostile input: every file, config value and output path is a result or one line on stderr with exit 2.
+
+Each class the hostile-input issue found has a case here; a small property-based fuzz over the
+example configs (hypothesis) checks that a mutated config either runs to a strict-JSON, finite summary
+or is refused with a ``TrainsimInputError`` — never another exception.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.config import ConfigError, TrainsimInputError, load_config
+from simulator.run import simulate
+from tests.test_cli import trainsim
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "01_resnet50_128gpu_ring.yaml"
+
+
+def refused(path_or_args, tmp_path: Path, *, expect: str, seconds: float = 20.0) -> str:
+    """Run the CLI; it must exit 2 with one stderr line containing ``expect``, fast, writing nothing."""
+    args = path_or_args if isinstance(path_or_args, list) else ["run", str(path_or_args)]
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    res = trainsim(*args, "--out", str(out)) if args[0] == "run" else trainsim(*args)
+    assert time.perf_counter() - t0 < seconds
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert expect in lines[0], lines[0]
+    assert not out.exists()
+    return lines[0]
+
+
+# -- reading files ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "data", "expect"), [
+    ("not_utf8", EXAMPLE.read_bytes() + b"\nname: \xff\xfe\n", "not UTF-8 text (byte 0xff)"),
+    ("deep", b"a: " + b"[" * 1200 + b"]" * 1200, "nested more than 64 levels"),
+    ("bad_tag", EXAMPLE.read_bytes().replace(b"seed: 42", b'seed: !!float "abc"'), "invalid YAML value"),
+    ("duplicate", EXAMPLE.read_bytes() + b"\nseed: 4\n", "duplicate key 'seed'"),
+    ("python_tag", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!python/object:os.system ls"),
+     "could not determine a constructor"),
+    ("aliases", b"a: &a [x]\n" + b"".join(b"k%d: *a\n" % i for i in range(70)), "more than 64 aliases"),
+])
+def test_bad_yaml_files_are_one_line(tmp_path, name, data, expect):
+    path = tmp_path / f"{name}.yaml"
+    path.write_bytes(data)
+    refused(path, tmp_path, expect=expect)
+
+
+def test_an_alias_bomb_under_an_unknown_key_is_reported_without_expanding_it(tmp_path):
+    levels = [b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefg"):
+        prev = "abcdefg"[i]
+        levels.append(f"{name}: &{name} [".encode() + b",".join([f"*{prev}".encode()] * 9) + b"]")
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(b"\n".join(levels) + b"\n" + EXAMPLE.read_bytes())
+    line = refused(path, tmp_path, expect="unknown key", seconds=10)
+    assert len(line) < 300
+
+
+def test_a_huge_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"# " + b"x" * (5 * 2**20))
+    refused(path, tmp_path, expect="a config is at most")
+
+
+# -- numbers -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("override", "expect"), [
+    ("cluster.topology.inter.bandwidth=100", "a bare number needs a unit"),
+    ("cluster.topology.intra.latency=1", "a bare number needs a unit"),
+    ("cluster.topology.inter.bandwidth=9**9**9 B/s", "expected a bandwidth"),
+    ("cluster.topology.inter.bandwidth=1e999B/s", "expected a bandwidth"),
+    ("cluster.topology.inter.latency=1e308s", "must be between 0 and 1e+09 s"),
+    ("cluster.topology.inter.bandwidth=1e-300B/s", "must be between 1 and"),
+    ("seed=-5", "--set seed: Input should be greater than or equal to 0"),
+    ("training.iterations=1000000000000000000", "less than or equal to 1000000000"),
+    ("training.iterations=20000000", "simulated one by one here, at most 10,000,000"),
+    ("stragglers.sigma=1e308", "less than or equal to 10"),
+    ("stragglers.slowdown=.inf", "finite number"),
+    ("training.convergence={lr: .inf}", "finite number"),
+    ("workload.batch_per_device=0", "greater than 0"),
+])
+def test_numbers_out_of_range_or_without_units_are_one_line(tmp_path, override, expect):
+    refused(["run", str(EXAMPLE), "--set", override, "--out", str(tmp_path / "out")], tmp_path, expect=expect)
+
+
+def test_zero_may_stay_bare_and_flop_counts_need_no_unit():
+    cfg = load_config(EXAMPLE, ["cluster.topology.intra.latency=0"])
+    assert cfg.cluster.topology.intra.latency == 0.0
+    layers = [{"name": "l", "params": 10, "forward_flops": 1e9, "activation_bytes": "1kB"}]
+    assert load_config(EXAMPLE, [f"workload.model={{name: m, layers: {layers}}}"]).workload.model.layers[0]
+
+
+def test_a_diverging_learner_is_reported_not_written_as_nan():
+    cfg = {"cluster": {"topology": {"kind": "switch", "devices": 4, "link": {"bandwidth": "10GB/s"}}},
+           "training": {"iterations": 6, "warmup": 1,
+                        "convergence": {"features": 8, "samples": 256, "batch": 8, "lr": 1.7e308}}}
+    s = simulate(cfg).summary
+    assert s["diverged"] is True and s["final_loss"] is None and s["diverged_at_update"] >= 0
+    json.loads(json.dumps(s, allow_nan=False))
+
+
+# -- output folders ---------------------------------------------------------------------------------------
+
+
+def test_out_that_is_a_file_or_a_foreign_folder_is_refused(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    res = trainsim("run", str(EXAMPLE), "--out", str(a_file))
+    assert res.returncode == 2 and "exists and is not a folder" in res.stderr and a_file.read_text() == "mine"
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"\xff\xd8")
+    res = trainsim("run", str(EXAMPLE), "--out", str(foreign))
+    assert res.returncode == 2 and "not a trainsim run" in res.stderr
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+
+def test_a_second_run_into_the_same_folder_replaces_the_first_whole(tmp_path):
+    out = tmp_path / "run"
+    first = trainsim("run", str(ROOT / "examples" / "03_stragglers_bsp_asp_ssp.yaml"), "--out", str(out),
+                     "--no-plots")
+    assert first.returncode == 0 and (out / "convergence.csv").exists()
+    second = trainsim("run", str(EXAMPLE), "--out", str(out), "--no-plots")
+    assert second.returncode == 0
+    assert not (out / "convergence.csv").exists() and not (out / "servers.csv").exists()
+    assert json.loads((out / "summary.json").read_text())["name"] == "resnet50-128gpu-ring"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]       # no temp folders left
+
+
+# -- a fuzz of our own --------------------------------------------------------------------------------------
+
+BASE = yaml.safe_load(EXAMPLE.read_text())
+BASE["training"] = {"iterations": 3, "warmup": 1}
+BASE["cluster"]["topology"]["nodes"] = 2
+
+PATHS = [("cluster", "topology", "nodes"), ("cluster", "topology", "devices_per_node"),
+         ("cluster", "topology", "intra", "bandwidth"), ("cluster", "topology", "inter", "latency"),
+         ("cluster", "device"), ("workload", "batch_per_device"), ("workload", "model"),
+         ("communication", "bucket_size"), ("communication", "algorithm"), ("communication", "overlap"),
+         ("training", "iterations"), ("training", "warmup"), ("seed",), ("sync", "mode"), ("name",)]
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
+                   st.text(max_size=12), st.sampled_from(["1e999B", "9**9**9 B", "-1GB/s", "10GB/s", "2us", ".inf",
+                                                          "nan", "64MiB", "bogus", "ring", "auto", "a100"]),
+                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(VALUES, st.just("<delete>"))),
+                          min_size=1, max_size=3))
+def test_mutated_configs_run_or_are_refused_in_one_line(mutations):
+    cfg = copy.deepcopy(BASE)
+    for path, value in mutations:
+        node = cfg
+        for key in path[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node.get(key), dict) or key not in node else node[key]
+            if not isinstance(node, dict):
+                break
+        else:
+            if value == "<delete>":
+                node.pop(path[-1], None)
+            else:
+                node[path[-1]] = value
+    try:
+        result = simulate(load_config(cfg))
+    except TrainsimInputError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400
+        return
+    text = json.dumps(result.summary, allow_nan=False)     # strict JSON, or this raises
+    assert all(math.isfinite(v) for v in json.loads(text).values() if isinstance(v, float))
+
+
+def test_config_errors_are_config_errors():
+    with pytest.raises(ConfigError):
+        load_config({"cluster": {"topology": {"kind": "switch", "devices": 4, "link": {"bandwidth": 100}}}})
