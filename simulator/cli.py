@@ -60,6 +60,21 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     stdout.print(table)
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path: Path, flag: str) -> None:
+    """A plot path: a known image format, in a folder that exists or can be made; else one line."""
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise TrainsimInputError(f"{flag} {path}: expected a file ending in {', '.join(PLOT_SUFFIXES)}")
+    if path.is_dir():
+        raise TrainsimInputError(f"{flag} {path}: is a folder; give a file name like plot.png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainsimInputError(f"{flag} {path}: cannot create its folder ({e.strerror or e})") from None
+
+
 def emit_json(obj: Any) -> None:
     from .results import strict_json
 
@@ -129,7 +144,7 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
     p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
     p.add_argument("--plot", type=Path,
-                   help="write a log-log time-vs-size PNG here (with --algorithm all: collective_<name>.png)")
+                   help="write a log-log time-vs-size plot here (.png, .svg or .pdf); nothing is written unless asked")
     p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
     p.epilog = ("example: trainsim collective --algorithm ring --ranks 8 --size 64MiB "
                 "--topology switch --bandwidth 10GB/s --latency 1us --json")
@@ -138,22 +153,26 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
 @command("collective", _configure_collective)
 def cmd_collective(args: argparse.Namespace) -> int:
     from .collective_report import collective_rows, plot_rows
+    from .collectives import COLLECTIVES
     from .sizes import parse_ranks, parse_sizes
 
+    if args.collective not in COLLECTIVES:
+        raise TrainsimInputError(f"--collective: expected one of {', '.join(COLLECTIVES)}, got {args.collective!r}")
+    if args.plot is not None:
+        check_plot_path(args.plot, "--plot")
     rows = collective_rows(
         algorithm=args.algorithm, collective=args.collective, ranks=parse_ranks(args.ranks),
         sizes=parse_sizes(args.sizes), topology=args.topology, bandwidth=args.bandwidth,
         latency=args.latency, params=args.param, gamma=args.gamma, network=args.network)
-    plot = args.plot or (Path(f"collective_{args.collective}.png") if args.algorithm == "all" else None)
-    if plot:
-        plot_rows(rows, plot)
+    if args.plot is not None:             # written only where asked
+        plot_rows(rows, args.plot)
     if args.json:
         emit_json(rows[0] if len(rows) == 1 else {"results": rows})
     else:
         note = "  (* chosen by auto)" if args.algorithm == "auto" else ""
         print_rows(f"{args.collective} on {args.topology} ({args.network} network){note}", [_compact(r) for r in rows])
-    if plot:
-        stderr.print(f"[dim]wrote {plot}[/dim]")
+    if args.plot is not None:
+        stderr.print(f"[dim]wrote {args.plot}[/dim]")
     return 0
 
 
@@ -246,6 +265,15 @@ def _configure_topology(p: argparse.ArgumentParser) -> None:
 def cmd_topology(args: argparse.Namespace) -> int:
     from .topology_report import describe_topology, draw, make_topology
 
+    if args.draw:
+        check_plot_path(args.draw, "--draw")
+    if args.save:
+        if args.save.suffix.lower() not in (".yaml", ".yml", ".graphml") or args.save.is_dir():
+            raise TrainsimInputError(f"--save {args.save}: expected a file ending in .yaml, .yml or .graphml")
+        try:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainsimInputError(f"--save {args.save}: cannot create its folder ({e.strerror or e})") from None
     graph = make_topology(args.kind, args.params)
     info = describe_topology(graph)
     if args.draw:

@@ -6,6 +6,7 @@ nccl-tests style: ``64MiB``, ``4KiB,1MiB``, ``8B..1GiB:x4`` (geometric, factor 4
 
 from __future__ import annotations
 
+import math
 import re
 
 from topologies.units import UnitError, parse
@@ -15,6 +16,9 @@ from .config.errors import TrainsimInputError
 __all__ = ["parse_ranks", "parse_sizes"]
 
 _RANGE = re.compile(r"^(?P<lo>[^.]+)\.\.(?P<hi>[^:]+)(?::(?P<op>[x+*])(?P<step>.+))?$")
+MAX_VALUES = 1000          # values one --sizes or --ranks may expand to
+MAX_RANKS = 2**20          # ranks a collective may have here
+MAX_SIZE = 2**40           # bytes of one rank's buffer (1 TiB)
 
 
 def _expand(text: str, convert, what: str) -> list[int]:
@@ -26,21 +30,30 @@ def _expand(text: str, convert, what: str) -> list[int]:
             continue
         lo, hi = convert(m["lo"]), convert(m["hi"])
         op, step = m["op"] or "x", m["step"] or "2"
+        if lo > hi:
+            raise TrainsimInputError(f"{what} {part!r}: the range is empty ({lo} > {hi})")
         if op in "x*":
-            factor = float(step)
-            if factor <= 1:
-                raise TrainsimInputError(f"{what} {part!r}: the factor after 'x' must be > 1")
+            try:
+                factor = float(step)
+            except ValueError:
+                raise TrainsimInputError(f"{what} {part!r}: the factor after 'x' must be a number > 1") from None
+            if not (math.isfinite(factor) and factor > 1):
+                raise TrainsimInputError(f"{what} {part!r}: the factor after 'x' must be a finite number > 1")
+            count = 1 + math.log(hi / max(lo, 1), factor) if hi > 0 else 1
+        else:
+            inc = convert(step)
+            if inc <= 0:
+                raise TrainsimInputError(f"{what} {part!r}: the step after '+' must be positive")
+            count = (hi - lo) // inc + 1
+        if len(out) + count > MAX_VALUES:
+            raise TrainsimInputError(f"{what} {part!r}: expands to more than {MAX_VALUES} values")
+        if op in "x*":
             v = lo
             while v <= hi:
                 out.append(int(v))
                 v = max(v + 1, int(round(v * factor)))
         else:
-            inc = convert(step)
-            if inc <= 0:
-                raise TrainsimInputError(f"{what} {part!r}: the step after '+' must be positive")
             out.extend(range(lo, hi + 1, inc))
-        if lo > hi:
-            raise TrainsimInputError(f"{what} {part!r}: the range is empty ({lo} > {hi})")
     if not out:
         raise TrainsimInputError(f"{what}: expected at least one value, got {text!r}")
     return out
@@ -53,6 +66,8 @@ def _size(text: str) -> int:
         raise TrainsimInputError(f"--sizes: {e}") from None
     if value < 0 or value != int(value):
         raise TrainsimInputError(f"--sizes: expected a whole number of bytes, got {text!r}")
+    if value > MAX_SIZE:
+        raise TrainsimInputError(f"--sizes: {text} is more than {MAX_SIZE} bytes (1 TiB) per rank")
     return int(value)
 
 
@@ -63,6 +78,8 @@ def _rank(text: str) -> int:
         raise TrainsimInputError(f"--ranks: expected whole numbers like 2,4,8 or 2..64:x2, got {text!r}") from None
     if value < 1:
         raise TrainsimInputError(f"--ranks: expected at least 1 rank, got {value}")
+    if value > MAX_RANKS:
+        raise TrainsimInputError(f"--ranks: {value} ranks; at most {MAX_RANKS:,} here")
     return value
 
 

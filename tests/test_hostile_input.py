@@ -187,3 +187,27 @@ def test_mutated_configs_run_or_are_refused_in_one_line(mutations):
 def test_config_errors_are_config_errors():
     with pytest.raises(ConfigError):
         load_config({"cluster": {"topology": {"kind": "switch", "devices": 4, "link": {"bandwidth": 100}}}})
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["collective", "--ranks", "2..100000000:+1"], "at most 1,048,576"),
+    (["collective", "--sizes", "8B..1GiB:xnan"], "must be a finite number > 1"),
+    (["collective", "--sizes", "8B..1GiB:xinf"], "must be a finite number > 1"),
+    (["collective", "--sizes", "1e20B"], "expected a size in bytes"),
+    (["collective", "--sizes", "2TiB"], "more than 1099511627776 bytes"),
+    (["collective", "--collective", "nope"], "--collective: expected one of allreduce"),
+    (["collective", "--bandwidth", "100"], "a bare number needs a unit"),
+    (["collective", "--plot", "plot.txt"], "expected a file ending in .png"),
+    (["topology", "fat_tree", "k=4", "latency=1"], "a bare number needs a unit"),
+    (["topology", "fat_tree", "k=4", "--save", "graph.txt"], "expected a file ending in .yaml"),
+])
+def test_bad_command_lines_are_one_line(tmp_path, args, expect):
+    res = trainsim(*args, cwd=tmp_path)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert expect in lines[0]
+
+
+def test_collective_all_writes_no_plot_unless_asked(tmp_path):
+    res = trainsim("collective", "--algorithm", "all", "--ranks", "4", "--sizes", "1MiB", "--json", cwd=tmp_path)
+    assert res.returncode == 0 and list(tmp_path.iterdir()) == []
