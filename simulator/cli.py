@@ -118,6 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                             total=config.training.iterations * config.training.replications)
         result = simulate(config, progress=lambda it: bar.update(task, completed=it + 1))
     out = args.out or Path("runs") / config.name
+    from .provenance import provenance
+
+    result.run_info.update(provenance(["trainsim", *args.argv]))
     result.write(out, plots=config.output.plots and not args.no_plots)
     if args.json:
         emit_json(result.summary)
@@ -474,8 +477,11 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .provenance import version
+
     parser = argparse.ArgumentParser(
         prog="trainsim", description="Simulate distributed deep-learning training on a cluster you describe in YAML.")
+    parser.add_argument("--version", action="version", version=f"trainsim {version()}")
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, fn) in COMMANDS.items():
         sub = subs.add_parser(name, help=(fn.__doc__ or configure.__doc__ or name).strip().splitlines()[0],

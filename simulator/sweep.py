@@ -483,6 +483,21 @@ def _client(scheduler: str | None, workers: int | None):
     return Client(cluster), cluster
 
 
+def _clean_leftovers(out: Path) -> int:
+    """Remove what a killed sweep left half-written: ``points/.<hash>.*`` folders and ``.results.*`` files."""
+    import shutil
+
+    removed = 0
+    for pattern in (f"{POINTS}/.*", f".{TABLE}.*", ".results.parquet.tmp", "plots/.*.tmp.png"):
+        for leftover in out.glob(pattern):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _split_cached(sweep: Sweep, out: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Point]]:
     """Records of points already in ``out/points/`` (by hash), and the points still to run (one per hash)."""
     records: dict[str, dict[str, Any]] = {}
@@ -525,6 +540,7 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
         sweep = load_sweep(sweep)
     out = Path(out).resolve()
     t0 = time.perf_counter()
+    _clean_leftovers(out)
     records, todo = _split_cached(sweep, out)
     result = SweepResult(out=out, rows=[], cached=len(records))
     total = len(records) + len(todo)

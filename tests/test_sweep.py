@@ -297,3 +297,15 @@ def test_a_convergence_sweep_draws_time_and_updates_to_the_target(tmp_path):
     assert (tmp_path / "out" / "plots" / "target.png").exists()
     assert [r["communication.compression"] for r in result.rows] == ["fp32", '{"method": "topk", "ratio": 0.5}']
     assert _label('{"method": "topk", "ratio": 0.5}') == "topk 0.5"
+
+
+def test_a_rerun_removes_what_a_killed_sweep_left_half_written(tmp_path):
+    from simulator.sweep import _clean_leftovers
+
+    (tmp_path / "points" / ".abc123.xyz").mkdir(parents=True)
+    (tmp_path / "points" / ".abc123.xyz" / "summary.json").write_text("{}")
+    (tmp_path / "points" / "abc123").mkdir()
+    (tmp_path / ".results.csv.q1w2").write_text("half")
+    assert _clean_leftovers(tmp_path) == 2
+    assert [p.name for p in (tmp_path / "points").iterdir()] == ["abc123"]
+    assert not list(tmp_path.glob(".results.csv.*"))

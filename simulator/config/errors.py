@@ -29,6 +29,29 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _near(key: str) -> str | None:
+    """The config key spelled most like ``key`` (``difflib``), if one is close."""
+    import difflib
+
+    from .models import Config
+
+    return next(iter(difflib.get_close_matches(key, _key_names(Config), n=1, cutoff=0.75)), None)
+
+
+def _key_names(model, seen=None) -> list[str]:
+    from pydantic import BaseModel
+
+    seen = set() if seen is None else seen
+    names = []
+    for name, field in model.model_fields.items():
+        names.append(name)
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in seen:
+                seen.add(arg)
+                names += _key_names(arg, seen)
+    return sorted(set(names))
+
+
 _BRANCHES = {"str", "int", "float", "bool", "dict", "list", "tuple", "none", "literal"}
 
 
@@ -60,7 +83,8 @@ def describe(err: ValidationError, source: str, blame=None) -> str:
             where = ""
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; see docs/config.md)"
+        near = _near(str(e["loc"][-1])) if e["loc"] else None
+        msg = f"unknown key (did you mean {near}?)" if near else "unknown key (check the spelling; see docs/config.md)"
     whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
     got = "" if e["type"] == "missing" or whole_section else f" (got {_short(e.get('input'))})"
     if not e["loc"] or not where:  # a check across sections words its message as "key: what was expected"
