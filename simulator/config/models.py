@@ -8,6 +8,7 @@ Unknown keys are rejected (``extra="forbid"``); the topology is a tagged union o
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,14 @@ class Link(StrictModel):
 
 # --- topologies: one model per family in topologies.KINDS --------------------------
 
+MAX_DEVICES = 2**20            # devices a topology may have here (a 16k-GPU job is 2^14)
+_Count = Annotated[int, Field(ge=1, le=MAX_DEVICES)]
+
+
+def _at_most(what: str, n: int) -> None:
+    if n > MAX_DEVICES:
+        raise ValueError(f"{what} = {n:,} devices; at most {MAX_DEVICES:,} (2^20) are simulated here")
+
 
 class _Flat(StrictModel):
     link: Link
@@ -46,7 +55,7 @@ class _Flat(StrictModel):
 
 class Ring(_Flat):
     kind: Literal["ring"]
-    devices: Annotated[int, Field(ge=2)]
+    devices: Annotated[int, Field(ge=2, le=MAX_DEVICES)]
 
     def build_params(self) -> dict[str, Any]:
         return {"n": self.devices, "bandwidth": self.link.bandwidth, "latency": self.link.latency}
@@ -58,40 +67,56 @@ class Switch(Ring):
 
 class Torus(_Flat):
     kind: Literal["torus"]
-    dims: Annotated[tuple[Annotated[int, Field(ge=2)], ...], Field(min_length=1, max_length=3)]
+    dims: Annotated[tuple[Annotated[int, Field(ge=2, le=MAX_DEVICES)], ...], Field(min_length=1, max_length=3)]
+
+    @model_validator(mode="after")
+    def _size(self) -> Torus:
+        _at_most("the product of dims", math.prod(self.dims))
+        return self
 
 
 class FatTree(_Flat):
     kind: Literal["fat_tree"]
-    k: Annotated[int, Field(ge=2, multiple_of=2)]
-    oversubscription: Annotated[float, Field(ge=1.0)] = 1.0
+    k: Annotated[int, Field(ge=2, le=160, multiple_of=2)] = Field(description="k³/4 hosts; k ≤ 160")
+    oversubscription: Annotated[float, Field(ge=1.0, le=1e6)] = 1.0
 
 
 class LeafSpine(_Flat):
     kind: Literal["leaf_spine"]
-    leaves: PositiveInt
-    spines: PositiveInt
-    hosts_per_leaf: PositiveInt
+    leaves: _Count
+    spines: _Count
+    hosts_per_leaf: _Count
     uplink_bandwidth: Bandwidth | None = None
+
+    @model_validator(mode="after")
+    def _size(self) -> LeafSpine:
+        _at_most("leaves x hosts_per_leaf", self.leaves * self.hosts_per_leaf)
+        _at_most("leaves x spines (links)", self.leaves * self.spines)
+        return self
 
 
 class InterFabric(StrictModel):
     kind: Literal["switch", "leaf_spine", "fat_tree"] = "leaf_spine"
     bandwidth: Bandwidth
     latency: Duration = 0.0
-    oversubscription: Annotated[float, Field(ge=1.0)] = 1.0
-    hosts_per_leaf: PositiveInt | None = None
-    spines: PositiveInt | None = None
-    k: Annotated[int, Field(ge=2, multiple_of=2)] | None = None
+    oversubscription: Annotated[float, Field(ge=1.0, le=1e6)] = 1.0
+    hosts_per_leaf: _Count | None = None
+    spines: _Count | None = None
+    k: Annotated[int, Field(ge=2, le=160, multiple_of=2)] | None = None
 
 
 class Hierarchical(StrictModel):
     kind: Literal["hierarchical"]
-    nodes: PositiveInt
-    devices_per_node: PositiveInt
+    nodes: _Count
+    devices_per_node: Annotated[int, Field(ge=1, le=4096)]
     intra: Link
     inter: InterFabric
-    nics_per_node: PositiveInt = 1
+    nics_per_node: Annotated[int, Field(ge=1, le=4096)] = 1
+
+    @model_validator(mode="after")
+    def _size(self) -> Hierarchical:
+        _at_most("nodes x devices_per_node", self.nodes * self.devices_per_node)
+        return self
 
     def build_params(self) -> dict[str, Any]:
         inter = self.inter.model_dump(exclude={"kind", "bandwidth", "latency"}, exclude_none=True)
@@ -288,10 +313,10 @@ class Convergence(StrictModel):
     """A real learning problem trained inside the simulation (numpy, seeded)."""
 
     problem: Literal["logistic_regression", "softmax", "mlp"] = "logistic_regression"
-    features: PositiveInt = 32
-    classes: Annotated[int, Field(ge=2)] = 2
-    hidden: PositiveInt = 32
-    samples: PositiveInt = 8192
+    features: Annotated[int, Field(ge=1, le=10**5)] = 32
+    classes: Annotated[int, Field(ge=2, le=10**4)] = 2
+    hidden: Annotated[int, Field(ge=1, le=10**4)] = 32
+    samples: Annotated[int, Field(ge=1, le=10**7)] = 8192
     batch: PositiveInt | None = Field(None, description="SGD batch per worker; null = workload.batch_per_device")
     lr: Annotated[float, Field(gt=0)] = 0.5
     label_noise: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
@@ -302,6 +327,9 @@ class Convergence(StrictModel):
     def _classes_match_problem(self) -> Convergence:
         if self.problem == "logistic_regression" and self.classes != 2:
             raise ValueError(f"logistic_regression is binary: classes must be 2 (got {self.classes})")
+        if self.samples * self.features > 5 * 10**7:
+            raise ValueError(f"samples x features = {self.samples * self.features:,} values; at most 5e7 "
+                             "(400 MB of data) here")
         return self
 
 
