@@ -475,8 +475,10 @@ def _client(scheduler: str | None, workers: int | None):
     if scheduler:
         try:
             return Client(scheduler, timeout="10s"), None
-        except OSError as e:
-            raise TrainsimInputError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        except (OSError, ValueError, TypeError) as e:     # unreachable, or not an address at all
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise TrainsimInputError(f"--scheduler {scheduler}: cannot connect ({first}); expected an address "
+                                     "like tcp://host:8786") from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
@@ -540,6 +542,8 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
         sweep = load_sweep(sweep)
     out = Path(out).resolve()
     t0 = time.perf_counter()
+    if out.exists() and not out.is_dir():
+        raise TrainsimInputError(f"--out {out}: exists and is not a folder")
     _clean_leftovers(out)
     records, todo = _split_cached(sweep, out)
     result = SweepResult(out=out, rows=[], cached=len(records))
@@ -573,7 +577,8 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
             owned[0].close()
             if owned[1] is not None:
                 owned[1].close()
-        table()
+        if records or (out / TABLE).exists():    # nothing ran and nothing was there: write nothing
+            table()
     result.failed = sum(1 for r in result.rows if r["status"] == "error")
     result.files = [out / TABLE]
     if plots:

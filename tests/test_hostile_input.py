@@ -159,10 +159,24 @@ VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.fl
                    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 
 
+MUTATIONS = st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(VALUES, st.just("<delete>"))), min_size=1, max_size=3)
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutations=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(VALUES, st.just("<delete>"))),
-                          min_size=1, max_size=3))
+@given(mutations=MUTATIONS)
 def test_mutated_configs_run_or_are_refused_in_one_line(mutations):
+    check_mutated(mutations)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=MUTATIONS)
+def test_mutated_configs_long_run(mutations):
+    """``pytest -m slow``: the same fuzz, 10,000 cases (before a release)."""
+    check_mutated(mutations)
+
+
+def check_mutated(mutations) -> None:
     cfg = copy.deepcopy(BASE)
     for path, value in mutations:
         node = cfg
@@ -211,3 +225,10 @@ def test_bad_command_lines_are_one_line(tmp_path, args, expect):
 def test_collective_all_writes_no_plot_unless_asked(tmp_path):
     res = trainsim("collective", "--algorithm", "all", "--ranks", "4", "--sizes", "1MiB", "--json", cwd=tmp_path)
     assert res.returncode == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_with_a_scheduler_that_is_not_an_address_is_one_line(tmp_path):
+    res = trainsim("sweep", str(ROOT / "examples" / "sweeps" / "scaling.yaml"), "--out", str(tmp_path / "s"),
+                   "--scheduler", "garbage")
+    assert res.returncode == 2 and "expected an address like tcp://host:8786" in res.stderr
+    assert "Traceback" not in res.stderr and not list((tmp_path / "s").glob("results.*"))
