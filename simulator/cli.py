@@ -42,12 +42,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def with_unit(key: str, value: Any) -> str:
+    """A summary value as a person reads it: ``25.9 GB``, ``12.5 GB/s``, ``33.5 ms`` (the key says the unit)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _fmt(value)
+    if key.endswith("_ci95"):
+        return _fmt(value)
+    scaled = [(1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"),
+              (1e15, "P")]
+
+    def si(x: float, unit: str) -> str:
+        if x == 0:
+            return f"0 {unit}"
+        factor, prefix = next(((f, p) for f, p in reversed(scaled) if abs(x) >= f), scaled[0])
+        return f"{x / factor:.4g} {prefix}{unit}"
+
+    if key.endswith("_samples_per_s"):
+        return f"{value:,.0f} samples/s" if abs(value) >= 100 else f"{value:.4g} samples/s"
+    if key.endswith(("_per_iteration", "_bytes")) and "bytes" in key:
+        return si(float(value), "B")
+    if key.endswith("_s") and not key.endswith("_per_s"):
+        return si(float(value), "s")
+    return _fmt(value)
+
+
 def print_mapping(title: str, data: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for key, value in data.items():
-        table.add_row(key, _fmt(value))
+        table.add_row(key, with_unit(key, value))
     stdout.print(table)
 
 

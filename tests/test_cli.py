@@ -138,3 +138,14 @@ def test_run_replications_flag(config_file, tmp_path):
     assert summary["replications"] == 2 and "iteration_time_s_ci95" in summary
     bad = trainsim("run", str(config_file), "--out", str(tmp_path / "bad"), "--replications", "0")
     assert bad.returncode == 2 and "training.replications" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_terminal_summary_shows_units():
+    from simulator.cli import with_unit
+
+    assert with_unit("iteration_time_s", 0.03354) == "33.54 ms"
+    assert with_unit("bytes_sent_per_iteration", 2.597e10) == "25.97 GB"
+    assert with_unit("gradient_bytes", 102228128) == "102.2 MB"
+    assert with_unit("throughput_samples_per_s", 122069.4) == "122,069 samples/s"
+    assert with_unit("wait_s", 0.0) == "0 s" and with_unit("workers", 128) == "128"
+    assert with_unit("scaling_efficiency", 0.359583) == "0.359583"
