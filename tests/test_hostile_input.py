@@ -232,3 +232,10 @@ def test_a_sweep_with_a_scheduler_that_is_not_an_address_is_one_line(tmp_path):
                    "--scheduler", "garbage")
     assert res.returncode == 2 and "expected an address like tcp://host:8786" in res.stderr
     assert "Traceback" not in res.stderr and not list((tmp_path / "s").glob("results.*"))
+
+
+def test_jobs_too_big_to_simulate_event_by_event_are_refused_before_they_start():
+    with pytest.raises(ConfigError, match="device-iterations to simulate, at most 5e\\+06"):
+        simulate(load_config(EXAMPLE, ["training.iterations=100000"]))           # 128 devices x 1e5
+    with pytest.raises(ConfigError, match="at most 131,072"):
+        load_config(EXAMPLE, ["cluster.topology.nodes=100000"])

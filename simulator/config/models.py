@@ -36,13 +36,13 @@ class Link(StrictModel):
 
 # --- topologies: one model per family in topologies.KINDS --------------------------
 
-MAX_DEVICES = 2**20            # devices a topology may have here (a 16k-GPU job is 2^14)
+MAX_DEVICES = 2**17            # devices a topology may have here (a 16k-GPU job is 2^14; 2^17 takes minutes)
 _Count = Annotated[int, Field(ge=1, le=MAX_DEVICES)]
 
 
 def _at_most(what: str, n: int) -> None:
     if n > MAX_DEVICES:
-        raise ValueError(f"{what} = {n:,} devices; at most {MAX_DEVICES:,} (2^20) are simulated here")
+        raise ValueError(f"{what} = {n:,} devices; at most {MAX_DEVICES:,} (2^17) are simulated here")
 
 
 class _Flat(StrictModel):

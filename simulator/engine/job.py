@@ -225,21 +225,21 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
 
 
 MAX_ITERATIONS = 10**7              # simulated one by one (per-iteration statistics are arrays of this length)
-MAX_RANK_ITERATIONS = 2 * 10**8     # iterations x rank processes: hours of simulation on one core beyond this
+MAX_DEVICE_ITERATIONS = 5 * 10**6   # iterations x devices: one record each (~0.5 GB at the bound)
 
 
 def _check_size(config: Config, hw: ResolvedHardware) -> None:
     """Refuse, in one line, a job this machine cannot simulate event by event."""
     n = config.training.iterations
     par = config.parallelism
-    ranks = hw.workers * par.pipeline
+    devices = hw.workers * par.pipeline * par.tensor
     if n > MAX_ITERATIONS:
         raise ConfigError(f"training.iterations: {n} iterations are simulated one by one here, at most "
                           f"{MAX_ITERATIONS:,}; a longer job is a faults: run (its closed form)")
-    if n * ranks > MAX_RANK_ITERATIONS:
-        raise ConfigError(f"training.iterations: {n} iterations x {ranks} rank processes = {n * ranks:.3g} to "
-                          f"simulate, at most {MAX_RANK_ITERATIONS:.0e}; use fewer iterations (steady state comes "
-                          "after a few)")
+    if n * devices > MAX_DEVICE_ITERATIONS:
+        raise ConfigError(f"training.iterations: {n} iterations x {devices} devices = {n * devices:.3g} device-"
+                          f"iterations to simulate, at most {MAX_DEVICE_ITERATIONS:.0e}; use fewer iterations "
+                          "(steady state comes after a few)")
 
 
 def _learner(config: Config, env: simpy.Environment, replicas: int, shards: int, streams: Streams,
