@@ -36,5 +36,5 @@ def revision() -> str | None:
 
 def provenance(command: list[str]) -> dict[str, object]:
     return {"trainsim_version": version(), "git_revision": revision(),
-            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "command": command}

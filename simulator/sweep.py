@@ -296,6 +296,19 @@ def _write_parquet(rows: list[dict[str, Any]], columns: list[str], out: Path) ->
 # --- the scaling plot -------------------------------------------------------------------
 
 
+def _save(fig, path: Path) -> Path:
+    """Write a finished figure atomically (temp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def _design_keys(sweep: Sweep, rows: list[dict[str, Any]]) -> list[str]:
     """Varied keys that name a design: those whose values do not each pin down a separate worker count."""
     keys = []
@@ -342,13 +355,7 @@ def scaling_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path |
     ax2.set_ylim(0, 1.05)
     ax2.legend(fontsize=8)
     fig.suptitle(sweep.name)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save(fig, path)
 
 
 def _plots(sweep: Sweep, rows: list[dict[str, Any]], folder: Path) -> list[Path]:
@@ -400,13 +407,7 @@ def target_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Path | 
     for ax in (a, b):
         ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(f"{sweep.name}: time and updates to the target (mean over seeds)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save(fig, path)
 
 
 CHECKPOINT_KEY = "faults.checkpoint.every"
@@ -454,13 +455,7 @@ def checkpoint_plot(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> Pat
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{sweep.name}: goodput against the checkpoint interval")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save(fig, path)
 
 
 # --- running a sweep --------------------------------------------------------------------
@@ -489,6 +484,8 @@ def _clean_leftovers(out: Path) -> int:
     """Remove what a killed sweep left half-written: ``points/.<hash>.*`` folders and ``.results.*`` files."""
     import shutil
 
+    if out.exists() and not out.is_dir():
+        raise TrainsimInputError(f"--out {out}: exists and is not a folder")
     removed = 0
     for pattern in (f"{POINTS}/.*", f".{TABLE}.*", ".results.parquet.tmp", "plots/.*.tmp.png"):
         for leftover in out.glob(pattern):
@@ -525,6 +522,11 @@ def _compute(client: Any, todo: dict[str, Point], out: Path, done: Callable[[str
         done(futures[future], future.result())
 
 
+def _final_table(records: dict, out: Path, table: Callable[[], None]) -> None:
+    if records or (out / TABLE).exists():    # nothing ran and nothing was there: write nothing
+        table()
+
+
 def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None, scheduler: str | None = None,
               workers: int | None = None, plots: bool = True,
               progress: Callable[[int, int], None] | None = None) -> SweepResult:
@@ -542,8 +544,6 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
         sweep = load_sweep(sweep)
     out = Path(out).resolve()
     t0 = time.perf_counter()
-    if out.exists() and not out.is_dir():
-        raise TrainsimInputError(f"--out {out}: exists and is not a folder")
     _clean_leftovers(out)
     records, todo = _split_cached(sweep, out)
     result = SweepResult(out=out, rows=[], cached=len(records))
@@ -577,8 +577,7 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
             owned[0].close()
             if owned[1] is not None:
                 owned[1].close()
-        if records or (out / TABLE).exists():    # nothing ran and nothing was there: write nothing
-            table()
+        _final_table(records, out, table)
     result.failed = sum(1 for r in result.rows if r["status"] == "error")
     result.files = [out / TABLE]
     if plots:

@@ -20,7 +20,8 @@ from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
 
 __all__ = [
     "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "Link", "Network", "Output",
-    "Checkpoint", "Compression", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault", "Stragglers",
+    "Checkpoint", "Compression", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault",
+    "Stragglers",
     "Sync", "TopologySpec", "Training", "Workload",
 ]
 
@@ -365,11 +366,16 @@ class LinkFailures(FailureLaw):
 
     @model_validator(mode="after")
     def _factor_matches_mode(self) -> LinkFailures:
-        if self.mode == "degrade" and self.factor is None:
-            raise ValueError("mode: degrade needs factor, the share of bandwidth left, e.g. factor: 0.25")
-        if self.mode == "down" and self.factor is not None:
-            raise ValueError("factor applies to mode: degrade only (mode is down)")
+        _check_degrade(self.mode, self.factor)
         return self
+
+
+def _check_degrade(mode: str, factor: float | None) -> None:
+    """A degraded link needs the share of bandwidth it keeps; a link that goes down has none."""
+    if mode == "degrade" and factor is None:
+        raise ValueError("mode: degrade needs factor, the share of bandwidth left, e.g. factor: 0.25")
+    if mode == "down" and factor is not None:
+        raise ValueError("factor applies to mode: degrade only (mode is down)")
 
 
 class FaultTarget(StrictModel):
@@ -402,10 +408,7 @@ class ScheduledFault(StrictModel):
     def _mode_fits_target(self) -> ScheduledFault:
         if self.target.kind not in ("link", "switch") and ("mode" in self.model_fields_set or self.factor is not None):
             raise ValueError(f"mode and factor apply to link and switch targets only (target is a {self.target.kind})")
-        if self.mode == "degrade" and self.factor is None:
-            raise ValueError("mode: degrade needs factor, the share of bandwidth left, e.g. factor: 0.25")
-        if self.mode == "down" and self.factor is not None:
-            raise ValueError("factor applies to mode: degrade only (mode is down)")
+        _check_degrade(self.mode, self.factor)
         return self
 
 
@@ -525,15 +528,7 @@ class Config(StrictModel):
         """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
         comm = self.communication
         asynchronous = self.sync.mode not in ("bsp", "local_sgd") or self.sync.backup_workers
-        if self.sync.mode == "local_sgd":
-            if comm.pattern != "allreduce":
-                raise ValueError("sync.mode: local_sgd averages parameters with an allreduce; it needs "
-                                 "communication.pattern: allreduce")
-            if self.parallelism.zero:
-                raise ValueError("sync.mode: local_sgd keeps a whole model per replica; it needs parallelism.zero: 0")
-            if comm.compression.method != "fp32":
-                raise ValueError("communication.compression applies to gradients, but sync.mode: local_sgd "
-                                 "averages parameters (fp32); remove one of the two")
+        self._local_sgd_fits()
         if asynchronous and comm.pattern != "parameter_server":
             what = f"sync.mode: {self.sync.mode}" if self.sync.mode != "bsp" else "sync.backup_workers:"
             raise ValueError(f"{what} needs communication.pattern: parameter_server (an allreduce is a barrier)")
@@ -557,6 +552,25 @@ class Config(StrictModel):
             if comm.compression.method not in ("fp32", "fp16", "bf16"):
                 raise ValueError(f"communication.compression: {comm.compression.method} is built for allreduce "
                                  "(communication.pattern: allreduce); parameter servers take fp32, fp16 or bf16")
+        self._optimisations_fit()
+        self._faults_fit()
+        return self
+
+    def _local_sgd_fits(self) -> None:
+        comm = self.communication
+        if self.sync.mode == "local_sgd":
+            if comm.pattern != "allreduce":
+                raise ValueError("sync.mode: local_sgd averages parameters with an allreduce; it needs "
+                                 "communication.pattern: allreduce")
+            if self.parallelism.zero:
+                raise ValueError("sync.mode: local_sgd keeps a whole model per replica; it needs parallelism.zero: 0")
+            if comm.compression.method != "fp32":
+                raise ValueError("communication.compression applies to gradients, but sync.mode: local_sgd "
+                                 "averages parameters (fp32); remove one of the two")
+
+    def _optimisations_fit(self) -> None:
+        """Compression and priority scheduling only where they mean something."""
+        comm = self.communication
         if self.parallelism.zero and comm.compression.method not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"communication.compression: {comm.compression.method} needs parallelism.zero: 0 "
                              "(ZeRO reduce-scatters the gradients it shards)")
@@ -569,6 +583,9 @@ class Config(StrictModel):
             if self.parallelism.zero or self.sync.mode == "local_sgd":
                 what = f"parallelism.zero: {self.parallelism.zero}" if self.parallelism.zero else "sync.mode: local_sgd"
                 raise ValueError(f"communication.priority needs per-part parameter updates; {what} has none")
+
+    def _faults_fit(self) -> None:
+        comm = self.communication
         faults = self.faults
         if faults is not None and comm.pattern != "parameter_server":
             if faults.servers is not None:
@@ -578,4 +595,3 @@ class Config(StrictModel):
                 if event.target.kind == "server":
                     raise ValueError(f"faults.scheduled.{i}.target.server: there are no parameter servers "
                                      "(communication.pattern is allreduce)")
-        return self

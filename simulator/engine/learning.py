@@ -67,8 +67,8 @@ class Learner:
         if self.diverged_at is not None:        # nothing left to learn
             return np.zeros_like(params)
         with np.errstate(all="ignore"):
-            return self.problem.gradient(params, self.problem.batch_indices(self.batches + iteration * self.problem.workers
-                                                                        + rank))
+            batch = self.batches + iteration * self.problem.workers + rank
+            return self.problem.gradient(params, self.problem.batch_indices(batch))
 
     def apply_shard(self, shard: int, grad: np.ndarray, scale: float) -> None:
         sl = self.slices[shard]

@@ -15,7 +15,7 @@ from simulator.engine import build_job
 from simulator.rng import Streams
 from simulator.run import simulate
 from simulator.workloads import get_model
-from tests.simulator.test_engine_matrix import CONVERGENCE, job
+from tests.simulator.test_engine_matrix import CONVERGENCE, job, set_dotted
 
 BW, LAT = 1.25e9, 5e-6
 
@@ -26,11 +26,7 @@ def switch(compression="fp32", devices=8, **extra) -> dict:
            "communication": {"compression": compression, "bucket_size": None},
            "training": {"iterations": 3, "warmup": 1}}
     for key, value in extra.items():
-        node = cfg
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(cfg, key, value)
     return cfg
 
 

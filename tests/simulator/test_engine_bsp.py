@@ -54,7 +54,7 @@ def test_fusion_and_overlap_are_separate_knobs(small_config):
         t += p.backward_s
         produced.append(t)
     backward_end, stream = produced[-1], 0.0
-    for ready, c in zip(produced, seconds):
+    for ready, c in zip(produced, seconds, strict=True):
         stream = max(stream, ready) + c
     s_on, s_off = on.result().summary, off.result().summary
     assert s_off["exposed_communication_s"] == pytest.approx(sum(seconds), rel=1e-9)

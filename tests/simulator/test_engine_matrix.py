@@ -52,12 +52,17 @@ def job(parallel: str, sync: str = "allreduce", **extra) -> dict:
         "output": {"trace_ranks": 4},
     }
     for key, value in extra.items():
-        node = cfg
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(cfg, key, value)
     return cfg
+
+
+def set_dotted(cfg: dict, key: str, value) -> None:
+    """``cfg[a][b][c] = value`` for ``key = "a.b.c"``, making the sections on the way."""
+    node = cfg
+    *path, last = key.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
 
 
 COMBOS = [(p, s) for p in PARALLEL for s in SYNC if not (p == "zero" and s != "allreduce")]

@@ -91,7 +91,8 @@ def test_a_late_flow_shares_the_link_from_when_it_arrives():
 
 def test_bsp_one_server_iteration_is_compute_push_aggregate_pull(small_config):
     """Without overlap: pull everything, compute, push everything, the server applies each push in turn."""
-    cfg = load_config(ps_config(small_config, workers=4, servers=1), ["communication.overlap=false", "communication.bucket_size=null"])
+    cfg = load_config(ps_config(small_config, workers=4, servers=1),
+                      ["communication.overlap=false", "communication.bucket_size=null"])
     s = simulate(cfg).summary
     n = float(get_model("resnet50").gradient_bytes)
     net = Network(topologies.build("switch", n=5, bandwidth=BW, latency=LAT))

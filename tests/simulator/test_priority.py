@@ -48,16 +48,16 @@ def test_the_first_layer_no_longer_waits_behind_the_big_last_layer():
     f = list(plan.forward_layers[0])                      # forward seconds of first, middle, last
     b0, b1, b2 = (p.backward_s for p in sorted(plan.parts[0], key=lambda p: p.layers[0]))
     c = {p.layers[0]: coll[0].seconds for p, coll in zip(plan.parts[0], plan.grad_sync[0][0], strict=True)}
-    O = float(plan.optimizer_s[0])
+    opt = float(plan.optimizer_s[0])
     values = {p.layers[0]: p.values for p in plan.parts[0]}
-    o = {k: O * v / sum(values.values()) for k, v in values.items()}
+    o = {k: opt * v / sum(values.values()) for k, v in values.items()}
     F, B = sum(f), b0 + b1 + b2
     # without priority: FIFO in release order (last, middle, first); the step waits for all, then the optimizer
     r2, r1, r0 = F + b2, F + b2 + b1, F + B
     e2 = r2 + c[2]
     e1 = max(e2, r1) + c[1]
     e0 = max(e1, r0) + c[0]
-    period = e0 + O
+    period = e0 + opt
     assert plain.result().summary["simulated_time_s"] == pytest.approx(2 * period, rel=1e-9)
     # with priority: the big last layer goes first (alone when it is released), then first, then middle;
     # the next forward waits for each layer's own part

@@ -129,5 +129,6 @@ def test_bad_parameters_are_named(kw, message):
 def test_bad_shape_parameters_are_named():
     with pytest.raises(TopologyError, match="^hierarchical: devices_per_node: expected"):
         make(2, 0)
-    with pytest.raises(TopologyError, match="^hierarchical: inter_bandwidth: expected a bandwidth like .* \\(must be between 1 and"):
+    with pytest.raises(TopologyError,
+                       match="^hierarchical: inter_bandwidth: expected a bandwidth like .* \\(must be between 1 and"):
         hierarchical(2, 2, intra_bandwidth=1e9, inter_bandwidth=0)

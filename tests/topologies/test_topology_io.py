@@ -201,7 +201,8 @@ def test_not_utf8(tmp_path):
         (
             "bandwidth: 12.5e9",
             "bandwidth: 0",
-            "edge (h1, s1): bandwidth: expected a bandwidth like \"100Gbps\" or \"25GB/s\", got 0 (must be between 1 and 1e+18 B/s)",
+            "edge (h1, s1): bandwidth: expected a bandwidth like \"100Gbps\" or \"25GB/s\", got 0"
+            " (must be between 1 and 1e+18 B/s)",
         ),
         (
             "bandwidth: 12.5e9",
@@ -212,7 +213,8 @@ def test_not_utf8(tmp_path):
         (
             "latency: 1us",
             "latency: -1us",
-            "edge (h0, s1): latency: expected a duration like \"2us\" or \"1.5ms\", got '-1us' (must be between 0 and 1e+09 s)",
+            "edge (h0, s1): latency: expected a duration like \"2us\" or \"1.5ms\", got '-1us'"
+            " (must be between 0 and 1e+09 s)",
         ),
         ("{u: h1, v: s1", "{u: h1, v: h1", "edge (h1, h1): a link from a node to itself"),
         ("role: switch, level: tor", "level: tor", "node s1: missing 'role'"),
