@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -298,12 +299,16 @@ class _Segments:
         self.names: tuple[str, ...] = ()
         self.open: list[SharedMemory] = []
 
+    def attach(self, names: tuple[str, ...]) -> None:
+        """Map the executor's new segments (it unlinks their names once every rank has)."""
+        for segment in self.open:
+            _release(segment)
+        self.open = [attach(name) for name in names]
+        self.names = names
+
     def views(self, job: Job, rank: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         if job.segments != self.names:
-            for segment in self.open:
-                _release(segment)
-            self.open = [attach(name) for name in job.segments]
-            self.names = job.segments
+            raise RuntimeError(f"job for segments {job.segments}, but this rank has mapped {self.names}")
         elems = job.low.elems
 
         def view(r: int, k: int) -> np.ndarray:
@@ -311,6 +316,13 @@ class _Segments:
 
         work = [view(r, 1) for r in range(len(self.open))]
         return view(rank, 0), work, view(rank, 2) if job.snapshot else None
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: message (file:line)`` of the innermost frame: a rank's failure as one line."""
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    where = f" ({Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}{where}"
 
 
 def _die(kind: str) -> None:
@@ -334,6 +346,13 @@ def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float) 
             message = conn.recv()
         except (EOFError, OSError):  # the executor went away
             break
+        if message[0] == "attach":
+            try:
+                segments.attach(message[1])
+                conn.send(("ok", None))
+            except Exception as e:  # noqa: BLE001 - reported to the executor as a KernelError
+                conn.send(("error", _one_line(e)))
+            continue
         if message[0] != "run":
             break
         job, initial, work, snapshot = message[1], None, None, None
@@ -345,8 +364,8 @@ def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float) 
         except BarrierTimeout as e:
             barrier.abort()
             reply = ("error", str(e))
-        except Exception:
+        except Exception as e:  # noqa: BLE001 - reported to the executor as a KernelError
             barrier.abort()
-            reply = ("error", traceback.format_exc(limit=4))
+            reply = ("error", _one_line(e))
         del initial, work, snapshot
         conn.send(reply)

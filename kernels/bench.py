@@ -13,6 +13,7 @@ The command line (``simulator/cli.py``) parses sizes and ranks and turns
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -97,8 +98,9 @@ def bench(
         with executor(device, schedules[0].ranks, mode=mode) as ex:
             for size, s in zip(sizes, schedules, strict=True):
                 seconds = ex.time(s, dtype, repeats=repeats, warmup=warmup)
-                median = float(np.median(seconds))
-                algbw = size / median / 1e9 if median > 0 else float("inf")
+                # a median below the clock's resolution is reported as that resolution (never an infinite rate)
+                median = max(float(np.median(seconds)), time.get_clock_info("perf_counter").resolution)
+                algbw = size / median / 1e9
                 row = {"device": device, "mode": ex.mode, "collective": collective, "algorithm": algorithm,
                        "ranks": p, "dtype": dtype, "size_bytes": int(size), "time_s": median,
                        "time_min_s": float(seconds.min()), "time_max_s": float(seconds.max()),

@@ -9,7 +9,10 @@ kernel for every dtype before it reports ready, so no call ever compiles.
 Buffers live in ``multiprocessing.shared_memory``: one segment per rank,
 ``[initial | workspace | snapshot]``, created by the executor and grown when a
 call needs more; a small control segment holds the barrier counters and an
-abort flag. A call sends every rank one :class:`~kernels._cpu_rank.Job` over a
+abort flag. Each segment's name is unlinked as soon as every rank has mapped
+it (the mappings stay valid), so a segment lives exactly as long as the
+processes that map it: killing the whole process group, or the executor's
+process, leaves nothing in ``/dev/shm``. A call sends every rank one :class:`~kernels._cpu_rank.Job` over a
 pipe, each rank runs it (see :mod:`kernels._cpu_rank`) and replies with its
 timings; the executor copies the snapshots out.
 
@@ -20,8 +23,9 @@ and the barrier counters. A rank that dies, reports an error or lets the
 counters stand still for ``timeout_s`` turns into a :class:`KernelError`
 naming the rank and the schedule; the executor then raises the abort flag (the
 other ranks leave their barriers), stops every process and unlinks every
-segment (also on ``close()``, garbage collection and interpreter exit). Segment
-names start with :attr:`ProcessExecutor.shm_prefix`.
+segment still named (also on ``close()``, garbage collection and interpreter
+exit). Segment names start with :attr:`ProcessExecutor.shm_prefix`. Sending to
+a rank that has died (``BrokenPipeError``) is the same failure as its death.
 
 Thread model (``mode="thread"``)
 --------------------------------
@@ -76,6 +80,7 @@ class _Resources:
         self.procs: list = []
         self.conns: list = []
         self.segments: list[SharedMemory] = []
+        self.named: set[str] = set()  # segments whose names are not yet unlinked
 
     def release(self) -> None:
         for conn in self.conns:
@@ -96,16 +101,27 @@ class _Resources:
             self.drop(segment)
         self.procs, self.conns, self.segments = [], [], []
 
-    @staticmethod
-    def drop(segment: SharedMemory) -> None:
+    def create(self, size: int, name: str) -> SharedMemory:
+        segment = SharedMemory(create=True, size=size, name=name)
+        self.segments.append(segment)
+        self.named.add(segment.name)
+        return segment
+
+    def unlink(self, segment: SharedMemory) -> None:
+        """Remove the segment's name (every rank has mapped it; the memory goes with the last mapping)."""
+        if segment.name in self.named:
+            self.named.discard(segment.name)
+            try:
+                segment.unlink()
+            except FileNotFoundError:
+                pass
+
+    def drop(self, segment: SharedMemory) -> None:
         try:
             segment.close()
         except BufferError:
             pass
-        try:
-            segment.unlink()
-        except FileNotFoundError:
-            pass
+        self.unlink(segment)
 
 
 class ProcessExecutor(Executor):
@@ -129,8 +145,7 @@ class ProcessExecutor(Executor):
 
     def _start(self) -> None:
         words = FLAGS + self.ranks * STRIDE
-        control = SharedMemory(create=True, size=words * 8, name=self.shm_prefix + "control")
-        self._res.segments.append(control)
+        control = self._res.create(words * 8, self.shm_prefix + "control")
         self._control = np.ndarray((words,), dtype=np.int64, buffer=control.buf)
         self._control[:] = 0
         ctx = _context()
@@ -144,6 +159,17 @@ class ProcessExecutor(Executor):
             self._res.conns.append(ours)
         self.pids = [int(pid) for pid in self._await("starting (a script that starts an executor needs the "
                                                      "`if __name__ == '__main__':` guard)", _START_LIMIT_S)]
+        self._res.unlink(control)  # every rank has mapped it
+
+    def _send_all(self, message: tuple, what: str) -> None:
+        """Send ``message`` to every rank; a rank gone (broken pipe) fails the call like its death."""
+        for r, conn in enumerate(self._res.conns):
+            try:
+                conn.send(message)
+            except (OSError, ValueError):
+                proc = self._res.procs[r]
+                proc.join(1.0)
+                self._fail(f"rank {r} (pid {proc.pid}) died with exit code {proc.exitcode} while {what}", {}, what)
 
     # -- waiting for the ranks ----------------------------------------------------------
 
@@ -208,11 +234,13 @@ class ProcessExecutor(Executor):
                 self._res.drop(segment)
             self._generation += 1
             self._capacity = _round_up(3 * stride)
-            self._rank_segments = [
-                SharedMemory(create=True, size=self._capacity, name=f"{self.shm_prefix}r{r}-g{self._generation}")
-                for r in range(self.ranks)
-            ]
-            self._res.segments.extend(self._rank_segments)
+            self._rank_segments = [self._res.create(self._capacity, f"{self.shm_prefix}r{r}-g{self._generation}")
+                                   for r in range(self.ranks)]
+            names = tuple(s.name.lstrip("/") for s in self._rank_segments)
+            self._send_all(("attach", names), "attaching shared memory")
+            self._await("attaching shared memory", self.timeout_s)
+            for segment in self._rank_segments:
+                self._res.unlink(segment)
         return tuple(s.name.lstrip("/") for s in self._rank_segments)
 
     def _view(self, rank: int, k: int, stride: int, low: Lowered, dtype: np.dtype) -> np.ndarray:
@@ -225,8 +253,7 @@ class ProcessExecutor(Executor):
         for r in range(self.ranks):
             self._view(r, 0, stride, low, init.dtype)[:] = init[r]
         job = Job(low, init.dtype.name, op, warmup, repeats, snapshot, names, stride, self._fault)
-        for conn in self._res.conns:
-            conn.send(("run", job))
+        self._send_all(("run", job), f"running {low.label()}")
         timings = self._await(f"running {low.label()}", self.timeout_s)
         work = None
         if snapshot:

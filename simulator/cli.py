@@ -467,6 +467,7 @@ def _int_params(params: list[str]) -> dict[str, int]:
 
 @command("kernels", _configure_kernels)
 def cmd_kernels(args: argparse.Namespace) -> int:
+    from kernels import KernelError
     from kernels.bench import BenchInputError, bench
 
     from .sizes import parse_ranks, parse_sizes
@@ -482,7 +483,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         rows = bench(device=args.device, algorithm=args.algorithm, ranks=ranks, sizes=sizes,
                      collective=args.collective, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup,
                      mode=args.mode, progress=progress, **options)
-    except BenchInputError as e:
+    except (BenchInputError, KernelError) as e:  # bad arguments, or a rank that died, hung or miscomputed
         raise TrainsimInputError(str(e)) from None
     if args.json:
         emit_json({"results": rows})

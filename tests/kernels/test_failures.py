@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import kernels
 from kernels.lowering import element_schedule
 
+ROOT = Path(__file__).resolve().parents[2]
 SHM = Path("/dev/shm")
 pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="needs /dev/shm to list shared-memory segments")
 
@@ -28,7 +31,7 @@ def test_a_rank_that_exits_at_step_2_fails_the_call_quickly_and_cleans_up():
     s = element_schedule("ring", 3, 3000, "float32")
     ex.time(s, repeats=1)
     prefix, procs = ex.shm_prefix, list(ex._res.procs)
-    assert len(segments(prefix)) == 4  # control + one per rank
+    assert segments(prefix) == []  # control + one per rank exist, mapped, but their names are already gone
     ex._fault = (1, 2, "exit")  # test hook: rank 1 calls os._exit(17) before step 2
     start = time.monotonic()
     with pytest.raises(kernels.KernelError, match=r"rank 1 \(pid \d+\) died with exit code 17 while running ring "
@@ -84,16 +87,94 @@ def test_thread_mode_reports_a_failing_rank():
         assert ex.closed
 
 
-def test_close_and_garbage_collection_unlink_every_segment():
+def mapped_segments(pid: int, prefix: str) -> list[str]:
+    """Segments with ``prefix`` that process ``pid`` maps (named or unlinked: "(deleted)")."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split("/dev/shm/")[1].split()[0] for line in maps.splitlines() if "/dev/shm/" + prefix in line})
+
+
+def test_segments_are_unlinked_once_mapped_and_grown_segments_are_remapped():
     with kernels.executor("cpu", 2) as ex:
-        ex.time(element_schedule("ring", 2, 1 << 16, "float64"), "float64", repeats=1)
-        ex.time(element_schedule("ring", 2, 1 << 20, "float64"), "float64", repeats=1)  # grows the segments
         prefix = ex.shm_prefix
-        assert len(segments(prefix)) == 3
-    assert segments(prefix) == []
+        small = element_schedule("ring", 2, 1 << 10, "float64")
+        ex.time(small, "float64", repeats=1)
+        assert segments(prefix) == []  # nothing named while running: a kill cannot leak
+        rank_maps = mapped_segments(ex.pids[0], prefix)
+        assert len(rank_maps) == 3  # control + both ranks' segments, mapped though unlinked
+        ex.time(element_schedule("ring", 2, 1 << 20, "float64"), "float64", repeats=1)  # grows the segments
+        grown = mapped_segments(ex.pids[1], prefix)
+        assert len(grown) == 3 and set(grown) != set(rank_maps) and segments(prefix) == []
+        ex.run(small, [np.arange(1 << 10, dtype=np.float64)] * 2)  # still correct on the grown segments
     ex = kernels.executor("cpu", 2)
     prefix = ex.shm_prefix
-    assert segments(prefix)
+    assert segments(prefix) == []
     del ex
     gc.collect()
     assert segments(prefix) == []
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_killing_the_whole_process_group_mid_run_leaves_no_segment():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "simulator", "kernels", "bench", "--ranks", "2", "--sizes", "4MiB",
+           "--repeats", "100000", "--warmup", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        ranks: list[int] = []
+        while time.monotonic() < deadline:  # wait until both ranks map the 4 MiB segments (mid-run)
+            ranks = [p for p in _descendants(proc.pid) if _maps_rank_segment(p, proc.pid)]
+            if len(ranks) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(ranks) >= 2, "the ranks never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    time.sleep(0.5)
+    assert segments(f"trainsim-{proc.pid}-") == []
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _maps_rank_segment(pid: int, parent: int) -> bool:
+    try:
+        return any("-r" in name for name in mapped_segments(pid, f"trainsim-{parent}-"))
+    except OSError:
+        return False
+
+
+def test_a_killed_rank_under_the_cli_is_one_line_and_exit_2():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "simulator", "kernels", "bench", "--ranks", "2", "--sizes", "4MiB",
+           "--repeats", "100000", "--warmup", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        ranks: list[int] = []
+        while time.monotonic() < deadline and len(ranks) < 2:
+            ranks = [p for p in _descendants(proc.pid) if _maps_rank_segment(p, proc.pid)]
+            time.sleep(0.2)
+        assert len(ranks) >= 2, "the ranks never started"
+        os.kill(ranks[-1], signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, err
+    assert err.startswith("trainsim kernels: error: ") and err.count("\n") == 1, err
+    assert "died with exit code -9" in err and "Traceback" not in err
+    assert segments(f"trainsim-{proc.pid}-") == []
