@@ -86,7 +86,7 @@ def test_a_huge_file_is_refused_before_parsing(tmp_path):
     ("cluster.topology.inter.bandwidth=1e999B/s", "expected a bandwidth"),
     ("cluster.topology.inter.latency=1e308s", "must be between 0 and 1e+09 s"),
     ("cluster.topology.inter.bandwidth=1e-300B/s", "must be between 1 and"),
-    ("seed=-5", "--set seed: Input should be greater than or equal to 0"),
+    ("seed=-5", "--set seed: expected greater than or equal to 0"),
     ("training.iterations=1000000000000000000", "less than or equal to 1000000000"),
     ("training.iterations=20000000", "simulated one by one here, at most 10,000,000"),
     ("stragglers.sigma=1e308", "less than or equal to 10"),

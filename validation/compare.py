@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from simulator.collectives import algorithms as registered
 from simulator.collectives import bus_factor
 from simulator.network.profile import HardwareProfile, load_profile
 
 from .calibrate import features
-from .records import MPI, Measurements, Point, read_measurements
+from .records import MPI, MeasurementError, Measurements, Point, read_measurements
 
 __all__ = ["LARGE_BYTES", "Comparison", "compare", "predict"]
 
@@ -51,8 +52,17 @@ def is_fitted(profile: HardwareProfile, p: Point) -> bool:
     """Was ``p`` among the points the profile was fitted on? (False when the profile does not say.)"""
     fit = profile.fit
     return (p.source != MPI and p.device == profile.device and p.dtype == (profile.dtype or p.dtype)
+            and p.collective == profile.collective
             and p.algorithm in fit.get("algorithms", ()) and p.ranks in fit.get("ranks", ())
             and p.size_bytes in fit.get("sizes_bytes", ()))
+
+
+def mpi_candidates(profile: HardwareProfile, collective: str) -> list[str]:
+    """Algorithms an MPI point of ``collective`` is compared with: the fitted ones that implement it, else all
+    that do except ``hierarchical`` (which needs a node size)."""
+    known = registered(collective)
+    fitted = [a for a in profile.fit.get("algorithms", ()) if a in known]
+    return fitted or [a for a in known if a != "hierarchical"]
 
 
 def _busbw(collective: str, ranks: int, size_bytes: int, seconds: float) -> float | None:
@@ -62,9 +72,10 @@ def _busbw(collective: str, ranks: int, size_bytes: int, seconds: float) -> floa
         return None
 
 
-def _row(profile: HardwareProfile, p: Point, algorithms: Sequence[str]) -> dict[str, Any]:
+def _row(profile: HardwareProfile, p: Point) -> dict[str, Any]:
     if p.source == MPI:  # MPI picks its own algorithm: compare with the fastest we predict
-        guesses = {a: predict(profile, a, p.ranks, p.size_bytes, p.collective) for a in algorithms}
+        guesses = {a: predict(profile, a, p.ranks, p.size_bytes, p.collective)
+                   for a in mpi_candidates(profile, p.collective)}
         algorithm = min(guesses, key=guesses.__getitem__)
         predicted = guesses[algorithm]
     else:
@@ -108,7 +119,8 @@ def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, 
     }
     ref = [r for r in rows if r["source"] == MPI]
     if ref:
-        out["reference_mpi"] = {"points": len(ref), "mape_pct": mape(ref),
+        out["reference_mpi"] = {"points": len(ref), "collectives": sorted({r["collective"] for r in ref}),
+                                "mape_pct": mape(ref),
                                 "mape_ge_64KiB_pct": mape([r for r in ref if r["size_bytes"] >= LARGE_BYTES])}
     return out
 
@@ -155,8 +167,11 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
     if reference is not None:
         if not isinstance(reference, Measurements):
             reference = read_measurements(reference)
+        theirs = [p for p in reference.points() if p.source != MPI]
+        if theirs:
+            raise MeasurementError(f"{reference.source_path or 'reference'}: --reference takes MPI measurements "
+                                   f"(source: mpi), got {len(theirs)} point(s) with source {theirs[0].source!r}; "
+                                   "pass kernel measurements as the measurements file")
         points += reference.points()
-    algorithms = profile.fit.get("algorithms") or sorted({p.algorithm for p in points if p.source != MPI})
-    algorithms = algorithms or ["ring"]
-    rows = [_row(profile, p, algorithms) for p in points]
+    rows = [_row(profile, p) for p in points]
     return Comparison(profile, rows, _summary(profile, rows))

@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 __all__ = ["predicted_vs_measured"]
 
 
-def _line(comparison: Comparison, algorithm: str, ranks: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _line(comparison: Comparison, algorithm: str, collective: str, ranks: int, lo: int,
+          hi: int) -> tuple[np.ndarray, np.ndarray]:
     from .compare import predict
 
     sizes = np.unique(np.geomspace(lo, hi, 96).round().astype(int))
-    profile, collective = comparison.profile, comparison.profile.collective
+    profile = comparison.profile
     if algorithm == MPI:
-        algs = comparison.profile.fit.get("algorithms") or ["ring"]
+        from .compare import mpi_candidates
+
+        algs = mpi_candidates(profile, collective)
         t = [min(predict(profile, a, ranks, int(s), collective) for a in algs) for s in sizes]
     else:
         t = [predict(profile, algorithm, ranks, int(s), collective) for s in sizes]
@@ -40,18 +43,18 @@ def predicted_vs_measured(comparison: Comparison, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = comparison.rows
-    panels = sorted({r["algorithm"] for r in rows}, key=lambda a: (a == MPI, a))
+    panels = sorted({(r["algorithm"], r["collective"]) for r in rows}, key=lambda a: (a[0] == MPI, a))
     ranks_all = sorted({r["ranks"] for r in rows})
     colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(ranks_all)}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, sharey=True)
-    for ax, alg in zip(axes[0], panels, strict=True):
+    for ax, (alg, collective) in zip(axes[0], panels, strict=True):
         for ranks in ranks_all:
-            pts = sorted((r for r in rows if r["algorithm"] == alg and r["ranks"] == ranks),
+            pts = sorted((r for r in rows if (r["algorithm"], r["collective"], r["ranks"]) == (alg, collective, ranks)),
                          key=lambda r: r["size_bytes"])
             if not pts:
                 continue
             c = colours[ranks]
-            sizes, t = _line(comparison, alg, ranks, pts[0]["size_bytes"], pts[-1]["size_bytes"])
+            sizes, t = _line(comparison, alg, collective, ranks, pts[0]["size_bytes"], pts[-1]["size_bytes"])
             ax.plot(sizes, t, "-", color=c, lw=1.4, label=f"p={ranks} predicted")
             for held in (False, True):
                 sel = [r for r in pts if r["held_out"] == held]
@@ -70,7 +73,7 @@ def predicted_vs_measured(comparison: Comparison, path: str | Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("message size per rank (bytes)")
-        ax.set_title(f"{alg} {comparison.profile.collective}" if alg != MPI else "MPI_Allreduce (reference)")
+        ax.set_title(f"{alg} {collective}" if alg != MPI else f"MPI {collective} (reference)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("time (s)")

@@ -50,7 +50,8 @@ def mape_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
              for g in summary["by_group"]]
     ref = summary.get("reference_mpi")
     if ref:
-        rows.append({"points": "MPI_Allreduce reference", "n": ref["points"], "MAPE": _pct(ref["mape_pct"]),
+        label = f"MPI reference ({', '.join(ref.get('collectives', ['allreduce']))})"
+        rows.append({"points": label, "n": ref["points"], "MAPE": _pct(ref["mape_pct"]),
                      "MAPE >= 64 KiB": _pct(ref["mape_ge_64KiB_pct"])})
     return rows
 

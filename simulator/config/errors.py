@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 __all__ = ["ConfigError", "TrainsimInputError", "describe"]
@@ -67,6 +69,37 @@ def _loc(loc: tuple) -> list[str]:
     return out
 
 
+_WORDING = {  # pydantic's error types in the words of a config file
+    "int_type": "expected a whole number", "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number", "float_parsing": "expected a number",
+    "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+    "string_type": "expected text", "dict_type": "expected a mapping (key: value entries)",
+    "model_type": "expected a mapping (key: value entries)",
+    "model_attributes_type": "expected a mapping (key: value entries)",
+    "list_type": "expected a list, e.g. [1, 2]", "tuple_type": "expected a list, e.g. [1, 2]",
+    "missing": "required, but missing", "finite_number": "expected a finite number",
+}
+
+
+def _words(e: dict) -> str:
+    """The message of one pydantic error without pydantic's wording ("Input should be a valid ...")."""
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] in _WORDING:
+        return _WORDING[e["type"]]
+    if e["type"] == "union_tag_invalid":
+        import difflib
+
+        ctx = e.get("ctx", {})
+        tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        near = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}{hint}; expected one " \
+               f"of {', '.join(tags)}"
+    msg = re.sub(r" or instance of \w+", "", msg)
+    return re.sub(r"^Input should be ", "expected ", msg)
+
+
 def describe(err: ValidationError, source: str, blame=None) -> str:
     """One line for the most specific error: ``source: dotted.path: message (got value)``.
 
@@ -75,18 +108,22 @@ def describe(err: ValidationError, source: str, blame=None) -> str:
     """
     errors = err.errors()
     e = max(errors, key=lambda x: (len(x["loc"]), -errors.index(x)))
-    where = ".".join(_loc(e["loc"])) or "(top level)"
+    where = ".".join(_loc(e["loc"]))
+    msg = _words(e)
+    whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
+    key = re.match(r"(\w+): ", msg)
+    if whole_section and key and key.group(1) in e["input"]:   # "iterations: expected ..." from a section check
+        where = f"{where}.{key.group(1)}" if where else key.group(1)
+        msg = msg[key.end():]
     named = blame(where) if blame is not None else None
     if named:                                   # the value came from a --set: name it, not the file
         source = named
         if named == f"--set {where}":
             where = ""
-    msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         near = _near(str(e["loc"][-1])) if e["loc"] else None
         msg = f"unknown key (did you mean {near}?)" if near else "unknown key (check the spelling; see docs/config.md)"
-    whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
     got = "" if e["type"] == "missing" or whole_section else f" (got {_short(e.get('input'))})"
-    if not e["loc"] or not where:  # a check across sections words its message as "key: what was expected"
+    if not where:  # a check across sections words its message as "key: what was expected"
         return f"{source}: {msg}{got}"
     return f"{source}: {where}: {msg}{got}"

@@ -9,6 +9,7 @@ Unknown keys are rejected (``extra="forbid"``); the topology is a tagged union o
 from __future__ import annotations
 
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +27,29 @@ __all__ = [
 ]
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """Does a field's type accept true/false as such (not as the number 1/0 pydantic would make of it)?"""
+    if annotation is bool or annotation is Any:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    return any(_admits_bool(a) for a in typing.get_args(annotation))
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        """YAML reads ``no``/``off``/``yes``/``on`` as booleans; a number field must not take one as 0 or 1."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(value, bool) else None
+                if field is not None and not _admits_bool(field.annotation):
+                    raise ValueError(f"{key}: expected a number or text, not {str(value).lower()} (YAML reads yes, no, "
+                                     "on and off as true/false; quote them for text)")
+        return data
 
 
 class Link(StrictModel):

@@ -23,13 +23,14 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import TypedDict  # pydantic validates only this TypedDict on Python < 3.12
 
 from simulator.collectives import Schedule
 from simulator.collectives.analytic import step_maxima
 from simulator.config.errors import TrainsimInputError, describe
 from topologies import safe_yaml
 
-__all__ = ["FORMAT", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
+__all__ = ["FORMAT", "FitRecord", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
 
 FORMAT = "trainsim-profile/1"
 
@@ -42,6 +43,36 @@ class ProfileError(TrainsimInputError, ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Count = Annotated[int, Field(ge=0)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class FitRecord(TypedDict, total=False):
+    """What a profile was fitted on (``fit:``, written by ``trainsim calibrate``; every key optional).
+
+    ``validation.compare`` reads ``algorithms``, ``ranks`` and ``sizes_bytes`` to tell fitted
+    points from held-out ones, so each is checked here rather than trusted.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    method: str
+    regime_criterion: str
+    structure: str
+    structure_criterion: str
+    structure_bic: dict[str, Finite | None]  # None: that structure could not be fitted
+    holdout: Literal["sizes", "ranks", "none"]
+    algorithms: list[str]
+    ranks: list[Annotated[int, Field(ge=1)]]
+    sizes_bytes: list[Annotated[int, Field(gt=0)]]
+    held_out_ranks: list[Annotated[int, Field(ge=1)]]
+    held_out_sizes_bytes: list[Annotated[int, Field(gt=0)]]
+    points_fitted: Count
+    points_held_out: Count
+    repetitions: Count
+    rms_relative_residual: NonNegative
+    measurements: str
 
 
 class Regime(_Strict):
@@ -91,7 +122,7 @@ class HardwareProfile(_Strict):
     collective: str = "allreduce"
     dtype: str | None = None
     regimes: Annotated[tuple[Regime, ...], Field(min_length=1)]
-    fit: dict[str, Any] = Field(default_factory=dict)
+    fit: FitRecord = Field(default_factory=dict)  # type: ignore[arg-type]
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

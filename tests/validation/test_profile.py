@@ -76,10 +76,10 @@ def test_rank_and_algorithm_specific_regimes_take_precedence(small_config, tmp_p
 
 @pytest.mark.parametrize(("content", "expected"), [
     ({**TWO_REGIMES, "regimes": [{**TWO_REGIMES["regimes"][0], "alpha_s": "fast"}, TWO_REGIMES["regimes"][1]]},
-     "regimes.0.alpha_s: Input should be a valid number"),
+     "regimes.0.alpha_s: expected a number"),
     ({**TWO_REGIMES, "regimes": [{**TWO_REGIMES["regimes"][0], "beta_s_per_byte": -1e-9},
                                  TWO_REGIMES["regimes"][1]]},
-     "regimes.0.beta_s_per_byte: Input should be greater than or equal to 0"),
+     "regimes.0.beta_s_per_byte: expected greater than or equal to 0"),
     ({**TWO_REGIMES, "regimes": [TWO_REGIMES["regimes"][0]]}, "the last regime of a group must have max_bytes null"),
     ({**TWO_REGIMES, "regimes": [{**TWO_REGIMES["regimes"][0], "max_bytes": 4096}, TWO_REGIMES["regimes"][1]]},
      "regimes.0: max_bytes must equal the next regime's min_bytes (1048576), got 4096"),

@@ -64,3 +64,62 @@ def test_mpi_reference_is_compared_with_the_fastest_predicted_algorithm():
 def test_help_ends_with_an_example(name):
     sub = build_parser()._subparsers._group_actions[0].choices[name]
     assert f"example: trainsim {name}" in sub.format_help()
+
+
+def test_mpi_reference_of_another_collective_uses_that_collectives_algorithms():
+    data = synthetic(ONE, ranks=(2, 4))
+    profile = __import__("validation").calibrate(data)
+    ref = Measurements([Measurement("cpu", "mpi", c, 4, 1 << 20, "float32", 0, 1e-3, "mpi")
+                        for c in ("allgather", "broadcast")])
+    rows = {r["collective"]: r for r in compare(profile, data, reference=ref).rows if r["source"] == "mpi"}
+    # allgather: the fitted algorithms that implement it (ring, recursive_doubling); broadcast implements
+    # neither, so every broadcast algorithm is a candidate
+    assert rows["allgather"]["predicted_s"] == min(predict(profile, a, 4, 1 << 20, "allgather")
+                                                   for a in ("ring", "recursive_doubling"))
+    assert rows["broadcast"]["predicted_s"] == min(predict(profile, a, 4, 1 << 20, "broadcast")
+                                                   for a in ("binomial_tree", "scatter_allgather"))
+    assert rows["broadcast"]["predicted_algorithm"] in ("binomial_tree", "scatter_allgather")
+
+
+def test_a_point_of_another_collective_is_never_counted_as_fitted():
+    data = synthetic(ONE, ranks=(2, 4))
+    profile = __import__("validation").calibrate(data)
+    fitted = compare(profile, data).summary["held_out_points"]
+    other = Measurements([Measurement(m.device, m.algorithm, "allgather", m.ranks, m.size_bytes, m.dtype,
+                                      m.repetition, m.seconds) for m in data.rows])
+    s = compare(profile, other).summary
+    assert fitted < s["points"] and s["held_out_points"] == s["points"]
+
+
+def test_a_reference_file_of_kernel_rows_is_refused(tmp_path, capsys):
+    data = synthetic(ONE, ranks=(2,), sizes="4KiB..64KiB:x4")
+    data.write(tmp_path)
+    assert main(["calibrate", str(tmp_path / "measurements.csv"), "--out", str(tmp_path / "p.yaml")]) == 0
+    capsys.readouterr()
+    csv_path = str(tmp_path / "measurements.csv")
+    assert main(["compare", str(tmp_path / "p.yaml"), csv_path, "--reference", csv_path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reference takes MPI measurements (source: mpi)" in err
+
+
+@pytest.mark.parametrize(("fit", "message"), [
+    ({"ranks": 5}, "fit.ranks: expected a list"),
+    ({"algorithms": "ring"}, "fit.algorithms: expected a list"),
+    ({"sizes_bytes": [0]}, "fit.sizes_bytes.0: expected greater than 0"),
+    ({"points_fitted": -1}, "fit.points_fitted: expected greater than or equal to 0"),
+    ({"colour": "red"}, "fit.colour: unknown key"),
+    (7, "fit: expected a mapping"),
+])
+def test_a_malformed_fit_section_is_one_line(tmp_path, capsys, fit, message):
+    import yaml
+
+    data = synthetic(ONE, ranks=(2,), sizes="4KiB..64KiB:x4")
+    data.write(tmp_path)
+    assert main(["calibrate", str(tmp_path / "measurements.csv"), "--out", str(tmp_path / "p.yaml")]) == 0
+    raw = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    raw["fit"] = fit
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "bad.yaml"), str(tmp_path / "measurements.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
