@@ -52,11 +52,31 @@ def refused(path_or_args, tmp_path: Path, *, expect: str, seconds: float = 20.0)
     ("python_tag", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!python/object:os.system ls"),
      "could not determine a constructor"),
     ("aliases", b"a: &a [x]\n" + b"".join(b"k%d: *a\n" % i for i in range(70)), "more than 64 aliases"),
+    ("binary", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!binary aGVsbG8="), "tag !!binary is not allowed"),
+    ("set", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!set {1: null}"), "tag !!set is not allowed"),
+    ("timestamp", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!timestamp 2026-01-01"),
+     "tag !!timestamp is not allowed"),
+    ("date", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: 2026-01-01"), "seed: expected a whole number (got '2026-01-01')"),
 ])
 def test_bad_yaml_files_are_one_line(tmp_path, name, data, expect):
     path = tmp_path / f"{name}.yaml"
     path.write_bytes(data)
     refused(path, tmp_path, expect=expect)
+
+
+@pytest.mark.parametrize(("value", "expect"), [
+    ("2026-01-01", "expected a whole number (got '2026-01-01')"),
+    ("2026-01-01 10:00:00", "expected a whole number (got '2026-01-01 10:00:00')"),
+    ("!!binary aGVsbG8=", "tag !!binary is not allowed"),
+])
+def test_a_sweep_value_that_is_a_date_or_binary_is_one_line(tmp_path, value, expect):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {EXAMPLE}\ngrid:\n  training.iterations: [{value}]\n")
+    refused(["sweep", str(sweep), "--out", str(tmp_path / "out")], tmp_path, expect=expect)
+
+
+def test_a_date_is_text_where_text_is_expected(tmp_path):
+    assert load_config(EXAMPLE, ["name=2026-01-01"]).name == "2026-01-01"
 
 
 def test_an_alias_bomb_under_an_unknown_key_is_reported_without_expanding_it(tmp_path):

@@ -26,8 +26,19 @@ class YAMLInputError(ValueError):
     """A YAML file or text that cannot be read as plain data; ``str(err)`` is the one line to show."""
 
 
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and alias bombs."""
+    """``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and alias bombs.
+
+    It builds plain data only: numbers, text, booleans, null, lists and mappings. A date
+    (``2026-01-01``) stays the text it is; ``!!binary``, ``!!set`` and ``!!timestamp``, which would
+    make values no config key takes (and that JSON cannot hold), are refused.
+    """
+
+    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -61,6 +72,16 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _refuse(loader: _Loader, node: yaml.Node) -> None:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag {tag} is not allowed (plain numbers, text, lists and mappings only)", node.start_mark)
+
+
+for _tag in ("binary", "set", "timestamp", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 
 def loads(text: str, source: str) -> Any:
