@@ -28,6 +28,77 @@ stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty()
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
+def names(what: str) -> dict[str, str]:
+    """The names a config or flag accepts, with a short description each (imported only when asked)."""
+    if what == "models":
+        from .workloads import PRESETS
+
+        return {k: f"{m.parameters / 1e6:,.1f} M parameters, {len(m.layers)} layers, "
+                   f"{m.forward_flops / 1e9:,.1f} GFLOP forward per {m.sample_unit.rstrip('s')}"
+                for k, m in PRESETS.items()}
+    if what == "devices":
+        from .devices import CATALOG
+
+        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bytes / 1e9:,.0f} GB"
+                for k, d in CATALOG.items()}
+    if what == "topologies":
+        import topologies
+
+        def first(doc: str | None) -> str:
+            line = (doc or "").strip().splitlines()[0] if doc else ""
+            return line.removeprefix("Return ").replace("``", "")
+
+        return {k: first(fn.__doc__) for k, fn in topologies.KINDS.items()}
+    if what == "collectives":
+        from .collectives import COLLECTIVES, algorithms
+
+        return {c: "algorithms: " + ", ".join(algorithms(c)) for c in COLLECTIVES}
+    if what == "algorithms":
+        from .collectives import COLLECTIVES, algorithms
+
+        found: dict[str, list[str]] = {}
+        for c in COLLECTIVES:
+            for a in algorithms(c):
+                found.setdefault(a, []).append(c)
+        return {a: ", ".join(cs) for a, cs in found.items()}
+    if what.startswith("algorithms:"):
+        from .collectives import algorithms
+
+        return {a: "" for a in algorithms(what.split(":", 1)[1])}
+    raise TrainsimInputError(f"list: expected one of {', '.join(LISTS)}, got {what!r}")
+
+
+LISTS = ("models", "devices", "algorithms", "collectives", "topologies")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default and, for options that take a name, the names it accepts."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        listed = getattr(action, "names", None)
+        if listed:
+            text += f" [one of: {', '.join(names(listed))}]"
+        default = action.default
+        if ("%(default)" not in text and "default:" not in text and action.option_strings
+                and default not in (None, False, [], argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (no usage block), exit status 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def named(action: argparse.Action, what: str) -> argparse.Action:
+    """Mark ``action`` as taking one of ``names(what)``; its help lists them."""
+    action.names = what  # type: ignore[attr-defined]
+    return action
+
+
 def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
     def register(fn: Callable[[argparse.Namespace], int]):
         COMMANDS[name] = (configure, fn)
@@ -86,16 +157,25 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def check_plot_path(path: Path, flag: str) -> None:
-    """A plot path: a known image format, in a folder that exists or can be made; else one line."""
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise TrainsimInputError(f"{flag} {path}: expected a file ending in {', '.join(PLOT_SUFFIXES)}")
+def check_file_path(path: Path, flag: str, suffixes: Sequence[str] = PLOT_SUFFIXES, example: str = "plot.png") -> None:
+    """A file to write: a known suffix, not a folder, in a folder that exists (or can be made) and is
+    writable; else one line. Checked before any work is done."""
+    import os
+
+    if path.suffix.lower() not in suffixes:
+        raise TrainsimInputError(f"{flag} {path}: expected a file ending in {', '.join(suffixes)}")
     if path.is_dir():
-        raise TrainsimInputError(f"{flag} {path}: is a folder; give a file name like plot.png")
+        raise TrainsimInputError(f"{flag} {path}: is a folder; give a file name like {example}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TrainsimInputError(f"{flag} {path}: cannot create its folder ({e.strerror or e})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise TrainsimInputError(f"{flag} {path}: its folder is not writable")
+
+
+def check_plot_path(path: Path, flag: str) -> None:
+    check_file_path(path, flag)
 
 
 def emit_json(obj: Any) -> None:
@@ -118,7 +198,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                    help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R)")
     p.add_argument("--explain-placement", action="store_true",
                    help="print where every rank runs (device, node, groups, stages) and exit without simulating")
-    p.epilog = "example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50"
+    p.epilog = ("example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50\n"
+                "names a config accepts: trainsim list models | devices | topologies | algorithms | collectives")
 
 
 @command("run", _configure_run)
@@ -157,12 +238,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _configure_collective(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algorithm", default="ring", help="an algorithm name, or 'all'")
-    p.add_argument("--collective", default="allreduce",
-                   help="allreduce, reduce_scatter, allgather, broadcast, reduce, alltoall, ...")
+    named(p.add_argument("--algorithm", default="ring", help="an algorithm of --collective, 'auto' or 'all'"),
+          "algorithms:allreduce")
+    named(p.add_argument("--collective", default="allreduce", help="the collective to time"), "collectives")
     p.add_argument("--ranks", default="8", help="e.g. 8 or 2,4,8 or 2..64:x2")
     p.add_argument("--size", "--sizes", dest="sizes", default="64MiB", help="e.g. 64MiB or 8B..1GiB:x4")
-    p.add_argument("--topology", default="switch", help="topology kind (see `trainsim topology --help`)")
+    named(p.add_argument("--topology", default="switch", help="topology kind"), "topologies")
     p.add_argument("--bandwidth", default="10GB/s", help="link bandwidth, e.g. 100Gbps")
     p.add_argument("--latency", default="1us", help="per-hop latency, e.g. 1us")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -279,7 +360,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _configure_topology(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", help="ring, switch, torus, fat_tree, leaf_spine, hierarchical, or a topology file")
+    named(p.add_argument("kind", help="a topology kind, or a topology file"), "topologies")
     p.add_argument("params", nargs="*", metavar="KEY=VALUE", help="builder parameters, e.g. k=4")
     p.add_argument("--draw", type=Path, help="write a drawing of the graph as PNG")
     p.add_argument("--save", type=Path, help="write the graph as a topology YAML file")
@@ -320,7 +401,8 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the kernels run")
-    p.add_argument("--algorithms", default="ring,recursive_doubling", help="comma-separated allreduce algorithms")
+    named(p.add_argument("--algorithms", default="ring,recursive_doubling", help="comma-separated allreduce algorithms"),
+          "algorithms:allreduce")
     p.add_argument("--ranks", default="2,4", help="e.g. 2,4 or 2..8:x2")
     p.add_argument("--sizes", default="4KiB..64MiB:x4", help="bytes per rank, e.g. 4KiB..64MiB:x4")
     p.add_argument("--dtype", default="float32", help="element type of the buffers")
@@ -398,6 +480,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from validation.calibrate import calibrate
     from validation.report import regime_rows
 
+    check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
     profile = calibrate(args.measurements, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
                         name=args.name, command=["trainsim", *args.argv])
     profile.save(args.out)
@@ -440,8 +523,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _configure_kernels(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["bench"], help="bench: time an algorithm on real kernels over sizes")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--algorithm", default="ring", help="an algorithm registered for --collective")
-    p.add_argument("--collective", default="allreduce", help="allreduce, reduce_scatter, allgather, ...")
+    named(p.add_argument("--algorithm", default="ring", help="an algorithm registered for --collective"),
+          "algorithms:allreduce")
+    named(p.add_argument("--collective", default="allreduce", help="the collective to run"), "collectives")
     p.add_argument("--ranks", default="2", help="e.g. 4 or 2,4 or 2..8:x2")
     p.add_argument("--sizes", "--size", dest="sizes", default="1KiB..64MiB:x4",
                    help="bytes per rank, e.g. 1KiB..64MiB:x4")
@@ -497,19 +581,43 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- trainsim list --------------------------------------------------------------------
+
+
+def _configure_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=LISTS, help="which names to list")
+    p.add_argument("--json", action="store_true", help="print {name: description} as one JSON object on stdout")
+    p.epilog = "example: trainsim list models"
+
+
+@command("list", _configure_list)
+def cmd_list(args: argparse.Namespace) -> int:
+    found = names(args.what)
+    if args.json:
+        emit_json(found)
+    else:
+        table = Table(title=f"{args.what} ({len(found)})", title_justify="left")
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("collectives" if args.what == "algorithms" else "description")
+        for key, text in found.items():
+            table.add_row(key, text)
+        stdout.print(table)
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .provenance import version
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trainsim", description="Simulate distributed deep-learning training on a cluster you describe in YAML.")
     parser.add_argument("--version", action="version", version=f"trainsim {version()}")
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, fn) in COMMANDS.items():
         sub = subs.add_parser(name, help=(fn.__doc__ or configure.__doc__ or name).strip().splitlines()[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=_Help)
         configure(sub)
         sub.set_defaults(handler=fn)
     return parser
@@ -536,6 +644,7 @@ cmd_sweep.__doc__ = "run a sweep of configs (grid/zip/seeds) on Dask; write resu
 cmd_validate.__doc__ = "measure real collectives, calibrate the simulator, compare predicted with measured"
 cmd_calibrate.__doc__ = "fit a hardware profile (alpha, beta, gamma) to measurements.csv"
 cmd_compare.__doc__ = "compare a profile's predictions with measurements (held-out MAPE)"
+cmd_list.__doc__ = "list the names configs and flags accept: models, devices, algorithms, collectives, topologies"
 
 if __name__ == "__main__":
     sys.exit(main())

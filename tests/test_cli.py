@@ -149,3 +149,44 @@ def test_the_terminal_summary_shows_units():
     assert with_unit("throughput_samples_per_s", 122069.4) == "122,069 samples/s"
     assert with_unit("wait_s", 0.0) == "0 s" and with_unit("workers", 128) == "128"
     assert with_unit("scaling_efficiency", 0.359583) == "0.359583"
+
+
+# -- names, defaults and argument errors --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["models", "devices", "algorithms", "collectives", "topologies"])
+def test_list_names_exactly_what_configs_and_flags_accept(what):
+    import topologies
+    from simulator.collectives import COLLECTIVES, algorithms
+    from simulator.devices import CATALOG
+    from simulator.workloads import PRESETS
+
+    res = trainsim("list", what, "--json")
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    expected = {"models": set(PRESETS), "devices": set(CATALOG), "topologies": set(topologies.KINDS),
+                "collectives": set(COLLECTIVES),
+                "algorithms": {a for c in COLLECTIVES for a in algorithms(c)}}[what]
+    assert set(listed) == expected
+    if what == "algorithms":
+        assert listed["bruck"] == "allgather" and "allreduce" in listed["ring"]
+    assert what in trainsim("list", what).stdout
+
+
+def test_help_shows_defaults_and_the_names_an_option_takes():
+    from simulator.collectives import algorithms
+
+    text = " ".join(trainsim("collective", "--help").stdout.split())
+    assert "(default: 64MiB)" in text and "(default: 10GB/s)" in text
+    assert "[one of: " + ", ".join(algorithms("allreduce")) + "]" in text
+    assert "fat_tree" in text and "alltoall" in text
+    kernels_help = " ".join(trainsim("kernels", "--help").stdout.split())
+    assert "(default: 1KiB..64MiB:x4)" in kernels_help and "(default: 5)" in kernels_help
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "x.yaml", "--bogus"], ["kernels", "bench", "--repeats", "x"],
+                                  ["lst"], ["list", "gpus"], ["collective", "--network", "ideal"]])
+def test_an_argument_error_is_one_line_and_exit_2(args):
+    res = trainsim(*args)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "usage:" not in res.stderr and "--help" in res.stderr, res.stderr

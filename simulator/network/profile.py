@@ -177,10 +177,14 @@ class HardwareProfile(_Strict):
     def save(self, path: str | Path) -> Path:
         """Write the profile as YAML (atomically: a temporary file renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_yaml(), encoding="utf-8")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(self.to_yaml(), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ProfileError(f"{path}: cannot write the profile ({e.strerror or e})") from None
         return path
 
 
