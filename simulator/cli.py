@@ -401,8 +401,8 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the kernels run")
-    named(p.add_argument("--algorithms", default="ring,recursive_doubling", help="comma-separated allreduce algorithms"),
-          "algorithms:allreduce")
+    named(p.add_argument("--algorithms", default="ring,recursive_doubling",
+                         help="comma-separated allreduce algorithms"), "algorithms:allreduce")
     p.add_argument("--ranks", default="2,4", help="e.g. 2,4 or 2..8:x2")
     p.add_argument("--sizes", default="4KiB..64MiB:x4", help="bytes per rank, e.g. 4KiB..64MiB:x4")
     p.add_argument("--dtype", default="float32", help="element type of the buffers")
