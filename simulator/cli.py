@@ -506,8 +506,10 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
 @command("compare", _configure_compare)
 def cmd_compare(args: argparse.Namespace) -> int:
     from validation.compare import compare
-    from validation.records import atomic_folder
+    from validation.records import atomic_folder, check_out_folder
 
+    if args.out:
+        check_out_folder(args.out)
     comparison = compare(args.profile, args.measurements, reference=args.reference)
     files: list[Path] = []
     if args.out:
@@ -630,6 +632,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except TrainsimInputError as e:
         stderr.print(f"trainsim {args.command}: error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except OSError as e:  # a path the user gave that the system refuses (too long, no permission, ...)
+        if e.filename is None:
+            raise
+        stderr.print(f"trainsim {args.command}: error: {e.filename}: {e.strerror or e}", markup=False,
+                     highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         stderr.print("interrupted")

@@ -45,7 +45,7 @@ from simulator.config.errors import TrainsimInputError
 
 __all__ = [
     "COLUMNS", "Measurement", "MeasurementError", "Measurements", "Point",
-    "atomic_folder", "read_measurements",
+    "atomic_folder", "check_out_folder", "read_measurements",
 ]
 
 REQUIRED = ("device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repetition", "seconds")
@@ -259,15 +259,37 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     On an exception nothing in ``out`` changes and the temporary folder is removed.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_out_folder(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise TrainsimInputError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     try:
         yield tmp
-        out.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            target = out / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        try:
+            out.mkdir(exist_ok=True)
+            for item in tmp.iterdir():
+                target = out / item.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+        except OSError as e:
+            raise TrainsimInputError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_out_folder(out: str | Path) -> None:
+    """An output folder: not a file, its parent exists or can be made and is writable; else one line.
+
+    Called before any work, so a bad ``--out`` is refused before minutes of measuring.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainsimInputError(f"--out {out}: is a file; expected a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainsimInputError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
+    if not os.access(out.parent, os.W_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
+        raise TrainsimInputError(f"--out {out}: not writable")

@@ -197,12 +197,11 @@ def load_profile(path: str | Path) -> HardwareProfile:
         One line naming the file, the key and what was expected.
     """
     path = Path(path)
-    if not path.exists():
-        raise ProfileError(f"{path}: no such profile file (expected a profile.yaml from `trainsim calibrate`)")
     try:
         raw = safe_yaml.read(path)
     except safe_yaml.YAMLInputError as e:
-        raise ProfileError(str(e)) from None
+        hint = " (expected a profile.yaml from `trainsim calibrate`)" if str(e).endswith("no such file") else ""
+        raise ProfileError(f"{e}{hint}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise ProfileError(f"{path}: expected a trainsim hardware profile (a mapping with format: {FORMAT}), "

@@ -105,7 +105,7 @@ def test_a_bad_profile_is_one_line_naming_the_file_and_key(small_config, tmp_pat
 
 def test_a_missing_profile_file(small_config, tmp_path):
     small_config["cluster"]["profile"] = str(tmp_path / "nope.yaml")
-    with pytest.raises(Exception, match="cluster.profile: .*nope.yaml: no such profile file"):
+    with pytest.raises(Exception, match="cluster.profile: .*nope.yaml: no such file"):
         simulate(load_config(small_config))
 
 
