@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .config.errors import TrainsimInputError
+from .config.errors import ConfigError, TrainsimInputError
 
 __all__ = ["main"]
 
@@ -178,6 +179,32 @@ def check_plot_path(path: Path, flag: str) -> None:
     check_file_path(path, flag)
 
 
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None):
+    """A rich progress bar on stderr, yielding ``update(completed, total=None, description=None)``.
+
+    Drawn only on a terminal: a pipe or a log file gets no bar (and no stray blank line before an error).
+    """
+    if not stderr.is_terminal:
+        yield lambda *a, **k: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+
+        def update(completed: int, total: int | None = None, description: str | None = None) -> None:
+            fields = {"completed": completed}
+            if total is not None:
+                fields["total"] = total
+            if description is not None:
+                fields["description"] = description
+            bar.update(task, **fields)
+
+        yield update
+
+
 def emit_json(obj: Any) -> None:
     from .results import strict_json
 
@@ -204,9 +231,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
 
 @command("run", _configure_run)
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .config import load_config
+    from .config import load_config, locate
     from .run import simulate
 
     overrides = args.overrides + ([f"training.replications={args.replications}"] if args.replications else [])
@@ -216,11 +241,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         explain_placement(config, as_json=args.json, console=stdout)
         return 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task(f"simulating {config.name}",
-                            total=config.training.iterations * config.training.replications)
-        result = simulate(config, progress=lambda it: bar.update(task, completed=it + 1))
+    with progress_bar(f"simulating {config.name}", config.training.iterations * config.training.replications) as bar:
+        try:
+            result = simulate(config, progress=lambda it: bar(it + 1))
+        except ConfigError as e:  # a check that needs the built job: name the file (or the --set) too
+            raise locate(e, args.config, overrides) from None
     out = args.out or Path("runs") / config.name
     from .provenance import provenance
 
@@ -323,8 +348,6 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
 
 @command("sweep", _configure_sweep)
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .sweep import POINTS, load_sweep, run_sweep
 
     if args.workers is not None and args.workers < 1:
@@ -340,11 +363,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             print_rows(f"{sweep.name}: {len(rows)} points (nothing run)", rows)
         return 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task(f"sweep {sweep.name}", total=None)
+    with progress_bar(f"sweep {sweep.name}") as bar:
         result = run_sweep(sweep, out, scheduler=args.scheduler, workers=args.workers, plots=not args.no_plots,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+                           progress=lambda done, total: bar(done, total))
     info = {"out": str(out), "points": len(sweep.points), "computed": result.computed, "cached": result.cached,
             "failed": result.failed, "files": [str(f) for f in result.files], "wall_s": round(result.wall_s, 3)}
     if args.json:
@@ -422,23 +443,19 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
 
 @command("validate", _configure_validate)
 def cmd_validate(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from validation.pipeline import validate
 
     from .sizes import parse_ranks, parse_sizes
 
     out = args.out or Path("runs") / f"validate-{args.device}"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task("measuring", total=None)
+    with progress_bar("measuring") as bar:
         run = validate(
             out=out, device=args.device, algorithms=[a.strip() for a in args.algorithms.split(",") if a.strip()],
             ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
             warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
             reference=args.reference,
             plot=not args.no_plots, command=["trainsim", *args.argv],
-            progress=lambda done, total, label: bar.update(task, completed=done, total=total, description=label))
+            progress=lambda done, total, label: bar(done, total, label))
     _report_comparison(run.comparison, args.json, out, run.files)
     return 0
 

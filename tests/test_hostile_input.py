@@ -269,3 +269,15 @@ def test_jobs_too_big_to_simulate_event_by_event_are_refused_before_they_start()
         simulate(load_config(EXAMPLE, ["training.iterations=100000"]))           # 128 devices x 1e5
     with pytest.raises(ConfigError, match="at most 131,072"):
         load_config(EXAMPLE, ["cluster.topology.nodes=100000"])
+
+
+def test_errors_found_after_loading_name_the_file_or_the_set(tmp_path):
+    ps = ROOT / "examples" / "02_ps_vs_allreduce.yaml"
+    refused(["run", str(EXAMPLE), "--set", "parallelism.tensor=3"], tmp_path,
+            expect="--set parallelism.tensor: parallelism: data is null, so tensor × pipeline = 3 × 1 = 3")
+    line = refused(["run", str(ps), "--set", "communication.servers=1000"], tmp_path,
+                   expect="--set communication.servers: 32 workers and 1000 dedicated servers need 1032 devices")
+    assert line.count("communication.servers") == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ps.read_text().replace("servers: 4", "servers: 1000"))
+    refused(["run", str(bad)], tmp_path, expect=f"{bad}: communication.servers: 32 workers and 1000 dedicated")

@@ -8,6 +8,7 @@ folder, and raises ``ConfigError`` with one line naming the key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from topologies import safe_yaml
 from .errors import ConfigError, TrainsimInputError, describe
 from .models import Config
 
-__all__ = ["Config", "ConfigError", "TrainsimInputError", "apply_override", "load_config", "parse_yaml",
+__all__ = ["Config", "ConfigError", "TrainsimInputError", "apply_override", "load_config", "locate", "parse_yaml",
            "read_yaml"]
 
 
@@ -97,6 +98,19 @@ def load_config(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> 
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(describe(e, name, blame=_overridden(overrides))) from None
+
+
+def locate(err: ConfigError, source: str | Path, overrides: Iterable[str] = ()) -> ConfigError:
+    """A check that ran after loading (it needed the built job) named where its key came from: the
+    ``--set`` that set it, else the config file."""
+    text = str(err)
+    if text.startswith((str(source), "--set ")):
+        return err
+    key = re.match(r"([\w.]+): ", text)
+    named = _overridden(list(overrides))(key.group(1)) if key else None
+    if key and named == f"--set {key.group(1)}":
+        text = text[key.end():]
+    return ConfigError(f"{named or source}: {text}")
 
 
 def _overridden(overrides: list[str]):
