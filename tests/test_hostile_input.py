@@ -56,7 +56,8 @@ def refused(path_or_args, tmp_path: Path, *, expect: str, seconds: float = 20.0)
     ("set", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!set {1: null}"), "tag !!set is not allowed"),
     ("timestamp", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: !!timestamp 2026-01-01"),
      "tag !!timestamp is not allowed"),
-    ("date", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: 2026-01-01"), "seed: expected a whole number (got '2026-01-01')"),
+    ("date", EXAMPLE.read_bytes().replace(b"seed: 42", b"seed: 2026-01-01"),
+     "seed: expected a whole number (got '2026-01-01')"),
 ])
 def test_bad_yaml_files_are_one_line(tmp_path, name, data, expect):
     path = tmp_path / f"{name}.yaml"
