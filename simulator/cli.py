@@ -624,6 +624,66 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- trainsim lesson ------------------------------------------------------------------
+
+
+def _configure_lesson(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "show", "run"], help="list the lessons, show one's page, or run it")
+    p.add_argument("number", nargs="?", help="the lesson's number (show, run)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/lesson-<N>)")
+    p.add_argument("--workers", type=int, help="Dask worker processes for the lesson's sweeps (default: 2)")
+    p.add_argument("--json", action="store_true", help="print the claims (or the list) as one JSON object on stdout")
+    p.epilog = "example: trainsim lesson run 4 --out runs/lesson-4"
+
+
+@command("lesson", _configure_lesson)
+def cmd_lesson(args: argparse.Namespace) -> int:
+    from . import lessons
+
+    if args.action == "list":
+        rows = lessons.listing()
+        if args.json:
+            emit_json({"lessons": rows})
+        else:
+            print_rows("lessons (docs/lessons/)", rows)
+        return 0
+    if args.number is None:
+        raise TrainsimInputError(f"lesson {args.action}: expected a lesson number, e.g. "
+                                 f"trainsim lesson {args.action} 1")
+    les = lessons.lesson(args.number)
+    if args.action == "show":
+        from rich.markdown import Markdown
+
+        if not les.page.is_file():
+            raise TrainsimInputError(f"lesson {les.number}: {les.page} is missing (lessons need a checkout)")
+        stdout.print(Markdown(les.page.read_text(encoding="utf-8")))
+        return 0
+    if args.workers is not None and args.workers < 1:
+        raise TrainsimInputError(f"--workers: expected a positive integer, got {args.workers}")
+    out = args.out or Path("runs") / f"lesson-{les.number}"
+    with progress_bar(f"lesson {les.number}") as bar:
+        run = lessons.run_lesson(les.number, out, workers=args.workers, progress=lambda label: bar(0, None, label))
+    if args.json:
+        emit_json({"lesson": les.number, "title": les.title, "out": str(out), "holds": run.holds,
+                   "claims": run.results, "plots": [str(out / p) for p in les.plots]})
+    else:
+        table = Table(title=f"lesson {les.number}: {les.title}  →  {out}/", title_justify="left")
+        table.add_column("", no_wrap=True)
+        table.add_column("claim")
+        table.add_column("what the run gave")
+        for r in run.results:
+            table.add_row("[green]✓[/green]" if r["holds"] else "[red]✗[/red]", r["claim"], r["detail"])
+        stdout.print(table)
+        for plot in les.plots:
+            stderr.print(f"[dim]look at {out / plot}[/dim]")
+    if not run.holds:
+        failed = next(r for r in run.results if not r["holds"])
+        stderr.print(f"trainsim lesson: claim does not hold: {failed['claim']} ({failed['detail']})",
+                     markup=False, highlight=False, soft_wrap=True)
+        return 1
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------
 
 
@@ -669,6 +729,7 @@ cmd_sweep.__doc__ = "run a sweep of configs (grid/zip/seeds) on Dask; write resu
 cmd_validate.__doc__ = "measure real collectives, calibrate the simulator, compare predicted with measured"
 cmd_calibrate.__doc__ = "fit a hardware profile (alpha, beta, gamma) to measurements.csv"
 cmd_compare.__doc__ = "compare a profile's predictions with measurements (held-out MAPE)"
+cmd_lesson.__doc__ = "the classroom course: list, show or run a numbered lesson and check its answers"
 cmd_list.__doc__ = "list the names configs and flags accept: models, devices, algorithms, collectives, topologies"
 
 if __name__ == "__main__":

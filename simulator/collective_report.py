@@ -86,6 +86,15 @@ def _topology_for(kind: str, p: int, bandwidth: str, latency: str, params: list[
     defaults: dict[str, Any] = {}
     if kind in ("ring", "switch"):
         defaults = {"n": p, "bandwidth": bandwidth, "latency": latency}
+    elif kind == "hierarchical":  # --bandwidth/--latency are the network between servers; --param sets the rest
+        given = {w.partition("=")[0].strip() for w in params}
+        defaults = {"inter_bandwidth": bandwidth, "inter_latency": latency, "inter_kind": "switch"}
+        if "nodes" not in given and "devices_per_node" in given:
+            dpn = next(w.partition("=")[2] for w in params if w.partition("=")[0].strip() == "devices_per_node")
+            if dpn.strip().isdigit() and int(dpn) > 0 and p % int(dpn) == 0:
+                defaults["nodes"] = p // int(dpn)
+        if "inter_kind" in given:
+            del defaults["inter_kind"]
     elif kind in topologies.KINDS:
         defaults = {"bandwidth": bandwidth, "latency": latency}
     return make_topology(kind, params, defaults)
