@@ -25,7 +25,15 @@ from .config.errors import TrainsimInputError
 
 __all__ = ["LESSONS", "Claim", "Lesson", "LessonRun", "lesson", "run_lesson"]
 
-ROOT = Path(__file__).resolve().parents[1]
+def _checkout() -> Path:
+    """The checkout the lessons live in: beside the package (editable install), else the working folder."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (root / "docs" / "lessons" / "README.md").is_file():
+            return root
+    return Path(__file__).resolve().parents[1]
+
+
+ROOT = _checkout()
 PAGES = ROOT / "docs" / "lessons"
 
 Rows = list[dict[str, Any]]
@@ -554,6 +562,9 @@ def _run_collective(step: Step, folder: Path) -> tuple[Rows, list[Path]]:
 def _run_sweep(step: Step, folder: Path, client: Any) -> tuple[Rows, list[Path]]:
     from .sweep import load_sweep, run_sweep
 
+    if not (ROOT / step.spec).is_file():
+        raise TrainsimInputError(f"lesson step {step.id}: {step.spec} not found (lessons run from a checkout "
+                                 "of trainsim: cd into it)")
     sweep = load_sweep(ROOT / step.spec)
     result = run_sweep(sweep, folder, client=client)  # a point that fails (does not fit, ...) is a row too
     with (folder / "results.csv").open() as fh:

@@ -39,6 +39,7 @@ BASES: dict[str, list[str]] = {
     "kernels": ["kernels", "bench", "--ranks", "2", "--sizes", "4KiB", "--repeats", "1", "--warmup", "0",
                 "--mode", "thread", "--json"],
     "list": ["list", "models", "--json"],
+    "lesson": ["lesson", "show", "1"],
     "validate": ["validate", "--ranks", "2", "--sizes", "4KiB..64KiB:x4", "--repeats", "1", "--warmup", "0",
                  "--no-plots", "--out", str(OUT), "--json"],
 }
