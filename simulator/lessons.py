@@ -418,9 +418,10 @@ def _l9_feedback(out: Outputs) -> tuple[bool, str]:
     m = _l9(out)
     with_ef = values(m["topk"], "time_to_target_s")
     without = values(m["topk_no_ef"], "time_to_target_s")
+    final = ", ".join(_fmt(x) for x in values(m["topk_no_ef"], "final_loss"))
     return (all(math.isfinite(x) for x in with_ef) and not any(math.isfinite(x) for x in without),
             f"top-1 % with error feedback reaches the target in {', '.join(_fmt(x) for x in with_ef)} s; without "
-            f"it does not within 120 iterations (final loss {', '.join(_fmt(x) for x in values(m['topk_no_ef'], 'final_loss'))})")
+            f"it does not within 120 iterations (final loss {final})")
 
 
 def _l9_powersgd(out: Outputs) -> tuple[bool, str]:
