@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .config.errors import ConfigError, TrainsimInputError
+from .errors import ConfigError, TrainsimInputError
 
 __all__ = ["main"]
 

@@ -6,19 +6,9 @@ import re
 
 from pydantic import ValidationError
 
+from simulator.errors import ConfigError, TrainsimInputError
+
 __all__ = ["ConfigError", "TrainsimInputError", "describe"]
-
-
-class TrainsimInputError(Exception):
-    """Bad user input (config, CLI argument, topology or measurement file).
-
-    The CLI prints ``str(err)`` as one line and exits with status 2; anything else
-    that escapes is a bug and keeps its traceback.
-    """
-
-
-class ConfigError(TrainsimInputError, ValueError):
-    """A config that does not validate; the message names the key and what was expected."""
 
 
 def _short(value: object, limit: int = 60) -> str:
