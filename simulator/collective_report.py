@@ -18,7 +18,7 @@ import numpy as np
 import topologies
 from simulator import collectives
 
-from .config.errors import TrainsimInputError
+from .errors import TrainsimInputError
 from .network import Network
 from .topology_report import make_topology
 from .tuner import best_algorithm

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config.errors import TrainsimInputError
+from .errors import TrainsimInputError
 
 __all__ = ["LESSONS", "Claim", "Lesson", "LessonRun", "lesson", "run_lesson"]
 

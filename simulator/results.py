@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config.errors import TrainsimInputError
+from .errors import TrainsimInputError
 
 __all__ = ["IterationRecord", "Result", "Trace", "summarize"]
 

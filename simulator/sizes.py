@@ -11,7 +11,7 @@ import re
 
 from topologies.units import UnitError, parse
 
-from .config.errors import TrainsimInputError
+from .errors import TrainsimInputError
 
 __all__ = ["parse_ranks", "parse_sizes"]
 

@@ -10,7 +10,7 @@ import networkx as nx
 import topologies
 from topologies.units import UnitError, parse
 
-from .config.errors import TrainsimInputError
+from .errors import TrainsimInputError
 
 __all__ = ["describe_topology", "draw", "make_topology", "parse_params"]
 

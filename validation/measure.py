@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simulator import collectives
-from simulator.config.errors import TrainsimInputError
+from simulator.errors import TrainsimInputError
 
 from .provenance import collect
 from .records import Measurement, Measurements

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.config.errors import TrainsimInputError
+from simulator.errors import TrainsimInputError
 from simulator.network.profile import HardwareProfile
 
 from .calibrate import HOLDOUTS, calibrate

@@ -41,7 +41,7 @@ import numpy as np
 
 from simulator import collectives
 from simulator.collectives.schedule import COLLECTIVES
-from simulator.config.errors import TrainsimInputError
+from simulator.errors import TrainsimInputError
 
 __all__ = [
     "COLUMNS", "Measurement", "MeasurementError", "Measurements", "Point",
