@@ -99,7 +99,7 @@ def test_a_bad_profile_is_one_line_naming_the_file_and_key(small_config, tmp_pat
     config = write(tmp_path, small_config, "job.yaml")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
     line = capsys.readouterr().err.strip()
-    assert line.count("\n") == 0 and line.startswith(f"trainsim run: error: cluster.profile: {path}: ")
+    assert line.count("\n") == 0 and line.startswith("trainsim run: error: ") and f"cluster.profile: {path}: " in line
     assert expected in line and not (tmp_path / "out").exists()
 
 
