@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .config.errors import ConfigError, TrainsimInputError
+from .formatting import fmt as _fmt
+from .formatting import with_unit
 
 __all__ = ["main"]
 
@@ -105,36 +107,6 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
         COMMANDS[name] = (configure, fn)
         return fn
     return register
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def with_unit(key: str, value: Any) -> str:
-    """A summary value as a person reads it: ``25.9 GB``, ``12.5 GB/s``, ``33.5 ms`` (the key says the unit)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return _fmt(value)
-    if key.endswith("_ci95"):
-        return _fmt(value)
-    scaled = [(1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"),
-              (1e15, "P")]
-
-    def si(x: float, unit: str) -> str:
-        if x == 0:
-            return f"0 {unit}"
-        factor, prefix = next(((f, p) for f, p in reversed(scaled) if abs(x) >= f), scaled[0])
-        return f"{x / factor:.4g} {prefix}{unit}"
-
-    if key.endswith("_samples_per_s"):
-        return f"{value:,.0f} samples/s" if abs(value) >= 100 else f"{value:.4g} samples/s"
-    if key.endswith(("_per_iteration", "_bytes")) and "bytes" in key:
-        return si(float(value), "B")
-    if key.endswith("_s") and not key.endswith("_per_s"):
-        return si(float(value), "s")
-    return _fmt(value)
 
 
 def print_mapping(title: str, data: dict[str, Any]) -> None:
