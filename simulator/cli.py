@@ -192,9 +192,13 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key before validation, e.g. --set parallelism.data=64")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
-    p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
-    p.add_argument("--replications", metavar="R",
-                   help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip PNG plots (report.html is still written, without them)")
+    p.add_argument("--replications", "--seeds", dest="replications", metavar="R",
+                   help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R;"
+                        " --seeds R is the same flag)")
+    p.add_argument("--explain", action="store_true",
+                   help="after the run, say in words where each second of an iteration went (stderr with --json)")
     p.add_argument("--explain-placement", action="store_true",
                    help="print where every rank runs (device, node, groups, stages) and exit without simulating")
     p.epilog = ("example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50\n"
@@ -227,7 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         emit_json(result.summary)
     else:
         print_mapping(f"{config.name}  →  {out}/", result.summary)
-    stderr.print(f"[dim]wrote {out}/ (simulated in {result.run_info['sim_wall_s']:.2f} s)[/dim]")
+    if args.explain:
+        from .explain import explain_lines
+
+        print("\n".join(explain_lines(result.summary)), file=sys.stderr if args.json else sys.stdout, flush=True)
+    stderr.print(f"[dim]wrote {out}/ (simulated in {result.run_info['sim_wall_s']:.2f} s; "
+                 f"open {out}/report.html)[/dim]")
     return 0
 
 
@@ -313,7 +322,7 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, help="embedded LocalCluster size (default: one per CPU)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and which are cached); run nothing")
-    p.add_argument("--no-plots", action="store_true", help="skip plots/scaling.png")
+    p.add_argument("--no-plots", action="store_true", help="skip plots/*.png (report.html is still written)")
     p.add_argument("--json", action="store_true", help="print counts and paths as one JSON object on stdout")
     p.epilog = "example: trainsim sweep examples/sweeps/scaling.yaml --out runs/scaling --workers 4"
 

@@ -22,11 +22,19 @@ _FAULT_CAUSES = (("lost_work_s", "work lost (rolled back, or in flight at a fail
 
 
 def _s(value: float) -> str:
-    return with_unit("x_s", float(value))
+    """Seconds as a person reads them: ``33.5 ms``, ``12.4 min``, ``29.0 days`` (never ``2.5 Ms``)."""
+    value = float(value)
+    for scale, unit in ((86400.0, "days"), (3600.0, "h"), (60.0, "min")):
+        if abs(value) >= 2 * scale:
+            return f"{value / scale:.1f} {unit}"
+    return with_unit("x_s", value)
 
 
 def _pct(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.0f} %" if whole > 0 else "–"
+    if whole <= 0:
+        return "–"
+    share = 100 * part / whole
+    return f"{share:.0f} %" if abs(share) >= 1 or share == 0 else f"{share:.1f} %"
 
 
 def explain_lines(summary: dict[str, Any]) -> list[str]:
@@ -37,7 +45,9 @@ def explain_lines(summary: dict[str, Any]) -> list[str]:
     mean = f" (mean over {summary['replications']} seeds)" if summary.get("replications", 1) > 1 else ""
     per = "each replica's own iterations (asynchronous: no global step)" if summary.get("sync") == "asp" \
         else "one training step of the whole job"
-    lines.append(f"One iteration took {_s(it)}{mean}: {per}, {summary['workers']} devices, {summary['algorithm']}.")
+    workers = summary["workers"]
+    workers = int(workers) if isinstance(workers, float) and workers.is_integer() else workers
+    lines.append(f"One iteration took {_s(it)}{mean}: {per}, {workers} devices, {summary['algorithm']}.")
     lines.append("Per device, that time went to:")
     lines.append(f"  computing (forward, backward, optimizer step)   {_s(comp):>10}  {_pct(comp, it):>5}")
     lines.append(f"  communication it had to wait for (exposed)      {_s(exposed):>10}  {_pct(exposed, it):>5}")
@@ -50,7 +60,7 @@ def explain_lines(summary: dict[str, Any]) -> list[str]:
     if comm > 0:
         hidden = max(0.0, comm - exposed)
         lines.append(f"Communication was busy {_s(comm)} per iteration; about {_s(hidden)} of it "
-                     f"({_pct(hidden, comm)}) ran while the devices computed, hidden behind backward.")
+                     f"({_pct(hidden, comm)}) overlapped the devices' computing (hidden).")
     for key, words in (("gradient_sync_s", "the data-parallel gradient sync"),
                        ("tensor_parallel_s", "tensor-parallel all-reduces (inside the ops, never hidden)"),
                        ("pipeline_send_s", "stage-to-stage sends"), ("zero_gather_s", "ZeRO-3 parameter gathers"),
@@ -73,5 +83,5 @@ def explain_lines(summary: dict[str, Any]) -> list[str]:
                      f"({summary.get('failures', 0):.0f} failures); the {_s(summary['time_lost_s'])} lost went to:")
         for key, words in _FAULT_CAUSES:
             if float(summary.get(key, 0.0)) > 0:
-                lines.append(f"  {words:<46} {_s(summary[key]):>10}  {_pct(summary[key], wall):>5} of wall time")
+                lines.append(f"  {words:<52} {_s(summary[key]):>10}  {_pct(summary[key], wall):>5} of wall time")
     return lines
