@@ -266,9 +266,9 @@ def pipeline_plot(result: Result, path: Path) -> dict | None:
                Patch(facecolor=colours["B"], label="backward"),
                Patch(facecolor="#EEEEEE", edgecolor="#BBBBBB", hatch="///", label="idle (bubble)")]
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize="small", frameon=False)
-    ax.set_title(f"{summary['name']}: {summary.get('schedule', '')}, {stages} stages × {summary.get('microbatches')} "
-                 f"microbatches, iteration {data['iteration']} — idle {data['idle_fraction']:.1%} of stage time "
-                 "(numbers: microbatch)\n",
+    ax.set_title(f"{summary['name']}: {summary.get('schedule', '')}, {stages} stages × "
+                 f"{int(summary.get('microbatches', 1))} microbatches (numbers in the bars)\n"
+                 f"iteration {data['iteration']}: idle (the bubble) {data['idle_fraction']:.1%} of stage time\n",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -50,7 +50,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;border
 table{border-collapse:collapse;font-size:.9em}td,th{padding:.2em .7em;border-bottom:1px solid #eee;text-align:left}
 td.v{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.raw{color:#777;font-size:.85em}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}
-pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em;max-height:40em}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em;max-height:40em;white-space:pre-wrap}
 .note{color:#666;font-size:.9em}button{font-size:1em;padding:.4em 1em;cursor:pointer}
 .scroll{overflow-x:auto}
 """
