@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ConfigError, TrainsimInputError
+from .formatting import fmt as _fmt
+from .formatting import with_unit
 
 __all__ = ["main"]
 
@@ -107,36 +109,6 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
     return register
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def with_unit(key: str, value: Any) -> str:
-    """A summary value as a person reads it: ``25.9 GB``, ``12.5 GB/s``, ``33.5 ms`` (the key says the unit)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return _fmt(value)
-    if key.endswith("_ci95"):
-        return _fmt(value)
-    scaled = [(1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"),
-              (1e15, "P")]
-
-    def si(x: float, unit: str) -> str:
-        if x == 0:
-            return f"0 {unit}"
-        factor, prefix = next(((f, p) for f, p in reversed(scaled) if abs(x) >= f), scaled[0])
-        return f"{x / factor:.4g} {prefix}{unit}"
-
-    if key.endswith("_samples_per_s"):
-        return f"{value:,.0f} samples/s" if abs(value) >= 100 else f"{value:.4g} samples/s"
-    if key.endswith(("_per_iteration", "_bytes")) and "bytes" in key:
-        return si(float(value), "B")
-    if key.endswith("_s") and not key.endswith("_per_s"):
-        return si(float(value), "s")
-    return _fmt(value)
-
-
 def print_mapping(title: str, data: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
@@ -220,9 +192,13 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key before validation, e.g. --set parallelism.data=64")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
-    p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
-    p.add_argument("--replications", metavar="R",
-                   help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip PNG plots (report.html is still written, without them)")
+    p.add_argument("--replications", "--seeds", dest="replications", metavar="R",
+                   help="run R derived seeds; the summary gives means and 95%% CIs (= --set training.replications=R;"
+                        " --seeds R is the same flag)")
+    p.add_argument("--explain", action="store_true",
+                   help="after the run, say in words where each second of an iteration went (stderr with --json)")
     p.add_argument("--explain-placement", action="store_true",
                    help="print where every rank runs (device, node, groups, stages) and exit without simulating")
     p.epilog = ("example: trainsim run examples/01_resnet50_128gpu_ring.yaml --out runs/r50\n"
@@ -255,7 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         emit_json(result.summary)
     else:
         print_mapping(f"{config.name}  →  {out}/", result.summary)
-    stderr.print(f"[dim]wrote {out}/ (simulated in {result.run_info['sim_wall_s']:.2f} s)[/dim]")
+    if args.explain:
+        from .explain import explain_lines
+
+        print("\n".join(explain_lines(result.summary)), file=sys.stderr if args.json else sys.stdout, flush=True)
+    stderr.print(f"[dim]wrote {out}/ (simulated in {result.run_info['sim_wall_s']:.2f} s; "
+                 f"open {out}/report.html)[/dim]")
     return 0
 
 
@@ -341,7 +322,7 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, help="embedded LocalCluster size (default: one per CPU)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and which are cached); run nothing")
-    p.add_argument("--no-plots", action="store_true", help="skip plots/scaling.png")
+    p.add_argument("--no-plots", action="store_true", help="skip plots/*.png (report.html is still written)")
     p.add_argument("--json", action="store_true", help="print counts and paths as one JSON object on stdout")
     p.epilog = "example: trainsim sweep examples/sweeps/scaling.yaml --out runs/scaling --workers 4"
 

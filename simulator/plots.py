@@ -10,7 +10,8 @@ import numpy as np
 if TYPE_CHECKING:
     from .results import Result
 
-__all__ = ["iteration_plot", "table_plots", "timeline_plot"]
+__all__ = ["iteration_plot", "links_plot", "pipeline_plot", "pipeline_rows", "run_plots", "table_plots",
+           "timeline_plot"]
 
 
 def _pyplot():
@@ -181,3 +182,181 @@ def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: P
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --- plots that answer a question; each returns the numbers it drew (tests compare them with the summary) ---
+
+
+def _time_scale(seconds: float) -> tuple[float, str]:
+    """A unit that keeps the axis numbers readable: (seconds per unit, unit)."""
+    for scale, unit in ((3600.0, "h"), (60.0, "min"), (1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if seconds >= 3 * scale:
+            return scale, unit
+    return 1e-6, "µs"
+
+
+def pipeline_rows(result: Result) -> dict | None:
+    """One iteration of the pipeline from the trace: per stage, its ops as (start, end, kind), and the idle share.
+
+    A stage's row is the lowest traced device that runs it (replica 0's stages come first in the trace).
+    The window is the summary's: from the iteration's first forward to its last backward, over the rows.
+    An op's bar is its busy time (``compute_s`` + ``tensor_comm_s`` of the trace span), drawn up to its end:
+    a wait for parameters inside an op is idle, as ``pipeline_bubble_fraction`` counts it. ``None`` when
+    the run has no pipeline (or the trace misses a stage: ``output.trace_ranks`` too small).
+    """
+    stages = int(result.summary.get("pipeline_parallel", 1) or 1)
+    if stages < 2:
+        return None
+    ops = [e for e in result.trace.events if e.get("ph") == "X" and "stage" in e.get("args", {})
+           and e["name"][:1] in "FB"]
+    if not ops:
+        return None
+    iteration = max(e["args"]["iteration"] for e in ops)
+    device_of: dict[int, int] = {}
+    for e in ops:
+        s = e["args"]["stage"]
+        device_of[s] = min(device_of.get(s, e["tid"]), e["tid"])
+    if len(device_of) < stages:
+        return None
+    rows: list[list[tuple[float, float, str, int]]] = [[] for _ in range(stages)]
+    for e in ops:
+        a = e["args"]
+        if a["iteration"] == iteration and device_of[a["stage"]] == e["tid"]:
+            end = (e["ts"] + e["dur"]) * 1e-6
+            busy = float(a.get("compute_s", 0.0)) + float(a.get("tensor_comm_s", 0.0))
+            rows[a["stage"]].append((end - busy, end, e["name"][0], int(a.get("microbatch", 0))))
+    start = min(op[0] for row in rows for op in row)
+    end = max(op[1] for row in rows for op in row if op[2] == "B")
+    busy = sum(min(b, end) - max(a, start) for row in rows for a, b, *_ in row if b > start and a < end)
+    span = end - start
+    return {"iteration": int(iteration), "window": (start, end), "stages": stages,
+            "devices": [device_of[s] for s in range(stages)], "rows": rows, "busy_s": busy,
+            "idle_fraction": max(0.0, 1.0 - busy / (stages * span)) if span > 0 else 0.0}
+
+
+def pipeline_plot(result: Result, path: Path) -> dict | None:
+    """Gantt chart of one iteration: stage on y, time on x, forward / backward / idle (the bubble) coloured."""
+    data = pipeline_rows(result)
+    if data is None:
+        return None
+    plt = _pyplot()
+    summary, stages, rows = result.summary, data["stages"], data["rows"]
+    start, end = data["window"]
+    scale, unit = _time_scale(end - start)
+    fig, ax = plt.subplots(figsize=(10, 0.42 * stages + 2.0))
+    colours = {"F": "#4C72B0", "B": "#DD8452"}
+    for s, row in enumerate(rows):
+        ax.broken_barh([(0, (end - start) / scale)], (s - 0.4, 0.8), facecolors="#EEEEEE", edgecolor="#BBBBBB",
+                       hatch="///", linewidth=0)
+        for kind in "FB":
+            bars = [((a - start) / scale, (b - a) / scale) for a, b, k, _ in row if k == kind]
+            ax.broken_barh(bars, (s - 0.4, 0.8), facecolors=colours[kind], edgecolor="white", linewidth=0.3)
+        if len(row) <= 64:
+            for a, b, _, m in row:
+                if (b - a) / (end - start) > 0.012:
+                    ax.text((a + b) / 2 / scale - start / scale, s, str(m), ha="center", va="center", fontsize=6,
+                            color="white")
+    ax.set_yticks(range(stages), [f"stage {s} (device {d})" for s, d in enumerate(data["devices"])], fontsize=8)
+    ax.set_ylim(stages - 0.5, -0.5)
+    ax.set_xlim(0, (end - start) / scale)
+    ax.set_xlabel(f"time since the iteration's first forward ({unit})")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colours["F"], label="forward"),
+               Patch(facecolor=colours["B"], label="backward"),
+               Patch(facecolor="#EEEEEE", edgecolor="#BBBBBB", hatch="///", label="idle (bubble)")]
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize="small", frameon=False)
+    ax.set_title(f"{summary['name']}: {summary.get('schedule', '')}, {stages} stages × "
+                 f"{int(summary.get('microbatches', 1))} microbatches (numbers in the bars)\n"
+                 f"iteration {data['iteration']}: idle (the bubble) {data['idle_fraction']:.1%} of stage time\n",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return data
+
+
+_KIND_LABELS = {"data_parallel": "data-parallel gradients", "tensor_parallel": "tensor-parallel all-reduces",
+                "pipeline": "pipeline sends"}
+
+
+def links_plot(traffic, summary: dict, path: Path, top: int = 12) -> dict:
+    """The busiest directed links: share of capacity × iteration time their bytes take, by kind of traffic."""
+    from .link_traffic import busiest
+
+    plt = _pyplot()
+    iteration_s = float(summary["iteration_time_s"])
+    rows = busiest(traffic, iteration_s, top)
+    index = {name: i for i, name in enumerate(traffic.names)}
+    fig, ax = plt.subplots(figsize=(10, 0.38 * max(len(rows), 1) + 1.8))
+    left = np.zeros(len(rows))
+    for k, (kind, per_link) in enumerate(traffic.kind_bytes.items()):
+        share = np.array([per_link[index[r["link"]]] / (r["capacity_bytes_per_s"] * iteration_s) for r in rows])
+        if share.any():
+            ax.barh(range(len(rows)), 100 * share, left=100 * left, color=f"C{k}", label=_KIND_LABELS.get(kind, kind))
+        left += share
+    for i, r in enumerate(rows):
+        label = f"  {_bytes(r['bytes_per_iteration'])} at {_bytes(r['capacity_bytes_per_s'])}/s"
+        ax.text(100 * r["utilisation"], i, label, va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [r["link"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(100.0, 100 * float(left.max(initial=0)) * 1.35))
+    ax.set_xlabel(f"busy share of one iteration ({iteration_s * 1e3:.4g} ms): bytes ÷ (capacity × iteration time), %")
+    ax.axvline(100, color="grey", linestyle="--", linewidth=0.8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize="small", frameon=False)
+    busy = traffic.utilisation(iteration_s)
+    ties = int(np.sum(np.isclose(busy, busy.max(), rtol=1e-3))) if rows else 0
+    tie = f"; {ties} links tie at the top" if ties > len(rows) else ""
+    ax.set_title(f"{summary['name']}: the {len(rows)} busiest of {len(traffic.names)} directed links "
+                 f"({_bytes(traffic.sent)} sent per iteration{tie})\n", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"rows": rows, "total_link_bytes": float(traffic.bytes.sum()), "flow_byte_hops": traffic.flow_byte_hops,
+            "sent": traffic.sent}
+
+
+def _bytes(n: float) -> str:
+    from .formatting import with_unit
+
+    return with_unit("x_bytes", float(n))
+
+
+def run_plots(result: Result, folder: Path) -> dict[str, object]:
+    """Every plot a run can answer, into ``folder``; returns {file name: the numbers drawn, or None}.
+
+    ``notes`` (a key of the returned mapping) says, for a plot left out, why.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn: dict[str, object] = {}
+    iteration_plot(result, folder / "iterations.png")
+    drawn["iterations.png"] = None
+    table_plots(result, folder)
+    gantt = pipeline_plot(result, folder / "pipeline.png")
+    if gantt is not None:
+        drawn["pipeline.png"] = gantt
+    notes: dict[str, str] = {}
+    traffic, why = _traffic(result)
+    if traffic is not None and traffic.sent > 0:
+        drawn["links.png"] = links_plot(traffic, result.summary, folder / "links.png")
+    else:
+        notes["links.png"] = why or "no bytes cross the network"
+    drawn["notes"] = notes
+    return drawn
+
+
+def _traffic(result: Result):
+    context = getattr(result, "context", None) or {}
+    config = context.get("config")
+    if config is None:
+        return None, "the run's config is not at hand (a Result built outside simulate())"
+    from .link_traffic import link_traffic
+
+    traffic, why = link_traffic(config, context.get("hardware"), context.get("network"), context.get("plan"))
+    if traffic is None:
+        return None, why
+    expected = float(result.summary.get("bytes_sent_per_iteration", traffic.sent))
+    if not np.isclose(traffic.sent, expected, rtol=1e-6):
+        return None, f"the rebuilt collectives carry {traffic.sent:.6g} B, the summary says {expected:.6g} B"
+    return traffic, ""

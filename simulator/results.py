@@ -157,6 +157,9 @@ class Result:
     config: dict[str, Any]
     run_info: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> rows, written as <name>.csv
+    # what the plots and the report may look at again, never written: the Config, and the job's
+    # hardware, network and plan when one job ran (``simulate`` fills it)
+    context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def write(self, out_dir: str | Path, *, plots: bool = True) -> Path:
         """Write every output file into ``out_dir`` atomically; returns the folder.
@@ -194,12 +197,14 @@ class Result:
                 w.writerows(rows)
         trace = {"traceEvents": self.trace.events, "displayTimeUnit": "ms"}
         (folder / "trace.json").write_text(json.dumps(trace))
+        drawn: dict[str, Any] = {}
         if plots:
-            from .plots import iteration_plot, table_plots  # matplotlib is slow to import; only when asked
+            from .plots import run_plots  # matplotlib is slow to import; only when asked
 
-            (folder / "plots").mkdir()
-            iteration_plot(self, folder / "plots" / "iterations.png")
-            table_plots(self, folder / "plots")
+            drawn = run_plots(self, folder / "plots")
+        from .report import write_run_report
+
+        write_run_report(self, folder, notes=drawn.get("notes", {}), plots=plots)
 
 
 RUN_MARKERS = ("summary.json", "run_info.json")   # what makes a folder a trainsim run

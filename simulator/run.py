@@ -32,6 +32,7 @@ def simulate(config: Config | str | Path | Mapping, progress: Callable[[int], No
     else:
         result = _simulate_one(config, progress, None)
     check_finite(result.summary)
+    result.context.setdefault("config", config)
     return result
 
 
@@ -40,7 +41,10 @@ def _simulate_one(config: Config, progress: Callable[[int], None] | None, shared
         from simulator.engine.lifecycle import simulate_with_faults
 
         return simulate_with_faults(config, progress, shared)
-    return build_job(config).run(progress).result()
+    job = build_job(config).run(progress)
+    result = job.result()
+    result.context.update(config=config, hardware=job.hardware, network=job.network, plan=job.plan)
+    return result
 
 
 def collective_time(name: str, topology: nx.Graph, size_bytes: int, ranks: int | None = None, *,

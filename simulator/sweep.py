@@ -362,7 +362,162 @@ def _plots(sweep: Sweep, rows: list[dict[str, Any]], folder: Path) -> list[Path]
     """The sweep's plots that its points can answer (each returns None when they cannot)."""
     made = [scaling_plot(sweep, rows, folder / "scaling.png"), checkpoint_plot(sweep, rows, folder / "checkpoint.png"),
             target_plot(sweep, rows, folder / "target.png")]
+    for key in sweep.varied:
+        for metric in METRICS:
+            drawn = metric_plot(sweep, rows, key, metric, folder / f"{METRICS[metric][1]}_vs_{key}.png")
+            made.append(drawn["path"] if drawn else None)
+    drawn = loss_overlay_plot(sweep, rows, folder.parent, folder / "loss.png")
+    made.append(drawn["path"] if drawn else None)
     return [p for p in made if p is not None]
+
+
+# --- a plot for any swept key, and overlaid loss curves ---------------------------------------
+
+METRICS = {"iteration_time_s": ("iteration time (s)", "iteration_time"),
+           "throughput_samples_per_s": ("throughput (samples/s)", "throughput")}
+
+
+def _numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _tied(sweep: Sweep, key: str) -> set[str]:
+    """Keys that vary together with ``key`` (its zip partners), and ``key`` itself."""
+    return set(sweep.spec.zip) if key in sweep.spec.zip else {key}
+
+
+def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> dict | None:
+    """``metric`` against the swept ``key``: one line per combination of the other varied keys, the mean over
+    seeds with min–max bars; with an ideal-scaling line when the key sets the worker count.
+
+    Returns the numbers drawn (``lines``: label → x, mean, low, high; ``ideal``: label → y) and the path.
+    """
+    ok = [r for r in rows if r["status"] == "ok" and isinstance(r.get(metric), int | float)]
+    values = list(sweep.spec.grid.get(key, sweep.spec.zip.get(key, [])))
+    if len({json.dumps(v, sort_keys=True) for v in values}) < 2 or not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numeric = _numeric(values)
+    order = {json.dumps(v, sort_keys=True): i for i, v in enumerate(values)}
+    others = [k for k in sweep.varied if k not in _tied(sweep, key)]
+    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for r in ok:
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_label(r[k])}" for k in others) or sweep.name
+        at = order.get(json.dumps(_value(r[key]), sort_keys=True))
+        if at is not None:
+            groups.setdefault(label, {}).setdefault(at, []).append(r)
+    ylabel, _ = METRICS[metric]
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    lines: dict[str, dict[str, list[float]]] = {}
+    ideal: dict[str, list[float]] = {}
+    for i, (label, by_x) in enumerate(groups.items()):
+        xs = sorted(by_x)
+        offset = 0.0 if numeric or len(groups) == 1 else 0.08 * (i - (len(groups) - 1) / 2)   # side by side
+        ys = [np.array([float(r[metric]) for r in by_x[x]]) for x in xs]
+        pos = [float(values[x]) for x in xs] if numeric else [float(x) + offset for x in xs]
+        mean = [float(y.mean()) for y in ys]
+        low, high = [float(y.min()) for y in ys], [float(y.max()) for y in ys]
+        lines[label] = {"x": pos, "mean": mean, "low": low, "high": high}
+        err = np.array([np.subtract(mean, low), np.subtract(high, mean)])
+        ax.errorbar(pos, mean, yerr=err, marker="o", capsize=3, color=f"C{i}", label=label,
+                    linestyle="-" if numeric else "none")   # categories are not joined by lines
+        workers = [float(by_x[x][0].get("workers", 0) or 0) for x in xs]
+        if len(set(workers)) > 1 and workers[0] > 0:
+            per_device = mean[0] / workers[0] if metric == "throughput_samples_per_s" else None
+            ideal[label] = [per_device * w for w in workers] if per_device is not None else [mean[0]] * len(xs)
+            ax.plot(pos, ideal[label], linestyle="--", color=f"C{i}", alpha=0.6, linewidth=1,
+                    label=f"ideal scaling ({label})" if len(groups) > 1 else "ideal scaling (linear in workers)")
+    if numeric:
+        positive = all(float(v) > 0 for v in values)
+        if positive and max(float(v) for v in values) / min(float(v) for v in values) >= 8:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks([float(v) for v in values], [_label(v) for v in values])
+    else:
+        ax.set_xticks(range(len(values)), [_label(v) for v in values], rotation=20 if len(values) > 4 else 0,
+                      ha="right" if len(values) > 4 else "center")
+        ax.set_xlim(-0.5, len(values) - 0.5)
+    tied = sorted(_tied(sweep, key) - {key})
+    ax.set_xlabel(key + (f" (with {', '.join(tied)})" if tied else ""))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    seeds = max((len(v) for g in groups.values() for v in g.values()), default=1)
+    if len(groups) > 1 or ideal:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(f"{sweep.name}: {ylabel.split(' (')[0]} against {key.rsplit('.', 1)[-1]}"
+                 + (f" (mean of {seeds} seeds, bars: min–max)" if seeds > 1 else ""), fontsize=10)
+    return {"path": _save(fig, path), "lines": lines, "ideal": ideal, "numeric": numeric}
+
+
+def _value(cell: Any) -> Any:
+    """A table cell back as the sweep value (mappings and lists are stored as JSON)."""
+    if isinstance(cell, str) and cell[:1] in "{[":
+        try:
+            return json.loads(cell)
+        except ValueError:
+            return cell
+    return cell
+
+
+def _read_curve(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    file = folder / "convergence.csv"
+    if not file.is_file():
+        return None
+    with open(file, newline="") as f:
+        data = [(float(r["time_s"]), float(r["loss"])) for r in csv.DictReader(f) if r.get("loss") not in ("", None)]
+    data = [(t, v) for t, v in data if np.isfinite(t) and np.isfinite(v)]
+    if len(data) < 2:
+        return None
+    t, v = np.array(data).T
+    return t, v
+
+
+def loss_overlay_plot(sweep: Sweep, rows: list[dict[str, Any]], out: Path, path: Path) -> dict | None:
+    """Loss against simulated time, one line per design (the varied values), shaded min–max over the seeds.
+
+    Each seed's curve is interpolated onto one time grid, up to the end of the shortest; returns, per
+    design, that grid and the mean, low and high curves.
+    """
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        curve = _read_curve(out / r["dir"])
+        if curve is not None:
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_label(r[k])}" for k in sweep.varied) or sweep.name
+            curves.setdefault(label, []).append(curve)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.4))
+    drawn = {}
+    for i, (label, runs) in enumerate(curves.items()):
+        end = min(float(t[-1]) for t, _ in runs)
+        start = max(float(t[0]) for t, _ in runs)
+        grid = np.linspace(start, end, 200) if end > start else np.array([start])
+        stack = np.array([np.interp(grid, t, v) for t, v in runs])
+        mean, low, high = stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
+        drawn[label] = {"time_s": grid.tolist(), "mean": mean.tolist(), "low": low.tolist(), "high": high.tolist(),
+                        "seeds": len(runs)}
+        ax.plot(grid, mean, color=f"C{i}", label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+        if len(runs) > 1:
+            ax.fill_between(grid, low, high, color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("training loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    shaded = any(d["seeds"] > 1 for d in drawn.values())
+    ax.set_title(f"{sweep.name}: loss against time" + (" (line: mean over seeds, band: min–max)" if shaded else ""),
+                 fontsize=10)
+    return {"path": _save(fig, path), "curves": drawn}
 
 
 def _label(value: Any) -> str:
@@ -580,7 +735,9 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, client: Any = None,
         _final_table(records, out, table)
     result.failed = sum(1 for r in result.rows if r["status"] == "error")
     result.files = [out / TABLE]
-    if plots:
-        result.files += _plots(sweep, result.rows, out / "plots")
+    drawn = _plots(sweep, result.rows, out / "plots") if plots else []
+    from .report import write_sweep_report
+
+    result.files += drawn + [write_sweep_report(sweep, result.rows, out, drawn)]
     result.wall_s = time.perf_counter() - t0
     return result
