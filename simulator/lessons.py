@@ -49,7 +49,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Step:
+class LessonStep:
     """What a lesson runs: ``sweep`` (a sweep file beside the page) or ``collective`` (keyword arguments of
     :func:`simulator.collective_report.collective_rows`)."""
 
@@ -64,7 +64,7 @@ class Lesson:
     slug: str
     title: str
     question: str
-    steps: tuple[Step, ...]
+    steps: tuple[LessonStep, ...]
     claims: tuple[Claim, ...]
     plots: tuple[str, ...] = ()    # the plots that answer the question, relative to the lesson's --out
 
@@ -435,7 +435,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(1, "alpha-beta", "α-β regimes: latency-bound and bandwidth-bound collectives",
            "Which allreduce algorithm is fastest for an 8-byte message, and which for 128 MiB, on 16 ranks of "
            "one switch — and where do they cross?",
-           (Step("sizes", "collective", dict(algorithm="all", collective="allreduce", ranks=[16],
+           (LessonStep("sizes", "collective", dict(algorithm="all", collective="allreduce", ranks=[16],
                                              sizes="8B..128MiB:x4", topology="switch", bandwidth="100Gbps",
                                              latency="2us", params=[], gamma=0.0, network="fluid")),),
            (Claim("At 8 B recursive doubling is fastest, and it costs log2(p) steps of 2 hops × α", _l1_small),
@@ -446,7 +446,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(2, "fabric", "Ring, tree and hierarchical allreduce on a real fabric; why nccl-tests reports busbw",
            "32 GPUs in 4 servers (150 GB/s inside, one 100 Gb/s NIC each): which algorithm wins at 256 MiB, and "
            "what does ring's bus bandwidth equal?",
-           (Step("fabric", "collective", dict(algorithm="all", collective="allreduce", ranks=[32],
+           (LessonStep("fabric", "collective", dict(algorithm="all", collective="allreduce", ranks=[32],
                                               sizes="1MiB..256MiB:x16", topology="hierarchical",
                                               bandwidth="100Gbps", latency="2us",
                                               params=["devices_per_node=8", "intra_bandwidth=150GB/s",
@@ -461,7 +461,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(3, "parameter-servers", "Parameter servers against allreduce: where the server link saturates",
            "32 GPUs push ResNet-50's gradients to dedicated servers on a 100 Gb/s fat tree: how slow is one "
            "server, how many does it take to approach a ring allreduce, and does sharding by whole layers hurt?",
-           (Step("servers", "sweep", "docs/lessons/03-parameter-servers/servers.yaml"),),
+           (LessonStep("servers", "sweep", "docs/lessons/03-parameter-servers/servers.yaml"),),
            (Claim("One server is bound by its own link: the iteration takes between W·G/B and 2·W·G/B",
                   _l3_one_server),
             Claim("Each doubling of the servers (1 → 16) cuts the iteration time by 1.6–2.1×", _l3_halving),
@@ -472,7 +472,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(4, "stragglers", "Stragglers: BSP, ASP, SSP and backup workers, in throughput and time to accuracy",
            "A quarter of 16 workers are 2× slow: which sync mode trains fastest in samples per second, which "
            "reaches the target loss first — and is one seed enough to say?",
-           (Step("modes", "sweep", "docs/lessons/04-stragglers/sync_modes.yaml"),),
+           (LessonStep("modes", "sweep", "docs/lessons/04-stragglers/sync_modes.yaml"),),
            (Claim("ASP has the highest throughput in every seed", _l4_throughput),
             Claim("SSP (s = 2) reaches the target loss before BSP in every seed; ASP does in at most half",
                   _l4_target),
@@ -485,7 +485,7 @@ LESSONS: tuple[Lesson, ...] = (
            "128 GPUs (16 servers) on one switch, a leaf-spine and a fat tree, each non-blocking or 4:1 "
            "oversubscribed: which fabric does a ring mind, and why does a non-blocking fat tree still lose to "
            "one big switch?",
-           (Step("fabrics", "sweep", "examples/sweeps/topology.yaml"),),
+           (LessonStep("fabrics", "sweep", "examples/sweeps/topology.yaml"),),
            (Claim("4:1 oversubscription makes the ring > 2× slower on the fat tree", _l5_fat_tree),
             Claim("…but costs it < 1 % on the leaf-spine: ring neighbours sit on the same leaf", _l5_leaf_spine),
             Claim("A non-blocking fat tree is still > 20 % slower than one switch (more hops, ECMP collisions)",
@@ -495,7 +495,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(6, "pipeline", "Pipeline parallelism: bubbles, GPipe vs 1F1B vs interleaved, memory",
            "BERT-large in 4 stages with 16 microbatches: how much of an iteration is bubble under GPipe, 1F1B "
            "and interleaved 1F1B, and what does each schedule keep in memory?",
-           (Step("schedules", "sweep", "docs/lessons/06-pipeline/schedules.yaml"),),
+           (LessonStep("schedules", "sweep", "docs/lessons/06-pipeline/schedules.yaml"),),
            (Claim("1F1B needs at most half of GPipe's memory per device (p, not m, microbatches in flight)",
                   _l6_memory),
             Claim("Every bubble is at least its ideal ((p−1)/(m+p−1), interleaved ÷ chunks) and interleaved "
@@ -504,7 +504,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(7, "memory", "What fits: model states, activations, ZeRO and recomputation",
            "GPT-2 XL (1.5 B parameters) on 16 V100s of 32 GB: does plain data parallelism fit, and what do "
            "recomputation and the ZeRO stages cost in time and traffic to make it fit?",
-           (Step("zero", "sweep", "docs/lessons/07-memory/zero.yaml"),),
+           (LessonStep("zero", "sweep", "docs/lessons/07-memory/zero.yaml"),),
            (Claim("Plain data parallelism does not fit (the run is refused, naming the memory); recomputation "
                   "or ZeRO-1 makes it fit", _l7_fits),
             Claim("Each ZeRO stage needs less memory per device than the one before", _l7_memory),
@@ -513,7 +513,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(8, "checkpoints", "Failures and checkpointing: goodput against the checkpoint interval",
            "GPT-3 on 1,024 GPUs for a month with random GPU failures: how often should it checkpoint, and "
            "how much goodput does a wrong interval cost?",
-           (Step("interval", "sweep", "docs/lessons/08-checkpoints/interval.yaml"),),
+           (LessonStep("interval", "sweep", "docs/lessons/08-checkpoints/interval.yaml"),),
            (Claim("The best interval of the sweep is the one nearest Young's √(2δM)", _l8_best),
             Claim("The optimum is flat: 20 min and 1 h lose < 0.5 points of goodput, 10 min and 2 h more",
                   _l8_flat)),
@@ -521,7 +521,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(9, "compression", "Communication-efficient training: compression and local SGD on a slow network",
            "64 V100s (8 servers) on 10 GbE: what do fp16, top-k (with and without error feedback), PowerSGD, QSGD and "
            "local SGD buy in iteration time, and do they still reach the target loss?",
-           (Step("compression", "sweep", "docs/lessons/09-compression/compression.yaml"),),
+           (LessonStep("compression", "sweep", "docs/lessons/09-compression/compression.yaml"),),
            (Claim("fp16 carries exactly half the bytes of fp32 and is > 40 % faster per iteration", _l9_fp16),
             Claim("Top-1 % with error feedback reaches the target; without it, not within the run's 120 "
                   "iterations", _l9_feedback),
@@ -545,7 +545,7 @@ def lesson(number: int | str) -> Lesson:
 # --- running a lesson ---------------------------------------------------------------------
 
 
-def _run_collective(step: Step, folder: Path) -> tuple[Rows, list[Path]]:
+def _run_collective(step: LessonStep, folder: Path) -> tuple[Rows, list[Path]]:
     from .collective_report import collective_rows, plot_rows
     from .results import strict_json
     from .sizes import parse_ranks, parse_sizes
@@ -561,7 +561,7 @@ def _run_collective(step: Step, folder: Path) -> tuple[Rows, list[Path]]:
     return rows, [folder / "rows.json", plot]
 
 
-def _run_sweep(step: Step, folder: Path, client: Any) -> tuple[Rows, list[Path]]:
+def _run_sweep(step: LessonStep, folder: Path, client: Any) -> tuple[Rows, list[Path]]:
     from .sweep import load_sweep, run_sweep
 
     if not (ROOT / step.spec).is_file():
