@@ -50,8 +50,9 @@ class Claim:
 
 @dataclass(frozen=True)
 class LessonStep:
-    """What a lesson runs: ``sweep`` (a sweep file beside the page) or ``collective`` (keyword arguments of
-    :func:`simulator.collective_report.collective_rows`)."""
+    """What a lesson runs: ``sweep`` (a sweep file), ``run`` (``(config file, [--set overrides])``: one run
+    with its plots and report) or ``collective`` (keyword arguments of
+    :func:`simulator.collective_report.collective_rows`); paths are relative to the checkout."""
 
     id: str
     kind: str
@@ -468,7 +469,7 @@ LESSONS: tuple[Lesson, ...] = (
             Claim("Four servers are more than 2× slower than a ring allreduce; sixteen come within 2×", _l3_allreduce),
             Claim("Sharding by whole layers is > 20 % slower than even shards at 16 servers: the biggest "
                   "shard sets the pace", _l3_layer)),
-           ("servers/plots/iteration_time_s_vs_communication.png",)),
+           ("servers/plots/iteration_time_vs_communication.png", "servers/report.html")),
     Lesson(4, "stragglers", "Stragglers: BSP, ASP, SSP and backup workers, in throughput and time to accuracy",
            "A quarter of 16 workers are 2× slow: which sync mode trains fastest in samples per second, which "
            "reaches the target loss first — and is one seed enough to say?",
@@ -491,16 +492,19 @@ LESSONS: tuple[Lesson, ...] = (
             Claim("A non-blocking fat tree is still > 20 % slower than one switch (more hops, ECMP collisions)",
                   _l5_switch),
             Claim("Hierarchical allreduce is faster than ring on every fabric", _l5_hierarchical)),
-           ("fabrics/plots/iteration_time_s_vs_cluster.topology.inter.kind.png",)),
+           ("fabrics/plots/iteration_time_vs_cluster.topology.inter.kind.png",)),
     Lesson(6, "pipeline", "Pipeline parallelism: bubbles, GPipe vs 1F1B vs interleaved, memory",
            "BERT-large in 4 stages with 16 microbatches: how much of an iteration is bubble under GPipe, 1F1B "
            "and interleaved 1F1B, and what does each schedule keep in memory?",
-           (LessonStep("schedules", "sweep", "docs/lessons/06-pipeline/schedules.yaml"),),
+           (LessonStep("schedules", "sweep", "docs/lessons/06-pipeline/schedules.yaml"),
+            LessonStep("gpipe", "run", ("examples/04_bert_large_model_parallel_16gpu.yaml",
+                                        ["parallelism.schedule=gpipe"])),
+            LessonStep("1f1b", "run", ("examples/04_bert_large_model_parallel_16gpu.yaml", []))),
            (Claim("1F1B needs at most half of GPipe's memory per device (p, not m, microbatches in flight)",
                   _l6_memory),
             Claim("Every bubble is at least its ideal ((p−1)/(m+p−1), interleaved ÷ chunks) and interleaved "
                   "has the smallest", _l6_bubble)),
-           ("schedules/plots/pipeline_bubble_fraction_vs_parallelism.schedule.png",)),
+           ("gpipe/plots/pipeline.png", "1f1b/plots/pipeline.png", "gpipe/report.html")),
     Lesson(7, "memory", "What fits: model states, activations, ZeRO and recomputation",
            "GPT-2 XL (1.5 B parameters) on 16 V100s of 32 GB: does plain data parallelism fit, and what do "
            "recomputation and the ZeRO stages cost in time and traffic to make it fit?",
@@ -509,7 +513,7 @@ LESSONS: tuple[Lesson, ...] = (
                   "or ZeRO-1 makes it fit", _l7_fits),
             Claim("Each ZeRO stage needs less memory per device than the one before", _l7_memory),
             Claim("ZeRO-3 sends ≥ 1.5× ZeRO-1's bytes and is slower; recomputation is slower too", _l7_cost)),
-           ("zero/results.csv",)),
+           ("zero/plots/iteration_time_vs_parallelism.zero.png", "zero/results.csv")),
     Lesson(8, "checkpoints", "Failures and checkpointing: goodput against the checkpoint interval",
            "GPT-3 on 1,024 GPUs for a month with random GPU failures: how often should it checkpoint, and "
            "how much goodput does a wrong interval cost?",
@@ -526,7 +530,7 @@ LESSONS: tuple[Lesson, ...] = (
             Claim("Top-1 % with error feedback reaches the target; without it, not within the run's 120 "
                   "iterations", _l9_feedback),
             Claim("PowerSGD (rank 4) reaches the target > 3× sooner than fp32 in every seed", _l9_powersgd)),
-           ("compression/plots/target.png",)),
+           ("compression/plots/target.png", "compression/plots/loss.png")),
 )
 
 
@@ -561,6 +565,16 @@ def _run_collective(step: LessonStep, folder: Path) -> tuple[Rows, list[Path]]:
     return rows, [folder / "rows.json", plot]
 
 
+def _run_config(step: LessonStep, folder: Path) -> tuple[Rows, list[Path]]:
+    from .config import load_config
+    from .run import simulate
+
+    config_file, overrides = step.spec
+    result = simulate(load_config(ROOT / config_file, overrides))
+    result.write(folder)
+    return [dict(result.summary)], sorted(p for p in folder.rglob("*") if p.is_file())
+
+
 def _run_sweep(step: LessonStep, folder: Path, client: Any) -> tuple[Rows, list[Path]]:
     from .sweep import load_sweep, run_sweep
 
@@ -590,6 +604,8 @@ def run_lesson(number: int | str, out: str | Path, *, workers: int | None = None
                 progress(f"lesson {les.number}: {step.id}")
             if step.kind == "collective":
                 rows, made = _run_collective(step, out / step.id)
+            elif step.kind == "run":
+                rows, made = _run_config(step, out / step.id)
             else:
                 if client is None:
                     from dask.distributed import Client, LocalCluster

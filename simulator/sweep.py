@@ -362,7 +362,8 @@ def _plots(sweep: Sweep, rows: list[dict[str, Any]], folder: Path) -> list[Path]
     """The sweep's plots that its points can answer (each returns None when they cannot)."""
     made = [scaling_plot(sweep, rows, folder / "scaling.png"), checkpoint_plot(sweep, rows, folder / "checkpoint.png"),
             target_plot(sweep, rows, folder / "target.png")]
-    for key in sweep.varied:
+    axes = [*sweep.spec.grid, *list(sweep.spec.zip)[:1]]   # the zipped keys vary together: one axis
+    for key in axes:
         for metric in METRICS:
             drawn = metric_plot(sweep, rows, key, metric, folder / f"{METRICS[metric][1]}_vs_{key}.png")
             made.append(drawn["path"] if drawn else None)
@@ -393,21 +394,24 @@ def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str,
     Returns the numbers drawn (``lines``: label → x, mean, low, high; ``ideal``: label → y) and the path.
     """
     ok = [r for r in rows if r["status"] == "ok" and isinstance(r.get(metric), int | float)]
-    values = list(sweep.spec.grid.get(key, sweep.spec.zip.get(key, [])))
-    if len({json.dumps(v, sort_keys=True) for v in values}) < 2 or not ok:
+    axis = list(sweep.spec.zip) if key in sweep.spec.zip else [key]   # zipped keys are one axis together
+    columns = [sweep.spec.zip[k] if k in sweep.spec.zip else sweep.spec.grid[k] for k in axis]
+    entries = [json.dumps(list(e), sort_keys=True) for e in zip(*columns, strict=True)]
+    if len(set(entries)) < 2 or not ok:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    numeric = _numeric(values)
-    order = {json.dumps(v, sort_keys=True): i for i, v in enumerate(values)}
+    values = list(columns[0]) if len(axis) == 1 else [", ".join(_label(v) for v in e) for e in zip(*columns)]
+    numeric = len(axis) == 1 and _numeric(values)
+    order = {e: i for i, e in reversed(list(enumerate(entries)))}   # the first index of each entry
     others = [k for k in sweep.varied if k not in _tied(sweep, key)]
     groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for r in ok:
         label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_label(r[k])}" for k in others) or sweep.name
-        at = order.get(json.dumps(_value(r[key]), sort_keys=True))
+        at = order.get(json.dumps([_value(r[k]) for k in axis], sort_keys=True))
         if at is not None:
             groups.setdefault(label, {}).setdefault(at, []).append(r)
     ylabel, _ = METRICS[metric]
@@ -440,8 +444,7 @@ def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str,
         ax.set_xticks(range(len(values)), [_label(v) for v in values], rotation=20 if len(values) > 4 else 0,
                       ha="right" if len(values) > 4 else "center")
         ax.set_xlim(-0.5, len(values) - 0.5)
-    tied = sorted(_tied(sweep, key) - {key})
-    ax.set_xlabel(key + (f" (with {', '.join(tied)})" if tied else ""))
+    ax.set_xlabel(", ".join(axis))
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)

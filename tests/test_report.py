@@ -323,3 +323,24 @@ def test_the_report_renders_in_a_headless_browser_without_console_errors(tmp_pat
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50          # not blank: text and plots
     plots = pixels[500:1700]                                            # where the first plots are
     assert np.mean(np.any(plots < 0.9, axis=-1)) > 0.05                 # plenty of non-white there
+
+
+def test_zipped_keys_are_one_axis_even_when_a_value_repeats(tmp_path):
+    """examples/sweeps/topology.yaml zips kind with oversubscription (leaf_spine twice): every zip entry is
+    its own category, never averaged with another that shares one of its values."""
+    from simulator.sweep import load_sweep, metric_plot
+
+    sweep = load_sweep(ROOT / "examples" / "sweeps" / "topology.yaml")
+    kinds = sweep.spec.zip["cluster.topology.inter.kind"]
+    overs = sweep.spec.zip["cluster.topology.inter.oversubscription"]
+    rows = []
+    for i, (kind, over) in enumerate(zip(kinds, overs, strict=True)):
+        for alg in sweep.spec.grid["communication.algorithm"]:
+            for seed in sweep.spec.seeds:
+                rows.append({"status": "ok", "cluster.topology.inter.kind": kind,
+                             "cluster.topology.inter.oversubscription": over, "communication.algorithm": alg,
+                             "seed": seed, "iteration_time_s": 10.0 * i + (alg == "ring"), "workers": 128})
+    drawn = metric_plot(sweep, rows, "cluster.topology.inter.kind", "iteration_time_s", tmp_path / "t.png")
+    assert drawn["lines"]["algorithm=ring"]["mean"] == [1.0, 11.0, 21.0, 31.0, 41.0]
+    assert drawn["lines"]["algorithm=hierarchical"]["low"] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert (tmp_path / "t.png").is_file()
