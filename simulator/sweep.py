@@ -387,6 +387,17 @@ def _tied(sweep: Sweep, key: str) -> set[str]:
     return set(sweep.spec.zip) if key in sweep.spec.zip else {key}
 
 
+def _axis(sweep: Sweep, key: str) -> tuple[list[str], list[str], list[Any]]:
+    """The keys on ``key``'s axis (its zip partners vary with it: one axis), each position's values as JSON,
+    and what to label the positions with."""
+    axis = list(sweep.spec.zip) if key in sweep.spec.zip else [key]
+    columns = [sweep.spec.zip[k] if k in sweep.spec.zip else sweep.spec.grid[k] for k in axis]
+    rows = list(zip(*columns, strict=True))
+    entries = [json.dumps(list(e), sort_keys=True) for e in rows]
+    values = list(columns[0]) if len(axis) == 1 else [", ".join(_label(v) for v in e) for e in rows]
+    return axis, entries, values
+
+
 def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> dict | None:
     """``metric`` against the swept ``key``: one line per combination of the other varied keys, the mean over
     seeds with min–max bars; with an ideal-scaling line when the key sets the worker count.
@@ -394,9 +405,7 @@ def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str,
     Returns the numbers drawn (``lines``: label → x, mean, low, high; ``ideal``: label → y) and the path.
     """
     ok = [r for r in rows if r["status"] == "ok" and isinstance(r.get(metric), int | float)]
-    axis = list(sweep.spec.zip) if key in sweep.spec.zip else [key]   # zipped keys are one axis together
-    columns = [sweep.spec.zip[k] if k in sweep.spec.zip else sweep.spec.grid[k] for k in axis]
-    entries = [json.dumps(list(e), sort_keys=True) for e in zip(*columns, strict=True)]
+    axis, entries, values = _axis(sweep, key)
     if len(set(entries)) < 2 or not ok:
         return None
     import matplotlib
@@ -404,7 +413,6 @@ def metric_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, metric: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = list(columns[0]) if len(axis) == 1 else [", ".join(_label(v) for v in e) for e in zip(*columns)]
     numeric = len(axis) == 1 and _numeric(values)
     order = {e: i for i, e in reversed(list(enumerate(entries)))}   # the first index of each entry
     others = [k for k in sweep.varied if k not in _tied(sweep, key)]
