@@ -40,4 +40,8 @@ def with_unit(key: str, value: Any) -> str:
         return _si(float(value), "B")
     if key.endswith("_s") and not key.endswith("_per_s"):
         return _si(float(value), "s")
+    if key.startswith("clock_staleness"):   # iterations behind the slowest replica (docs/config.md, sync modes)
+        return f"{value:.4g} iterations"
+    if key.startswith("staleness"):         # pushes applied between a replica's read and its push
+        return f"{value:.4g} updates"
     return fmt(value)

@@ -148,6 +148,7 @@ def test_the_terminal_summary_shows_units():
     assert with_unit("gradient_bytes", 102228128) == "102.2 MB"
     assert with_unit("throughput_samples_per_s", 122069.4) == "122,069 samples/s"
     assert with_unit("wait_s", 0.0) == "0 s" and with_unit("workers", 128) == "128"
+    assert with_unit("staleness_mean", 2.5) == "2.5 updates" and with_unit("clock_staleness_max", 2) == "2 iterations"
     assert with_unit("scaling_efficiency", 0.359583) == "0.359583"
 
 
