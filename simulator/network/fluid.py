@@ -67,6 +67,8 @@ class Fluid:
     """Max-min fair sharing with re-allocation whenever a flow completes."""
 
     name = "fluid"
+    #: finish times are latency + a function of the sizes that scales with them (Network memoises on it)
+    scales_linearly = True
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         n = flows.n
