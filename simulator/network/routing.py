@@ -110,28 +110,39 @@ class Routing:
         for u in reversed(order):
             if parent[u] >= 0:
                 root[u], depth[u] = root[parent[u]], depth[parent[u]] + 1
-        core = [in_transit[u] and parent[u] < 0 for u in range(n)]
+        core = [u for u in range(n) if in_transit[u] and parent[u] < 0]
+        position = [-1] * n
+        for i, u in enumerate(core):
+            position[u] = i
         self._parent, self._root, self._depth = parent, root, depth
-        self._core_adj: list[list[int]] = [[v for v in transit[u] if core[v]] if core[u] else []
-                                           for u in range(n)]
+        self._core, self._core_pos = core, position
+        # the core's adjacency in core positions, in the graph's adjacency order, as CSR for the BFS
+        adj = [[position[v] for v in transit[u] if position[v] >= 0] for u in core]
+        self._core_adj = adj
+        self._core_ptr = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in adj], out=self._core_ptr[1:])
+        self._core_idx = np.array([v for a in adj for v in a], dtype=np.int64)
 
-    def _core_distances(self, root: int) -> np.ndarray:
-        """Hop counts from core node ``root`` to every core node (-1: unreachable), by BFS, cached."""
+    def _core_distances(self, root: int) -> list[int]:
+        """Hop counts from core node ``root`` to every core node, by core position (-1: unreachable).
+
+        A level-synchronous BFS over the core's CSR adjacency (numpy), cached per root.
+        """
         dist = self._dist.get(root)
         if dist is None:
-            dist = np.full(len(self._adj), -1, dtype=np.int64)
-            dist[root] = 0
-            seen = dist.tolist()
-            queue = deque([root])
-            adj = self._core_adj
-            while queue:
-                u = queue.popleft()
-                du = seen[u] + 1
-                for v in adj[u]:
-                    if seen[v] < 0:
-                        seen[v] = du
-                        queue.append(v)
-            dist = self._dist[root] = np.array(seen, dtype=np.int64)
+            ptr, idx = self._core_ptr, self._core_idx
+            d = np.full(len(self._core), -1, dtype=np.int64)
+            frontier = np.array([self._core_pos[root]], dtype=np.int64)
+            d[frontier] = level = 0
+            while len(frontier):
+                level += 1
+                starts, stops = ptr[frontier], ptr[frontier + 1]
+                lengths = stops - starts
+                offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+                reached = idx[offsets]
+                frontier = np.unique(reached[d[reached] < 0])
+                d[frontier] = level
+            dist = self._dist[root] = d.tolist()
         return dist
 
     def _up(self, u: int, stop: int) -> list[int]:
@@ -156,15 +167,16 @@ class Routing:
                 a, b = self._parent[a], self._parent[b]
             return self._up(start, a) + self._up(anchor, a)[-2::-1]
         dist = self._core_distances(ra)
-        if dist[rs] < 0:
+        pos, core = self._core_pos, self._core
+        if dist[pos[rs]] < 0:
             raise ValueError(f"no route from {self._name(s)} to {self._name(t)}")
         path = self._up(start, rs)
-        cur, hop, adj = rs, depth[start], self._core_adj
-        while cur != ra:
+        cur, goal, hop, adj = pos[rs], pos[ra], depth[start], self._core_adj
+        while cur != goal:
             d = dist[cur] - 1
             options = [v for v in adj[cur] if dist[v] == d]
             cur = options[_mix(s, t, hop) % len(options)] if len(options) > 1 else options[0]
-            path.append(cur)
+            path.append(core[cur])
             hop += 1
         return path + self._up(anchor, ra)[-2::-1]
 
