@@ -13,6 +13,8 @@ times the number of distinct finishing times, both small for collective steps.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .base import FlowBatch, alone_finish_times
@@ -20,6 +22,15 @@ from .base import FlowBatch, alone_finish_times
 __all__ = ["Fluid", "max_min_rates"]
 
 _EPS = 1e-12
+_MAX_RATE_SETS = 4096   # alive sets whose rates are kept (a few MB)
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.digest()
 
 
 def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
@@ -41,25 +52,26 @@ def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
     """
     n_links = len(capacity)
     rate = np.full(n_flows, np.inf)
-    frozen = np.zeros(n_flows, dtype=bool)
     remaining = capacity.astype(float).copy()      # capacity minus the rates of frozen flows
-    active = np.ones(len(flow_of), dtype=bool)     # incidence entries whose flow is unfrozen
-    while active.any():
-        entries = np.flatnonzero(active)
-        links = link_of[entries]
-        counts = np.bincount(links, minlength=n_links)
+    flows, links = np.asarray(flow_of), np.asarray(link_of)   # the incidence entries of unfrozen flows
+    counts = np.bincount(links, minlength=n_links)            # unfrozen flows on each link
+    newly = np.zeros(n_flows, dtype=bool)
+    while len(flows):
         used = counts > 0
         share = np.full(n_links, np.inf)
         share[used] = remaining[used] / counts[used]
         level = share.min()
         saturated = used & (share <= level * (1 + _EPS))
-        newly = np.unique(flow_of[entries[saturated[links]]])
+        newly[flows[saturated[links]]] = True      # every flow crossing a saturated link freezes
         rate[newly] = level
-        frozen[newly] = True
-        done_entries = entries[frozen[flow_of[entries]]]
-        remaining -= level * np.bincount(link_of[done_entries], minlength=n_links)
+        done = newly[flows]
+        freed = np.bincount(links[done], minlength=n_links)
+        remaining -= level * freed
         np.maximum(remaining, 0.0, out=remaining)
-        active[done_entries] = False
+        counts -= freed
+        newly[flows[done]] = False
+        keep = ~done
+        flows, links = flows[keep], links[keep]
     return rate
 
 
@@ -69,6 +81,11 @@ class Fluid:
     name = "fluid"
     #: finish times are latency + a function of the sizes that scales with them (Network memoises on it)
     scales_linearly = True
+
+    def __init__(self) -> None:
+        # max-min rates depend on which flows are alive, not on their bytes: steps of the same
+        # routes with other sizes (a job's buckets) meet the same alive sets again
+        self._rates: dict[bytes, np.ndarray] = {}
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         n = flows.n
@@ -99,12 +116,20 @@ class Fluid:
         left = flows.nbytes.astype(float).copy()
         alive = left > 0
         now = 0.0
+        structure = _digest(flows.link_ptr, flows.links, capacity)
+        if len(self._rates) > _MAX_RATE_SETS:
+            self._rates.clear()
         while alive.any():
-            keep = alive[flow_of_all]
             ids = np.flatnonzero(alive)
-            remap = np.full(n, -1)
-            remap[ids] = np.arange(len(ids))
-            rate = max_min_rates(remap[flow_of_all[keep]], flows.links[keep], len(ids), capacity)
+            key = structure + np.packbits(alive).tobytes()
+            rate = self._rates.get(key)
+            if rate is None:
+                keep = alive[flow_of_all]
+                remap = np.full(n, -1)
+                remap[ids] = np.arange(len(ids))
+                rate = self._rates[key] = max_min_rates(remap[flow_of_all[keep]], flows.links[keep], len(ids),
+                                                        capacity)
+                rate.flags.writeable = False
             dt = left[ids] / rate
             step = dt.min()
             left[ids] -= rate * step
