@@ -56,12 +56,13 @@ def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
     flows, links = np.asarray(flow_of), np.asarray(link_of)   # the incidence entries of unfrozen flows
     counts = np.bincount(links, minlength=n_links)            # unfrozen flows on each link
     newly = np.zeros(n_flows, dtype=bool)
+    share = np.empty(n_links)
     while len(flows):
         used = counts > 0
-        share = np.full(n_links, np.inf)
-        share[used] = remaining[used] / counts[used]
+        share.fill(np.inf)
+        np.divide(remaining, counts, out=share, where=used)
         level = share.min()
-        saturated = used & (share <= level * (1 + _EPS))
+        saturated = share <= level * (1 + _EPS)    # read only at links some unfrozen flow crosses
         newly[flows[saturated[links]]] = True      # every flow crossing a saturated link freezes
         rate[newly] = level
         done = newly[flows]
