@@ -146,5 +146,7 @@ def _subset(flows: FlowBatch, ids: np.ndarray) -> FlowBatch:
     counts = np.diff(flows.link_ptr)[ids]
     ptr = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    links = np.concatenate([flows.links[flows.link_ptr[i]:flows.link_ptr[i + 1]] for i in ids])
+    chosen = np.zeros(flows.n, dtype=bool)
+    chosen[ids] = True                      # ids are sorted (flatnonzero), so entries keep their order
+    links = flows.links[np.repeat(chosen, np.diff(flows.link_ptr))]
     return FlowBatch(ptr, links, flows.nbytes[ids], flows.latency[ids])

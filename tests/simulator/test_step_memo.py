@@ -99,3 +99,14 @@ def test_rotation_is_read_from_the_layout_and_refused_otherwise():
     base[9] = 3
     base.flags.writeable = False
     assert Step(np.arange(8), np.roll(np.arange(8), -1), base[4:12], np.zeros(8, bool)).rotation is None
+
+
+def test_rates_kept_per_alive_set_give_exactly_a_fresh_solve():
+    g, src, dst, sizes = coupled_step()
+    net = Network(g)
+    batches = [net.flows(src, dst, sizes + extra) for extra in (0, np.arange(10) * 7.0, np.arange(10)[::-1] * 3.0)]
+    reused = Fluid()
+    for flows in batches:
+        got = reused.finish_times(flows, net.routing.capacity)
+        assert np.array_equal(got, Fluid().finish_times(flows, net.routing.capacity))
+    assert len(reused._rates) < sum(len(np.unique(b.nbytes)) for b in batches)   # alive sets were met again
