@@ -96,6 +96,12 @@ class _Rotations:
             return None
         return self._groups.setdefault((pair[2], bool(reduced)), ([], [], classes))[:2]
 
+    def groups(self) -> dict:
+        return self._groups
+
+    def reuse(self, groups: dict) -> None:
+        self._groups = groups
+
     def solve(self, times: list) -> None:
         n, sizes, gamma = len(self.sizes), self.sizes, self.net.gamma
         for (_, reduced), (where, first, classes) in self._groups.items():
@@ -133,6 +139,8 @@ class Network:
         self._route_cache: dict[bytes, _Routes] = {}
         self._shapes: dict[bytes, tuple[float, np.ndarray]] = {}
         self._rotation_classes: dict[bytes, _Classes | None] = {}
+        # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
+        self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
 
     @property
@@ -265,11 +273,35 @@ class Network:
         if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
+        rotations = _Rotations(self, schedule.chunk_bytes)
+        plan_key = (id(schedule.steps), _digest(place))
+        plan = self._ring_plans.get(plan_key)
+        if plan is not None and plan[0] is schedule.steps and rotations.ok and plan[1] == len(rotations.sizes):
+            # the same ring steps (shared between message sizes) on the same ranks: only the sizes differ
+            rotations.reuse(plan[2])
+            times: list[float | None] = [None] * len(schedule.steps)
+            carried = 0.0
+            for _ in times:
+                carried += rotations.step_bytes
+        else:
+            times, carried = self._step_times(schedule, place, rotations)
+            if len(times) >= 64 and all(t is None for t in times):   # a pure ring: keep how it was grouped
+                if len(self._ring_plans) >= 4:
+                    self._ring_plans.pop(next(iter(self._ring_plans)))
+                self._ring_plans[plan_key] = (schedule.steps, len(rotations.sizes), rotations.groups())
+        rotations.solve(times)
+        total = 0.0
+        for t in times:
+            total += t
+        return total, carried
+
+    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations
+                    ) -> tuple[list[float | None], float]:
+        """Each step's seconds (None: left to ``rotations``) and the bytes carried, in step order."""
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
         # builders share src/dst arrays between steps: map and hash each distinct pair once
         # (the steps keep the arrays alive, so their ids are stable during this call)
         mapped: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, bytes]] = {}
-        rotations = _Rotations(self, schedule.chunk_bytes)
         times: list[float | None] = []
         carried = 0.0
         last: tuple = (None, None, None, None)    # (src, dst, reduce, group) of the last step that joined a group
@@ -299,11 +331,7 @@ class Network:
             nbytes = chunk_bytes[step.first] if step.count is None else step.message_bytes(chunk_bytes)
             times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2]))
             carried += float(nbytes.sum())
-        rotations.solve(times)
-        total = 0.0
-        for t in times:
-            total += t
-        return total, carried
+        return times, carried
 
     def concurrent_schedule_cost(self, schedule: Schedule, groups: np.ndarray) -> tuple[float, float]:
         """Seconds and bytes of ``schedule`` run by every row of ``groups`` (device ranks) at once.

@@ -110,3 +110,16 @@ def test_rates_kept_per_alive_set_give_exactly_a_fresh_solve():
         got = reused.finish_times(flows, net.routing.capacity)
         assert np.array_equal(got, Fluid().finish_times(flows, net.routing.capacity))
     assert len(reused._rates) < sum(len(np.unique(b.nbytes)) for b in batches)   # alive sets were met again
+
+
+def test_a_network_reused_over_ring_sizes_gives_each_size_the_fresh_answer():
+    g = topologies.build("hierarchical", nodes=8, devices_per_node=8, intra_bandwidth=3e11, intra_latency=1e-6,
+                         inter_bandwidth=1.25e10, inter_latency=2e-6)
+    net = Network(g, gamma=1e-11)
+    place = np.arange(64)[::-1].copy()
+    for size in (64 * 1000 + 3, 25 << 20, 64 * 1000 + 60, 7):
+        s = collectives.schedule("ring", 64, size)
+        assert s.steps is collectives.schedule("ring", 64, 1).steps          # steps shared between sizes
+        assert net.schedule_cost(s, place) == Network(g, gamma=1e-11).schedule_cost(s, place)
+        assert net.schedule_cost(s) == (plain_steps_time(Network(g, gamma=1e-11), s, 1e-11),
+                                        float(len(s.steps) * s.chunk_bytes.sum()))
