@@ -35,6 +35,7 @@ EXAMPLE = ROOT / "examples" / "01_resnet50_128gpu_ring.yaml"
 DRIVER = """
 import json, resource, sys, time
 t0 = time.perf_counter()
+import simulator
 from simulator.config import load_config
 from simulator.engine import build_job
 t1 = time.perf_counter()
@@ -50,7 +51,8 @@ t5 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "build_s": t3 - t2, "run_s": t4 - t3,
                   "sim_wall_s": result.run_info["sim_wall_s"], "result_write_s": t5 - t4,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "iteration_time_s": result.summary["iteration_time_s"], "algorithm": result.summary["algorithm"]}))
+                  "iteration_time_s": result.summary["iteration_time_s"], "algorithm": result.summary["algorithm"],
+                  "code": simulator.__file__}))
 """
 
 
@@ -59,7 +61,8 @@ def runs(cmd: list[str], repeats: int, tree: Path) -> list[tuple[float, str]]:
     for _ in range(repeats):
         t0 = time.perf_counter()
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        # cwd = the tree: ``python -c`` puts the working directory first on sys.path
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=tree)
         out.append((time.perf_counter() - t0, res.stdout))
     return out
 
@@ -76,6 +79,7 @@ def trainsim_point(workers: int, algorithm: str, repeats: int, tmp: Path, tree: 
     rows = [{"wall_s": wall, **json.loads(out)} for wall, out in done]
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall_s", "build_s", "run_s", "sim_wall_s",
                                                                 "peak_rss_mb")}
+    assert all(r["code"].startswith(str(tree)) for r in rows), rows[0]["code"]
     return {"model": "trainsim", "tree": str(tree), "workers": workers, "algorithm": rows[0]["algorithm"],
             "configured": algorithm, **med, "simulation_s": statistics.median(r["build_s"] + r["run_s"] for r in rows),
             "repeats": repeats, "iteration_time_s": rows[0]["iteration_time_s"],
