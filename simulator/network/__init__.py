@@ -48,6 +48,7 @@ class _Routes:
         return np.bincount(self.merged, weights=nbytes, minlength=len(self.latency))
 
 
+_MAX_SHAPE_FLOATS = 1 << 23   # latency-free finish times kept for scaling, in all (64 MB)
 _MAX_CLASSES = 64   # distinct (latency, bottleneck) pairs among a step's flows for the rotation shortcut
 
 
@@ -138,6 +139,7 @@ class Network:
         self._steps: dict[bytes, float] = {}
         self._route_cache: dict[bytes, _Routes] = {}
         self._shapes: dict[bytes, tuple[float, np.ndarray]] = {}
+        self._shape_floats = 0
         self._rotation_classes: dict[bytes, _Classes | None] = {}
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
@@ -253,7 +255,9 @@ class Network:
                 return float(self.model.finish_times(flows, self.routing.capacity).max())
             flows = FlowBatch(routes.ptr, routes.links, flow_bytes, np.zeros_like(routes.latency))
             free = self.model.finish_times(flows, self.routing.capacity)
-            self._shapes[skey] = (scale, free)
+            if self._shape_floats + len(free) <= _MAX_SHAPE_FLOATS:   # bounded: past it, solve afresh
+                self._shapes[skey] = (scale, free)
+                self._shape_floats += len(free)
             return float((free + routes.latency).max())
         ref_scale, free = ref
         return float((free * (scale / ref_scale) + routes.latency).max())

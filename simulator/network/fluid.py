@@ -22,7 +22,7 @@ from .base import FlowBatch, alone_finish_times
 __all__ = ["Fluid", "max_min_rates"]
 
 _EPS = 1e-12
-_MAX_RATE_SETS = 4096   # alive sets whose rates are kept (a few MB)
+_MAX_RATE_FLOATS = 1 << 23   # rates kept per alive set, in all (64 MB); then the memo starts again
 
 
 def _digest(*arrays: np.ndarray) -> bytes:
@@ -87,6 +87,7 @@ class Fluid:
         # max-min rates depend on which flows are alive, not on their bytes: steps of the same
         # routes with other sizes (a job's buckets) meet the same alive sets again
         self._rates: dict[bytes, np.ndarray] = {}
+        self._rate_floats = 0
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         n = flows.n
@@ -118,8 +119,9 @@ class Fluid:
         alive = left > 0
         now = 0.0
         structure = _digest(flows.link_ptr, flows.links, capacity)
-        if len(self._rates) > _MAX_RATE_SETS:
+        if self._rate_floats > _MAX_RATE_FLOATS:
             self._rates.clear()
+            self._rate_floats = 0
         while alive.any():
             ids = np.flatnonzero(alive)
             key = structure + np.packbits(alive).tobytes()
@@ -131,6 +133,7 @@ class Fluid:
                 rate = self._rates[key] = max_min_rates(remap[flow_of_all[keep]], flows.links[keep], len(ids),
                                                         capacity)
                 rate.flags.writeable = False
+                self._rate_floats += len(rate)
             dt = left[ids] / rate
             step = dt.min()
             left[ids] -= rate * step
