@@ -15,6 +15,7 @@ from .schedule import ScheduleError, Step
 
 __all__ = [
     "concat_steps",
+    "counts",
     "flags",
     "frozen",
     "int_option",
@@ -35,6 +36,12 @@ def frozen(arr: np.ndarray) -> np.ndarray:
 def flags(n: int, reduce: bool) -> np.ndarray:
     """A shared read-only bool array of length ``n`` filled with ``reduce``."""
     return frozen(np.full(n, reduce, dtype=np.bool_))
+
+
+@lru_cache(maxsize=256)
+def counts(n: int, length: int) -> np.ndarray:
+    """A shared read-only int32 array of length ``n`` filled with ``length`` (chunks per message)."""
+    return frozen(np.full(n, length, dtype=np.int32))
 
 
 def spans(starts: np.ndarray, length: int) -> np.ndarray:

@@ -45,12 +45,13 @@ def per_rank_bytes(
     size = (
         ranks
         if ranks is not None
-        else int(max(step.src.max(initial=-1), step.dst.max(initial=-1)) + 1)
+        else int(max(step.messages()[0].max(initial=-1), step.messages()[1].max(initial=-1)) + 1)
     )
-    weights = np.asarray(chunk_bytes, dtype=np.float64)[step.chunk]
-    sent = np.bincount(step.src, weights=weights, minlength=size)
-    received = np.bincount(step.dst, weights=weights, minlength=size)
-    reduced = np.bincount(step.dst[step.reduce], weights=weights[step.reduce], minlength=size)
+    src, dst, red = step.messages()
+    weights = step.message_bytes(chunk_bytes)
+    sent = np.bincount(src, weights=weights, minlength=size)
+    received = np.bincount(dst, weights=weights, minlength=size)
+    reduced = np.bincount(dst[red], weights=weights[red], minlength=size)
     return sent.astype(np.int64), received.astype(np.int64), reduced.astype(np.int64)
 
 
@@ -71,7 +72,8 @@ def step_maxima(s: Schedule) -> tuple[int, int, int]:
     for step in s.steps:
         if len(step) == 0:
             continue
-        key = (id(step.src), id(step.dst), id(step.chunk), id(step.reduce))
+        src, dst, red = step.messages()
+        key = (id(src), id(dst), id(step.first), id(red), id(step.count), step.wrap)
         if key not in memo:
             memo[key] = _step_max(step, chunk_bytes, s.ranks, distinct)
         busy += 1
@@ -83,13 +85,17 @@ def step_maxima(s: Schedule) -> tuple[int, int, int]:
 def _step_max(
     step: Step, chunk_bytes: np.ndarray, ranks: int, distinct: dict[int, bool]
 ) -> tuple[int, int]:
-    for arr in (step.src, step.dst):
+    src, dst, red = step.messages()
+    for arr in (src, dst):
         if id(arr) not in distinct:
             distinct[id(arr)] = bool(np.bincount(arr, minlength=ranks).max() <= 1)
-    sizes = chunk_bytes[step.chunk]
-    if distinct[id(step.src)] and distinct[id(step.dst)]:
+    if step.count is None:
+        sizes = chunk_bytes[step.chunk]
+    else:
+        sizes = step.message_bytes(chunk_bytes).astype(np.int64)
+    if distinct[id(src)] and distinct[id(dst)]:
         moved = int(sizes.max())
-        into = sizes[step.reduce]
+        into = sizes[red]
         return moved, int(into.max()) if len(into) else 0
     sent, received, into_rank = per_rank_bytes(step, chunk_bytes, ranks)
     return int(max(sent.max(), received.max())), int(into_rank.max())

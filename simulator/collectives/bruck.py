@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._build import flags, spans
+from ._build import counts, flags
 from .schedule import Schedule, Step, split_evenly
 
 __all__ = ["bruck_allgather"]
@@ -34,12 +34,7 @@ def bruck_allgather(ranks: int, size_bytes: int, **_: object) -> Schedule:
     while distance < ranks:
         count = min(distance, ranks - distance)
         steps.append(
-            Step(
-                np.repeat(r, count),
-                np.repeat((r - distance) % ranks, count),
-                spans(r, count) % ranks,
-                flags(ranks * count, False),
-            )
+            Step(r, (r - distance) % ranks, r, flags(ranks, False), count=counts(ranks, count), wrap=ranks)
         )
         distance <<= 1
     return Schedule("allgather", "bruck", ranks, split_evenly(size_bytes, ranks), tuple(steps))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._build import flags, frozen, int_option
+from ._build import counts, flags, frozen, int_option
 from .schedule import Schedule, ScheduleError, Step, split_evenly
 
 __all__ = ["hierarchical_allreduce"]
@@ -69,15 +69,15 @@ def hierarchical_allreduce(ranks: int, size_bytes: int, **options: object) -> Sc
 def _intra(
     node: np.ndarray, local: np.ndarray, g: int, m: int, first_shift: int, reduce: bool
 ) -> list[Step]:
-    """Ring steps inside every node; each transfer group moves a whole shard (m chunks)."""
-    src = frozen(np.repeat(node * g + local, m))
-    dst = frozen(np.repeat(node * g + (local + 1) % g, m))
-    pieces = np.tile(np.arange(m, dtype=np.int32), len(node))
+    """Ring steps inside every node; each message moves a whole shard (m consecutive chunks)."""
+    src = frozen(node * g + local)
+    dst = frozen(node * g + (local + 1) % g)
     red = flags(len(src), reduce)
+    many = counts(len(src), m)
     steps = []
     for k in range(g - 1):
-        shard = np.repeat((local - first_shift - k) % g, m)
-        steps.append(Step(src, dst, shard * m + pieces, red))
+        shard = (local - first_shift - k) % g
+        steps.append(Step(src, dst, shard * m, red, count=many))
     return steps
 
 

@@ -12,8 +12,9 @@ Rabenseifner's allreduce follows it with a recursive-doubling allgather.
 For other ``p`` the allreduce folds to the largest power of two ``p'`` first,
 MPICH style (see :func:`.recursive_doubling.mpich_fold`), and the buffer is cut
 into ``p'`` chunks. The reduce-scatter needs a power of two (use ``ring`` or
-``pairwise``). Each step sends a *range* of chunks, one transfer per chunk, so
-a schedule holds about ``2 p^2`` transfers in all.
+``pairwise``). Each step sends a *range* of chunks as one message (a
+:class:`~.schedule.Step` with ``count``), so a schedule holds ``2 p log2 p``
+messages, not the ``~2 p^2`` single-chunk transfers they expand to.
 
 References
 ----------
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._build import flags, require_power_of_two, spans
+from ._build import counts, flags, require_power_of_two
 from .recursive_doubling import doubling_allgather_steps, fold_in, fold_out, mpich_fold
 from .schedule import Schedule, Step, split_evenly
 
@@ -47,14 +48,7 @@ def halving_reduce_scatter_steps(core: np.ndarray) -> list[Step]:
         # v's range is the aligned block of 2*mask chunks around v; it keeps the
         # half containing v and sends the other half to its partner v ^ mask.
         give = (v & ~np.int32(2 * mask - 1)) + ((v & mask) ^ mask)
-        steps.append(
-            Step(
-                np.repeat(core, mask),
-                np.repeat(core[v ^ mask], mask),
-                spans(give, mask),
-                flags(size * mask, True),
-            )
-        )
+        steps.append(Step(core, core[v ^ mask], give, flags(size, True), count=counts(size, mask)))
         mask >>= 1
     return steps
 

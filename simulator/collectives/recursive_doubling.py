@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._build import flags, frozen, require_power_of_two, spans
+from ._build import counts, flags, frozen, require_power_of_two
 from .schedule import Schedule, Step, split_evenly
 
 __all__ = [
@@ -57,16 +57,16 @@ def fold_in(odd: np.ndarray, even: np.ndarray, chunks: int) -> list[Step]:
     """The pre-step: every odd rank adds all its chunks into its even partner."""
     if len(odd) == 0:
         return []
-    every = np.tile(np.arange(chunks, dtype=np.int32), len(odd))
-    return [Step(np.repeat(odd, chunks), np.repeat(even, chunks), every, flags(len(every), True))]
+    first = np.zeros(len(odd), dtype=np.int32)
+    return [Step(odd, even, first, flags(len(odd), True), count=counts(len(odd), chunks))]
 
 
 def fold_out(odd: np.ndarray, even: np.ndarray, chunks: int) -> list[Step]:
     """The post-step: every even rank copies all chunks back to its odd partner."""
     if len(odd) == 0:
         return []
-    every = np.tile(np.arange(chunks, dtype=np.int32), len(odd))
-    return [Step(np.repeat(even, chunks), np.repeat(odd, chunks), every, flags(len(every), False))]
+    first = np.zeros(len(odd), dtype=np.int32)
+    return [Step(even, odd, first, flags(len(odd), False), count=counts(len(odd), chunks))]
 
 
 def doubling_allgather_steps(core: np.ndarray) -> list[Step]:
@@ -77,14 +77,7 @@ def doubling_allgather_steps(core: np.ndarray) -> list[Step]:
     mask = 1
     while mask < size:
         block = v & ~np.int32(mask - 1)  # first chunk of the mask chunks v holds
-        steps.append(
-            Step(
-                np.repeat(core, mask),
-                np.repeat(core[v ^ mask], mask),
-                spans(block, mask),
-                flags(size * mask, False),
-            )
-        )
+        steps.append(Step(core, core[v ^ mask], block, flags(size, False), count=counts(size, mask)))
         mask <<= 1
     return steps
 

@@ -25,6 +25,8 @@ communication operations in MPICH", IJHPCA 19(1), 2005.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ._build import flags, frozen
@@ -55,6 +57,13 @@ def ring_steps(order: np.ndarray, phases: list[tuple[int, int, bool]]) -> list[S
     return steps
 
 
+@lru_cache(maxsize=8)
+def _identity_ring_steps(ranks: int, phases: tuple[tuple[int, int, bool], ...]) -> tuple[Step, ...]:
+    """``ring_steps`` over ranks ``0..p-1``, built once per shape: steps are frozen, so the
+    schedules of every message size (a job's buckets) share them."""
+    return tuple(ring_steps(np.arange(ranks), list(phases)))
+
+
 def ring_allreduce(ranks: int, size_bytes: int, **_: object) -> Schedule:
     """Ring allreduce: ``p - 1`` reduce-scatter steps, then ``p - 1`` allgather steps.
 
@@ -63,17 +72,17 @@ def ring_allreduce(ranks: int, size_bytes: int, **_: object) -> Schedule:
     ranks : p >= 1.
     size_bytes : bytes of each rank's buffer; cut into ``p`` chunks.
     """
-    steps = ring_steps(np.arange(ranks), [(1, ranks - 1, True), (0, ranks - 1, False)])
-    return Schedule("allreduce", "ring", ranks, split_evenly(size_bytes, ranks), tuple(steps))
+    steps = _identity_ring_steps(ranks, ((1, ranks - 1, True), (0, ranks - 1, False)))
+    return Schedule("allreduce", "ring", ranks, split_evenly(size_bytes, ranks), steps)
 
 
 def ring_reduce_scatter(ranks: int, size_bytes: int, **_: object) -> Schedule:
     """Ring reduce-scatter: rank ``r`` ends with chunk ``r`` reduced (``p - 1`` steps)."""
-    steps = ring_steps(np.arange(ranks), [(1, ranks - 1, True)])
-    return Schedule("reduce_scatter", "ring", ranks, split_evenly(size_bytes, ranks), tuple(steps))
+    steps = _identity_ring_steps(ranks, ((1, ranks - 1, True),))
+    return Schedule("reduce_scatter", "ring", ranks, split_evenly(size_bytes, ranks), steps)
 
 
 def ring_allgather(ranks: int, size_bytes: int, **_: object) -> Schedule:
     """Ring allgather: rank ``r`` starts with chunk ``r``; ``p - 1`` copy steps."""
-    steps = ring_steps(np.arange(ranks), [(0, ranks - 1, False)])
-    return Schedule("allgather", "ring", ranks, split_evenly(size_bytes, ranks), tuple(steps))
+    steps = _identity_ring_steps(ranks, ((0, ranks - 1, False),))
+    return Schedule("allgather", "ring", ranks, split_evenly(size_bytes, ranks), steps)

@@ -45,6 +45,7 @@ ps_push, ps_pull (parameter server)
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -132,9 +133,27 @@ def _frozen(values: object, dtype: type, name: str) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+_UNKNOWN = object()
+_ROTATION_BASES: dict[tuple[int, int], tuple[weakref.ref, bool]] = {}
+
+
+def _rotation_of(chunk: np.ndarray) -> int | None:
+    """See :attr:`Step.rotation`."""
+    n, base = chunk.shape[0], chunk.base
+    if (n == 0 or not isinstance(base, np.ndarray) or base.dtype != chunk.dtype or base.ndim != 1
+            or not base.flags.c_contiguous or not chunk.flags.c_contiguous or base.flags.writeable):
+        return None
+    key = (id(base), n)
+    known = _ROTATION_BASES.get(key)
+    if known is None or known[0]() is not base:
+        if len(_ROTATION_BASES) > 64:
+            _ROTATION_BASES.clear()
+        known = _ROTATION_BASES[key] = (weakref.ref(base), bool(np.array_equal(base, np.arange(len(base)) % n)))
+    return int(chunk[0]) if known[1] else None
+
+
 class Step:
-    """A set of concurrent transfers, stored as four parallel read-only arrays.
+    """A set of concurrent transfers, stored as read-only arrays.
 
     Transfer ``i`` moves chunk ``chunk[i]`` from rank ``src[i]`` to rank
     ``dst[i]``, adding it there when ``reduce[i]`` and overwriting otherwise.
@@ -145,30 +164,145 @@ class Step:
     Arrays are frozen in place and may be shared between steps (a ring's
     ``src`` and ``dst`` are the same objects in every step), so never build
     :class:`Transfer` objects for big schedules: use the arrays.
+
+    **Chunk ranges.** With ``count`` given, the arrays describe *messages*:
+    message ``i`` moves the ``count[i]`` consecutive chunks ``chunk[i], chunk[i] + 1,
+    ...`` (taken modulo ``wrap`` when it is given) from ``src[i]`` to ``dst[i]``,
+    as one message on the network (Rabenseifner's halves, Bruck's blocks). The
+    attributes ``src``, ``dst``, ``chunk`` and ``reduce`` are still one entry per
+    chunk moved (expanded on first use, for ``verify`` and the kernels); the
+    network and the α-β-γ cost read :meth:`messages` and :meth:`message_bytes`
+    and never expand. Without ``count`` every transfer is its own message.
     """
 
-    src: np.ndarray  # int32[n]
-    dst: np.ndarray  # int32[n]
-    chunk: np.ndarray  # int32[n]
-    reduce: np.ndarray  # bool[n]
+    __slots__ = ("_src", "_dst", "_chunk", "_reduce", "_count", "_wrap", "_expanded", "_rotation")
 
-    def __post_init__(self) -> None:
-        for name, dtype in (("src", np.int32), ("dst", np.int32), ("chunk", np.int32)):
-            object.__setattr__(self, name, _frozen(getattr(self, name), dtype, f"Step.{name}"))
-        object.__setattr__(self, "reduce", _frozen(self.reduce, np.bool_, "Step.reduce"))
-        n = self.src.shape[0]
-        if not self.dst.shape[0] == self.chunk.shape[0] == self.reduce.shape[0] == n:
+    def __init__(self, src: object, dst: object, chunk: object, reduce: object,
+                 count: object | None = None, wrap: int | None = None) -> None:
+        arrays = (_frozen(src, np.int32, "Step.src"), _frozen(dst, np.int32, "Step.dst"),
+                  _frozen(chunk, np.int32, "Step.chunk"), _frozen(reduce, np.bool_, "Step.reduce"))
+        n = arrays[0].shape[0]
+        if not arrays[1].shape[0] == arrays[2].shape[0] == arrays[3].shape[0] == n:
             raise ValueError(
                 "Step: src, dst, chunk and reduce must have the same length, got "
-                f"{n}, {self.dst.shape[0]}, {self.chunk.shape[0]}, {self.reduce.shape[0]}"
+                f"{n}, {arrays[1].shape[0]}, {arrays[2].shape[0]}, {arrays[3].shape[0]}"
             )
+        if count is not None:
+            count = _frozen(count, np.int32, "Step.count")
+            if count.shape[0] != n or (n and count.min() < 1):
+                raise ValueError(f"Step.count: expected {n} chunk counts >= 1")
+        if wrap is not None:
+            if count is None or int(wrap) < 1:
+                raise ValueError("Step.wrap: only with count, and >= 1")
+            wrap = int(wrap)
+            if n and (count.max() > wrap or arrays[2].min() < 0 or arrays[2].max() >= wrap):
+                raise ValueError(f"Step.wrap: ranges must start in 0..{wrap - 1} and hold at most {wrap} chunks")
+        setter = object.__setattr__
+        for name, value in zip(("_src", "_dst", "_chunk", "_reduce"), arrays, strict=True):
+            setter(self, name, value)
+        setter(self, "_count", count)
+        setter(self, "_wrap", wrap)
+        setter(self, "_expanded", arrays if count is None else None)
+        setter(self, "_rotation", _UNKNOWN)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Step is frozen: cannot set {name}")
+
+    # per chunk moved (the original contract: verify, kernels, Transfer objects)
+    @property
+    def src(self) -> np.ndarray:
+        """int32[n]: sending rank of each chunk moved."""
+        return self._per_chunk()[0]
+
+    @property
+    def dst(self) -> np.ndarray:
+        """int32[n]: receiving rank of each chunk moved."""
+        return self._per_chunk()[1]
+
+    @property
+    def chunk(self) -> np.ndarray:
+        """int32[n]: the chunk moved."""
+        return self._per_chunk()[2]
+
+    @property
+    def reduce(self) -> np.ndarray:
+        """bool[n]: whether the receiver adds (else overwrites)."""
+        return self._per_chunk()[3]
+
+    @property
+    def first(self) -> np.ndarray:
+        """int32[messages]: the first chunk of each message (``chunk`` itself when ``count`` is None)."""
+        return self._chunk
+
+    @property
+    def count(self) -> np.ndarray | None:
+        """int32[messages]: chunks per message, or None when every transfer is one chunk."""
+        return self._count
+
+    @property
+    def wrap(self) -> int | None:
+        """Chunk ids of a range are taken modulo this (None: no wrap-around)."""
+        return self._wrap
+
+    @property
+    def rotation(self) -> int | None:
+        """``r`` when the step moves each of its ``n`` chunks once as ``chunk[i] == (r + i) mod n``, else None.
+
+        Read from the memory layout, not from the values: ``chunk`` must be a contiguous
+        view into an array checked once to hold ``j mod n`` at ``j`` (a ring's shared
+        array), so asking costs O(1) per step. None when that cannot be shown.
+        """
+        if self._rotation is _UNKNOWN:
+            object.__setattr__(self, "_rotation", _rotation_of(self._chunk) if self._count is None else None)
+        return self._rotation
+
+    def _per_chunk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        expanded = self._expanded
+        if expanded is None:
+            count = self._count.astype(np.int64)
+            total = int(count.sum())
+            starts = np.cumsum(count) - count
+            within = np.arange(total, dtype=np.int64) - np.repeat(starts, count)
+            chunk = np.repeat(self._chunk.astype(np.int64), count) + within
+            if self._wrap is not None:
+                chunk %= self._wrap
+            expanded = tuple(_frozen(a, dtype, "Step") for a, dtype in (
+                (np.repeat(self._src, count), np.int32), (np.repeat(self._dst, count), np.int32),
+                (chunk.astype(np.int32), np.int32), (np.repeat(self._reduce, count), np.bool_)))
+            object.__setattr__(self, "_expanded", expanded)
+        return expanded
+
+    # per message (what the network and the α-β-γ cost read)
+    def messages(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(src, dst, reduce)`` of each message (one entry per transfer when ``count`` is None)."""
+        return self._src, self._dst, self._reduce
+
+    def message_bytes(self, chunk_bytes: np.ndarray) -> np.ndarray:
+        """float64 bytes of each message (exact: sums of integer chunk sizes)."""
+        if self._count is None:
+            return np.asarray(chunk_bytes, dtype=np.float64)[self._chunk]
+        sizes = np.asarray(chunk_bytes, dtype=np.int64)
+        if self._wrap is not None:
+            sizes = np.tile(sizes[: self._wrap], 2)
+        cum = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=cum[1:])
+        first = self._chunk.astype(np.int64)
+        return (cum[first + self._count] - cum[first]).astype(np.float64)
+
+    @property
+    def n_messages(self) -> int:
+        """Number of messages (transfers as the network sees them)."""
+        return int(self._src.shape[0])
 
     def __len__(self) -> int:
-        return int(self.src.shape[0])
+        """Number of chunks moved (transfers of one chunk each)."""
+        if self._count is None:
+            return int(self._src.shape[0])
+        return int(self._count.sum())
 
-    def __reduce__(self) -> tuple[type, tuple[np.ndarray, ...]]:
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         # rebuild through __init__ so unpickled arrays are read-only again
-        return (Step, (self.src, self.dst, self.chunk, self.reduce))
+        return (Step, (self._src, self._dst, self._chunk, self._reduce, self._count, self._wrap))
 
     def transfers(self) -> Iterator[Transfer]:
         """Yield the step's transfers as :class:`Transfer` objects (for small schedules)."""
@@ -340,11 +474,14 @@ class Schedule:
     def total_bytes_sent(self) -> int:
         """Sum over all transfers of the bytes of the chunk they carry."""
         total = 0
-        seen: dict[int, int] = {}
+        seen: dict[tuple[int, int, int | None], int] = {}
         for step in self.steps:
-            key = id(step.chunk)
+            key = (id(step.first), id(step.count), step.wrap)
             if key not in seen:
-                seen[key] = int(self.chunk_bytes[step.chunk].sum())
+                if step.count is None:
+                    seen[key] = int(self.chunk_bytes[step.first].sum())
+                else:
+                    seen[key] = int(step.message_bytes(self.chunk_bytes).sum())
             total += seen[key]
         return total
 

@@ -15,6 +15,7 @@ component's own keys and tables.
 
 from __future__ import annotations
 
+import gc
 import platform
 import time
 from collections.abc import Callable
@@ -66,9 +67,15 @@ class Job:
         """Run every process to the end; ``progress(i)`` is called as every rank finishes iteration ``i``."""
         t0 = time.perf_counter()
         self._progress = progress
-        self.sync.start()
-        finished = [self.env.process(r.train()) for r in self.ranks]
-        self.env.run()
+        # what elaboration built lives as long as the run: keep the cyclic GC from rescanning it
+        # on every collection (each full collection walks every object of a 16k-rank job)
+        gc.freeze()
+        try:
+            self.sync.start()
+            finished = [self.env.process(r.train()) for r in self.ranks]
+            self.env.run()
+        finally:
+            gc.unfreeze()
         if not all(p.triggered for p in finished):  # dependencies that cycle: a bug, not input
             raise RuntimeError(f"job {self.config.name} deadlocked at {self.env.now} s")
         if self.learner is not None:
@@ -183,6 +190,15 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
     ``graph`` replaces the config's topology, ``segment`` numbers the stretch of a faulted job (its
     straggler noise is its own), ``learner_start`` is where the convergence problem continues from.
     """
+    gc.freeze()   # what exists already (imports, the config) outlives the job: no GC rescans of it
+    try:
+        return _build_job(config, env, graph=graph, segment=segment, learner_start=learner_start)
+    finally:
+        gc.unfreeze()
+
+
+def _build_job(config: Config, env: simpy.Environment | None, *, graph: nx.Graph | None, segment: int,
+               learner_start: LearnerState | None) -> Job:
     env = env or simpy.Environment()
     hw = resolve_hardware(config, graph)
     _check_size(config, hw)

@@ -23,7 +23,7 @@ from .fluid import Fluid, max_min_rates
 from .routing import Routing
 
 if TYPE_CHECKING:
-    from simulator.collectives import Schedule
+    from simulator.collectives import Schedule, Step
 
     from .profile import HardwareProfile
 
@@ -48,6 +48,76 @@ class _Routes:
         return np.bincount(self.merged, weights=nbytes, minlength=len(self.latency))
 
 
+_MAX_SHAPE_FLOATS = 1 << 23   # latency-free finish times kept for scaling, in all (64 MB)
+_MAX_CLASSES = 64   # distinct (latency, bottleneck) pairs among a step's flows for the rotation shortcut
+
+
+@dataclass(frozen=True)
+class _Classes:
+    latency: np.ndarray            # per class of flows with equal latency and bottleneck
+    inv_bottleneck: np.ndarray
+    positions: list[np.ndarray]    # sorted flow indices of each class
+
+
+class _Rotations:
+    """Ring steps of one schedule, timed together.
+
+    A step qualifies when its routes are disjoint (so it lasts ``max_i latency_i +
+    bytes_i / bottleneck_i``), every receiver gets one flow, and ``Step.rotation`` shows
+    that flow ``i`` carries chunk ``(r + i) mod n`` of all ``n`` chunks (read from the
+    memory layout of a ring's shared chunk array, not assumed). With chunk sizes non-increasing (as
+    ``split_evenly`` cuts them), the largest chunk a class of flows with equal latency
+    and bottleneck carries is the one with the smallest index, found by a binary search
+    in the class's positions; and since ``latency + bytes * seconds_per_byte`` grows with
+    the bytes, the step's duration is the max over classes of that flow's, the very
+    float the per-flow maximum gives. The steps of one ring then cost O(classes) each.
+    """
+
+    def __init__(self, network: Network, chunk_bytes: np.ndarray):
+        self.net = network
+        cb = np.asarray(chunk_bytes)
+        self.ok = len(cb) > 0 and bool((cb[1:] <= cb[:-1]).all())
+        self.sizes = cb.astype(float)
+        self.step_bytes = float(cb.sum())      # a rotation moves every chunk once
+        self._reduced: dict[int, int] = {}     # id(reduce flags) -> 1 all, 0 none, -1 mixed
+        self._groups: dict[tuple[bytes, bool], tuple[list[int], list[int], _Classes]] = {}
+
+    def group(self, step: Step, pair: tuple[np.ndarray, np.ndarray, bytes]) -> tuple[list[int], list[int]] | None:
+        """The group this step joins (steps over the same routes), or None when it does not qualify."""
+        if not self.ok or step.count is not None or len(step.first) != len(self.sizes) or step.rotation is None:
+            return None
+        red = step.messages()[2]
+        reduced = self._reduced.get(id(red))
+        if reduced is None:
+            reduced = self._reduced[id(red)] = int(red.all()) if red.all() or not red.any() else -1
+        if reduced < 0:
+            return None
+        classes = self.net._classes(pair)
+        if classes is None:
+            return None
+        return self._groups.setdefault((pair[2], bool(reduced)), ([], [], classes))[:2]
+
+    def groups(self) -> dict:
+        return self._groups
+
+    def reuse(self, groups: dict) -> None:
+        self._groups = groups
+
+    def solve(self, times: list) -> None:
+        n, sizes, gamma = len(self.sizes), self.sizes, self.net.gamma
+        for (_, reduced), (where, first, classes) in self._groups.items():
+            zero_at = (n - np.asarray(first, dtype=np.int64)) % n     # the flow carrying chunk 0
+            t = np.full(len(where), -np.inf)
+            for lat, inv, pos in zip(classes.latency, classes.inv_bottleneck, classes.positions, strict=True):
+                j = np.searchsorted(pos, zero_at)
+                smallest = np.where(j < len(pos), pos[np.minimum(j, len(pos) - 1)] - zero_at, pos[0] - zero_at + n)
+                np.maximum(t, lat + sizes[smallest] * inv, out=t)
+            if gamma and reduced:
+                t = t + gamma * float(sizes[0])
+            for i, v in zip(where, t.tolist(), strict=True):
+                times[i] = v
+
+
 class Network:
     """A topology with a network model.
 
@@ -68,6 +138,11 @@ class Network:
         self.gamma = gamma
         self._steps: dict[bytes, float] = {}
         self._route_cache: dict[bytes, _Routes] = {}
+        self._shapes: dict[bytes, tuple[float, np.ndarray]] = {}
+        self._shape_floats = 0
+        self._rotation_classes: dict[bytes, _Classes | None] = {}
+        # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
+        self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
 
     @property
@@ -106,13 +181,32 @@ class Network:
                                                       unique_dst, merged)
         return cached
 
+    def _classes(self, pair: tuple[np.ndarray, np.ndarray, bytes]) -> _Classes | None:
+        """Flows of these routes grouped by (latency, seconds per byte), when no two share a link."""
+        key = pair[2]
+        if key not in self._rotation_classes:
+            routes = self._routes(pair[0], pair[1], key)
+            classes = None
+            if routes.disjoint and routes.merged is None and routes.unique_dst and len(routes.latency):
+                lat, inv = routes.latency, routes.inv_bottleneck
+                order = np.lexsort((inv, lat))
+                ls, bs = lat[order], inv[order]
+                new = np.ones(len(order), dtype=bool)
+                new[1:] = (ls[1:] != ls[:-1]) | (bs[1:] != bs[:-1])
+                starts = np.append(np.flatnonzero(new), len(order))
+                if len(starts) - 1 <= _MAX_CLASSES:
+                    classes = _Classes(ls[starts[:-1]], bs[starts[:-1]],
+                                       [np.sort(order[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)])
+            self._rotation_classes[key] = classes
+        return self._rotation_classes[key]
+
     def finish_times(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
         """Seconds until each of these concurrent flows completes (one per distinct (src, dst))."""
         return self.model.finish_times(self.flows(src, dst, nbytes), self.routing.capacity)
 
     def step_time(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
                   reduced: np.ndarray | None = None, route_key: bytes | None = None) -> float:
-        """Duration of one collective step (memoised on endpoints and bytes).
+        """Duration of one collective step (memoised on endpoints and relative bytes).
 
         ``reduced`` marks the transfers whose receiver reduces (γ applies to them);
         ``route_key`` (a digest of ``src`` and ``dst``) saves re-hashing shared arrays.
@@ -131,15 +225,42 @@ class Network:
             key = route_key + _digest(flow_bytes)
             t = self._steps.get(key)
             if t is None:
-                flows = FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency)
-                t = self._steps[key] = float(self.model.finish_times(flows, self.routing.capacity).max())
-                self.steps_solved += 1
+                t = self._steps[key] = self._coupled(routes, route_key, flow_bytes)
         if self.gamma and red.any():
             if routes.unique_dst:
                 t += self.gamma * float(nbytes[red].max())
             else:
                 t += self.gamma * float(np.bincount(dst[red], weights=nbytes[red]).max())
         return t
+
+    def _coupled(self, routes: _Routes, route_key: bytes, flow_bytes: np.ndarray) -> float:
+        """The last finish time of flows that share links, solved once per structure.
+
+        Both models finish flow ``i`` at ``latency_i + f_i(bytes)`` where ``f`` is
+        positively homogeneous: with every size times ``c``, every ``f_i`` is ``c`` times as
+        long (max-min rates do not depend on sizes, and which flows finish in which epoch
+        depends on the sizes' ratios only). So the latency-free finish times of the first
+        byte vector of each shape (sizes divided by their greatest common divisor) are
+        kept, and a step with the same routes and proportional sizes is that vector scaled
+        (agreeing with a fresh solve to rounding, ~1e-15 relative; tested).
+        """
+        shape, scale = _shape(flow_bytes)
+        skey = route_key + _digest(shape)
+        linear = bool(scale) and getattr(self.model, "scales_linearly", False)
+        ref = self._shapes.get(skey) if linear else None
+        if ref is None:
+            self.steps_solved += 1
+            if not linear:
+                flows = FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency)
+                return float(self.model.finish_times(flows, self.routing.capacity).max())
+            flows = FlowBatch(routes.ptr, routes.links, flow_bytes, np.zeros_like(routes.latency))
+            free = self.model.finish_times(flows, self.routing.capacity)
+            if self._shape_floats + len(free) <= _MAX_SHAPE_FLOATS:   # bounded: past it, solve afresh
+                self._shapes[skey] = (scale, free)
+                self._shape_floats += len(free)
+            return float((free + routes.latency).max())
+        ref_scale, free = ref
+        return float((free * (scale / ref_scale) + routes.latency).max())
 
     def schedule_time(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
         """Simulated duration of a whole collective schedule (see ``schedule_cost``)."""
@@ -149,25 +270,72 @@ class Network:
         """Simulated seconds of a whole collective schedule, and the bytes its flows carried.
 
         ``placement[r]`` is the device rank that schedule rank ``r`` runs on
-        (default: the identity).
+        (default: the identity). A step's transfers of one chunk range travel as one
+        message (``Step.messages``). Steps that rotate the chunks of a ring over the
+        same routes are timed together (see ``_rotations``); the seconds are the same.
         """
         if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
+        rotations = _Rotations(self, schedule.chunk_bytes)
+        plan_key = (id(schedule.steps), _digest(place))
+        plan = self._ring_plans.get(plan_key)
+        if plan is not None and plan[0] is schedule.steps and rotations.ok and plan[1] == len(rotations.sizes):
+            # the same ring steps (shared between message sizes) on the same ranks: only the sizes differ
+            rotations.reuse(plan[2])
+            times: list[float | None] = [None] * len(schedule.steps)
+            carried = 0.0
+            for _ in times:
+                carried += rotations.step_bytes
+        else:
+            times, carried = self._step_times(schedule, place, rotations)
+            if len(times) >= 64 and all(t is None for t in times):   # a pure ring: keep how it was grouped
+                if len(self._ring_plans) >= 4:
+                    self._ring_plans.pop(next(iter(self._ring_plans)))
+                self._ring_plans[plan_key] = (schedule.steps, len(rotations.sizes), rotations.groups())
+        rotations.solve(times)
+        total = 0.0
+        for t in times:
+            total += t
+        return total, carried
+
+    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations
+                    ) -> tuple[list[float | None], float]:
+        """Each step's seconds (None: left to ``rotations``) and the bytes carried, in step order."""
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
         # builders share src/dst arrays between steps: map and hash each distinct pair once
         # (the steps keep the arrays alive, so their ids are stable during this call)
         mapped: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, bytes]] = {}
-        total = carried = 0.0
+        times: list[float | None] = []
+        carried = 0.0
+        last: tuple = (None, None, None, None)    # (src, dst, reduce, group) of the last step that joined a group
         for step in schedule.steps:
-            pair = mapped.get((id(step.src), id(step.dst)))
+            src, dst, red = step.messages()
+            if last[3] is not None and src is last[0] and dst is last[1] and red is last[2]:
+                first = step.rotation                # a ring's next step: same arrays, so only this to check
+                if first is not None:
+                    last[3][0].append(len(times))
+                    last[3][1].append(first)
+                    times.append(None)
+                    carried += rotations.step_bytes
+                    continue
+            pair = mapped.get((id(src), id(dst)))
             if pair is None:
-                s, d = place[step.src], place[step.dst]
-                pair = mapped[(id(step.src), id(step.dst))] = (s, d, _digest(s, d))
-            nbytes = chunk_bytes[step.chunk]
-            total += self.step_time(pair[0], pair[1], nbytes, step.reduce, route_key=pair[2])
+                s, d = place[src], place[dst]
+                pair = mapped[(id(src), id(dst))] = (s, d, _digest(s, d))
+            group = rotations.group(step, pair)
+            if group is not None:
+                last = (src, dst, red, group)
+                group[0].append(len(times))
+                group[1].append(step.rotation)
+                times.append(None)
+                carried += rotations.step_bytes
+                continue
+            last = (None, None, None, None)
+            nbytes = chunk_bytes[step.first] if step.count is None else step.message_bytes(chunk_bytes)
+            times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2]))
             carried += float(nbytes.sum())
-        return total, carried
+        return times, carried
 
     def concurrent_schedule_cost(self, schedule: Schedule, groups: np.ndarray) -> tuple[float, float]:
         """Seconds and bytes of ``schedule`` run by every row of ``groups`` (device ranks) at once.
@@ -180,12 +348,11 @@ class Network:
             seconds, sent = self.schedule_cost(schedule, groups[0])
             return seconds, sent * len(groups)
         g = len(groups)
-        chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
         total = sent = 0.0
         for step in schedule.steps:
-            nbytes = np.tile(chunk_bytes[step.chunk], g)
-            total += self.step_time(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), nbytes,
-                                    np.tile(step.reduce, g))
+            src, dst, red = step.messages()
+            nbytes = np.tile(step.message_bytes(schedule.chunk_bytes), g)
+            total += self.step_time(groups[:, src].ravel(), groups[:, dst].ravel(), nbytes, np.tile(red, g))
             sent += float(nbytes.sum())
         return total, sent
 
@@ -202,6 +369,17 @@ class Network:
         if t > 1:
             seconds += self.schedule_time(collectives.schedule("ring", t, int(nbytes), collective="allgather"), dst)
         return seconds
+
+
+def _shape(nbytes: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(nbytes / g, g)`` with ``g`` the greatest common divisor of whole byte counts; ``g = 0``: no shape."""
+    if not len(nbytes) or not (nbytes == np.floor(nbytes)).all() or nbytes.max() >= 2.0 ** 53 or nbytes.min() < 0:
+        return nbytes, 0.0
+    ints = nbytes.astype(np.int64)
+    g = int(np.gcd.reduce(ints))
+    if g == 0:
+        return nbytes, 0.0
+    return ints // g, float(g)
 
 
 def _digest(*arrays: np.ndarray) -> bytes:

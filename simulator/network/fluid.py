@@ -13,6 +13,8 @@ times the number of distinct finishing times, both small for collective steps.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .base import FlowBatch, alone_finish_times
@@ -20,6 +22,15 @@ from .base import FlowBatch, alone_finish_times
 __all__ = ["Fluid", "max_min_rates"]
 
 _EPS = 1e-12
+_MAX_RATE_FLOATS = 1 << 23   # rates kept per alive set, in all (64 MB); then the memo starts again
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.digest()
 
 
 def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
@@ -41,25 +52,27 @@ def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
     """
     n_links = len(capacity)
     rate = np.full(n_flows, np.inf)
-    frozen = np.zeros(n_flows, dtype=bool)
     remaining = capacity.astype(float).copy()      # capacity minus the rates of frozen flows
-    active = np.ones(len(flow_of), dtype=bool)     # incidence entries whose flow is unfrozen
-    while active.any():
-        entries = np.flatnonzero(active)
-        links = link_of[entries]
-        counts = np.bincount(links, minlength=n_links)
+    flows, links = np.asarray(flow_of), np.asarray(link_of)   # the incidence entries of unfrozen flows
+    counts = np.bincount(links, minlength=n_links)            # unfrozen flows on each link
+    newly = np.zeros(n_flows, dtype=bool)
+    share = np.empty(n_links)
+    while len(flows):
         used = counts > 0
-        share = np.full(n_links, np.inf)
-        share[used] = remaining[used] / counts[used]
+        share.fill(np.inf)
+        np.divide(remaining, counts, out=share, where=used)
         level = share.min()
-        saturated = used & (share <= level * (1 + _EPS))
-        newly = np.unique(flow_of[entries[saturated[links]]])
+        saturated = share <= level * (1 + _EPS)    # read only at links some unfrozen flow crosses
+        newly[flows[saturated[links]]] = True      # every flow crossing a saturated link freezes
         rate[newly] = level
-        frozen[newly] = True
-        done_entries = entries[frozen[flow_of[entries]]]
-        remaining -= level * np.bincount(link_of[done_entries], minlength=n_links)
+        done = newly[flows]
+        freed = np.bincount(links[done], minlength=n_links)
+        remaining -= level * freed
         np.maximum(remaining, 0.0, out=remaining)
-        active[done_entries] = False
+        counts -= freed
+        newly[flows[done]] = False
+        keep = ~done
+        flows, links = flows[keep], links[keep]
     return rate
 
 
@@ -67,6 +80,14 @@ class Fluid:
     """Max-min fair sharing with re-allocation whenever a flow completes."""
 
     name = "fluid"
+    #: finish times are latency + a function of the sizes that scales with them (Network memoises on it)
+    scales_linearly = True
+
+    def __init__(self) -> None:
+        # max-min rates depend on which flows are alive, not on their bytes: steps of the same
+        # routes with other sizes (a job's buckets) meet the same alive sets again
+        self._rates: dict[bytes, np.ndarray] = {}
+        self._rate_floats = 0
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         n = flows.n
@@ -97,12 +118,22 @@ class Fluid:
         left = flows.nbytes.astype(float).copy()
         alive = left > 0
         now = 0.0
+        structure = _digest(flows.link_ptr, flows.links, capacity)
+        if self._rate_floats > _MAX_RATE_FLOATS:
+            self._rates.clear()
+            self._rate_floats = 0
         while alive.any():
-            keep = alive[flow_of_all]
             ids = np.flatnonzero(alive)
-            remap = np.full(n, -1)
-            remap[ids] = np.arange(len(ids))
-            rate = max_min_rates(remap[flow_of_all[keep]], flows.links[keep], len(ids), capacity)
+            key = structure + np.packbits(alive).tobytes()
+            rate = self._rates.get(key)
+            if rate is None:
+                keep = alive[flow_of_all]
+                remap = np.full(n, -1)
+                remap[ids] = np.arange(len(ids))
+                rate = self._rates[key] = max_min_rates(remap[flow_of_all[keep]], flows.links[keep], len(ids),
+                                                        capacity)
+                rate.flags.writeable = False
+                self._rate_floats += len(rate)
             dt = left[ids] / rate
             step = dt.min()
             left[ids] -= rate * step
@@ -118,5 +149,7 @@ def _subset(flows: FlowBatch, ids: np.ndarray) -> FlowBatch:
     counts = np.diff(flows.link_ptr)[ids]
     ptr = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    links = np.concatenate([flows.links[flows.link_ptr[i]:flows.link_ptr[i + 1]] for i in ids])
+    chosen = np.zeros(flows.n, dtype=bool)
+    chosen[ids] = True                      # ids are sorted (flatnonzero), so entries keep their order
+    links = flows.links[np.repeat(chosen, np.diff(flows.link_ptr))]
     return FlowBatch(ptr, links, flows.nbytes[ids], flows.latency[ids])

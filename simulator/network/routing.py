@@ -5,10 +5,16 @@ Every undirected edge is a full-duplex link: two directed links with the edge's
 integer hash of (source, destination, hop), the way switches hash flows (ECMP):
 deterministic across runs, yet spreading different pairs over parallel paths.
 
-Distances are computed by BFS from a destination's *anchor* (its only neighbour
-when the destination is a leaf, else itself) over the graph without its leaves
-(a leaf is never a transit node), and cached: routing all pairs of a
-4,096-device fabric costs one BFS per edge switch over the switches and NICs only.
+Leaves (devices) are never transit nodes. The rest, the transit graph, is split
+once into its core (what repeated removal of degree-1 nodes leaves) and the trees
+hanging off it (an NVSwitch and its NIC, a chain of NICs): inside a tree a shortest
+path is forced, so only the core needs distances, and they are computed by BFS
+from the *core root* of a destination's anchor (its only neighbour when the
+destination is a leaf, else itself) over the core only, and cached. The walk is
+the same as a BFS from the anchor over the whole transit graph would give (same
+candidate next hops in the same order, same hash), so routes do not depend on
+this shortcut: 16,384 devices in 2,048 servers behind a leaf-spine cost one BFS
+per leaf switch over the leaf and spine switches, not one per server.
 """
 
 from __future__ import annotations
@@ -63,50 +69,133 @@ class Routing:
         self._device_index = np.array([self._index[n] for n in self.devices], dtype=np.int64)
         self._dist: dict[int, np.ndarray] = {}
         self._paths: dict[tuple[int, int], np.ndarray] = {}
+        self._peel()
 
-    # -- distances ----------------------------------------------------------------
     def _anchor(self, t: int) -> int:
         nbrs = self._adj[t]
         return nbrs[0] if len(nbrs) == 1 else t
 
-    def _distances(self, anchor: int) -> np.ndarray:
-        dist = self._dist.get(anchor)
-        if dist is None:
-            dist = np.full(len(self._adj), -1, dtype=np.int64)
-            dist[anchor] = 0
-            queue = deque([anchor])
-            adj = self._transit
-            while queue:
-                u = queue.popleft()
-                du = dist[u] + 1
-                for v in adj[u]:
-                    if dist[v] < 0:
-                        dist[v] = du
+    # -- structure ----------------------------------------------------------------
+    def _peel(self) -> None:
+        """Split the transit graph into a core and the trees hanging off it.
+
+        Leaves are peeled off repeatedly (k-core peeling): a peeled node's ``parent`` is
+        its one neighbour still present when it went. What is never peeled is the core
+        (the 2-core); a node peeled with no neighbour left roots a tree of its own. Every
+        tree hangs off its root only, so a shortest path into or out of it is forced, and
+        distances to a node in a tree are its depth plus the core distance to its root.
+        """
+        n = len(self._adj)
+        transit = self._transit
+        in_transit = [len(a) != 1 for a in self._adj]
+        degree = [len(a) for a in transit]
+        removed = [False] * n
+        parent = [-1] * n
+        order: list[int] = []
+        queue = deque(u for u in range(n) if in_transit[u] and degree[u] <= 1)
+        while queue:
+            u = queue.popleft()
+            if removed[u]:
+                continue
+            removed[u] = True
+            order.append(u)
+            for v in transit[u]:
+                if not removed[v]:
+                    parent[u] = v
+                    degree[v] -= 1
+                    if degree[v] == 1:
                         queue.append(v)
-            self._dist[anchor] = dist
+                    break
+        root, depth = list(range(n)), [0] * n
+        for u in reversed(order):
+            if parent[u] >= 0:
+                root[u], depth[u] = root[parent[u]], depth[parent[u]] + 1
+        core = [u for u in range(n) if in_transit[u] and parent[u] < 0]
+        position = [-1] * n
+        for i, u in enumerate(core):
+            position[u] = i
+        self._parent, self._root, self._depth = parent, root, depth
+        self._core, self._core_pos = core, position
+        # the core's adjacency in core positions, in the graph's adjacency order, as CSR for the BFS
+        adj = [[position[v] for v in transit[u] if position[v] >= 0] for u in core]
+        self._core_adj = adj
+        self._core_ptr = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in adj], out=self._core_ptr[1:])
+        self._core_idx = np.array([v for a in adj for v in a], dtype=np.int64)
+
+    def _core_distances(self, root: int) -> list[int]:
+        """Hop counts from core node ``root`` to every core node, by core position (-1: unreachable).
+
+        A level-synchronous BFS over the core's CSR adjacency (numpy), cached per root.
+        """
+        dist = self._dist.get(root)
+        if dist is None:
+            ptr, idx = self._core_ptr, self._core_idx
+            d = np.full(len(self._core), -1, dtype=np.int64)
+            frontier = np.array([self._core_pos[root]], dtype=np.int64)
+            d[frontier] = level = 0
+            while len(frontier):
+                level += 1
+                starts, stops = ptr[frontier], ptr[frontier + 1]
+                lengths = stops - starts
+                offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+                reached = idx[offsets]
+                frontier = np.unique(reached[d[reached] < 0])
+                d[frontier] = level
+            dist = self._dist[root] = d.tolist()
         return dist
+
+    def _up(self, u: int, stop: int) -> list[int]:
+        """``u``, its parent, ... up to and including ``stop`` (an ancestor of ``u``)."""
+        chain, parent = [u], self._parent
+        while u != stop:
+            u = parent[u]
+            chain.append(u)
+        return chain
+
+    def _inner(self, s: int, t: int, start: int, anchor: int) -> list[int]:
+        """The node path from ``start`` to ``anchor`` (both transit nodes) for the pair (s, t)."""
+        root, depth = self._root, self._depth
+        rs, ra = root[start], root[anchor]
+        if rs == ra:  # one tree: the unique tree path, through the deepest common ancestor
+            a, b = start, anchor
+            while depth[a] > depth[b]:
+                a = self._parent[a]
+            while depth[b] > depth[a]:
+                b = self._parent[b]
+            while a != b:
+                a, b = self._parent[a], self._parent[b]
+            return self._up(start, a) + self._up(anchor, a)[-2::-1]
+        dist = self._core_distances(ra)
+        pos, core = self._core_pos, self._core
+        if dist[pos[rs]] < 0:
+            raise ValueError(f"no route from {self._name(s)} to {self._name(t)}")
+        path = self._up(start, rs)
+        cur, goal, hop, adj = pos[rs], pos[ra], depth[start], self._core_adj
+        while cur != goal:
+            d = dist[cur] - 1
+            options = [v for v in adj[cur] if dist[v] == d]
+            cur = options[_mix(s, t, hop) % len(options)] if len(options) > 1 else options[0]
+            path.append(core[cur])
+            hop += 1
+        return path + self._up(anchor, ra)[-2::-1]
 
     # -- paths --------------------------------------------------------------------
     def node_path(self, s: int, t: int) -> list[int]:
-        """Node indices from ``s`` to ``t`` (inclusive) on a shortest path, ECMP-hashed."""
+        """Node indices from ``s`` to ``t`` (inclusive) on a shortest path, ECMP-hashed.
+
+        The walk from ``s``'s anchor towards ``t``'s takes, at every node, one of the
+        neighbours one hop closer (in adjacency order), chosen by ``_mix(s, t, hop)``
+        where ``hop`` counts the moves made so far.
+        """
         if s == t:
             return [s]
         if self._adj[s] == [t]:
             return [s, t]
-        anchor = self._anchor(t)
-        dist = self._distances(anchor)
-        start = self._anchor(s)
-        if dist[start] < 0:
-            raise ValueError(f"no route from {self._name(s)} to {self._name(t)}")
-        path, cur, hop = [s], start, 0
+        anchor, start = self._anchor(t), self._anchor(s)
+        path = self._inner(s, t, start, anchor)
         if start != s:
-            path.append(start)
-        while cur != anchor:
-            d = dist[cur] - 1
-            options = [v for v in self._transit[cur] if dist[v] == d]
-            cur = options[_mix(s, t, hop) % len(options)] if len(options) > 1 else options[0]
-            path.append(cur)
-            hop += 1
+            path.insert(0, s)
         if anchor != t:
             path.append(t)
         return path
