@@ -630,6 +630,9 @@ def run_lesson(number: int | str, out: str | Path, *, workers: int | None = None
     (out / "claims.json").write_text(json.dumps({"lesson": les.number, "title": les.title,
                                                  "claims": run.results}, indent=2, ensure_ascii=False) + "\n")
     run.files.append(out / "claims.json")
+    from .report import write_lesson_report
+
+    run.files.append(write_lesson_report(run, out))
     return run
 
 

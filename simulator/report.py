@@ -281,3 +281,27 @@ def write_sweep_report(sweep, rows: list[dict[str, Any]], out: Path, plot_files:
     if source.is_file():
         parts += [f"<h2>Sweep file ({_e(source.name)})</h2>", f"<pre id=\"sweep\">{_e(source.read_text())}</pre>"]
     return _write(out / REPORT, _page(f"trainsim sweep: {sweep.name}", "\n".join(parts)))
+
+
+def write_lesson_report(run, out: Path) -> Path:
+    """``report.html`` of a lesson run: the question, each claim with ✓/✗ and its numbers, the plots that
+    answer the question (embedded), and links to each step's own report."""
+    les = run.lesson
+    claims = "".join(
+        f"<tr><td>{'✓' if r['holds'] else '✗'}</td><td>{_e(r['claim'])}</td><td>{_e(r['detail'])}</td></tr>"
+        for r in run.results)
+    figures = []
+    for name in les.plots:
+        f = out / name
+        if f.suffix == ".png" and f.is_file():
+            figures.append(f'<figure><img src="{_png(f)}" alt="{_e(name)}" data-file="{_e(name)}">'
+                           f"<figcaption><code>{_e(name)}</code></figcaption></figure>")
+    links = "".join(f'<li><a href="{_e(step.id)}/report.html">{_e(step.id)}/report.html</a></li>'
+                    for step in les.steps if (out / step.id / "report.html").is_file())
+    body = (f"<h1>Lesson {les.number}: {_e(les.title)}</h1><p><b>Question.</b> {_e(les.question)}</p>"
+            f"<p>The page: <code>{_e(les.page.name)}</code> (docs/lessons/). Every claim below is the page's answer, "
+            f"checked against this run.</p>"
+            f"<h2>Claims</h2><table><tr><th></th><th>claim</th><th>what the run gave</th></tr>{claims}</table>"
+            f"<h2>The plots that answer it</h2>{''.join(figures) or '<p>(none drawn)</p>'}"
+            + (f"<h2>Each run's report</h2><ul>{links}</ul>" if links else ""))
+    return _write(out / "report.html", _page(f"lesson {les.number}: {les.title}", body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -48,6 +49,10 @@ def test_each_lesson_runs_from_the_command_line_and_its_claims_hold(number, tmp_
         assert (out / plot).is_file() or __import__("pathlib").Path(plot).is_file(), plot
     saved = json.loads((out / "claims.json").read_text())
     assert saved["claims"] == report["claims"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert all(html.escape(c["claim"]) in page for c in report["claims"]) and page.count("✓") == len(report["claims"])
+    pngs = [p for p in lessons.lesson(number).plots if p.endswith(".png")]
+    assert page.count('src="data:image/png;base64,') == len(pngs)
 
 
 def test_a_claim_fails_when_the_numbers_say_otherwise():
