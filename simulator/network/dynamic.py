@@ -209,7 +209,10 @@ def _step(now, dt, slack, f, s, lf, li, active, pending, done_at, free, done, ac
             c = li[link, _COUNT]
             if c > 0 and lf[link, _LEFT] / c <= threshold:
                 li[link, _SAT] = stamp
-        m = _freeze(level, work, m, f, s, lf, li, stamp)
+        kept = _freeze(level, work, m, f, s, lf, li, stamp)
+        if kept == m:          # a saturated link with no unfrozen flow: the link counts are wrong
+            raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
+        m = kept
     meta[_STAMP] = stamp
     soonest = np.inf
     for k in range(na):
