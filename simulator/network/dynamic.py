@@ -57,7 +57,7 @@ _TIE = 1e-12  # links whose fair share is within this of the lowest saturate in 
 _REM, _RATE, _SIZE, _LAT = 0, 1, 2, 3           # _f: float64[slots, 4]
 _HOPS, _GROUP, _LINK0 = 0, 1, 2                 # _s: int64[slots, 2 + max hops]; hops 0 = a free slot
 # columns of the per-link arrays
-_CAP, _LEFT = 0, 1                              # _lf: float64[links, 2]
+_CAP, _LEFT, _SHARE = 0, 1, 2                  # _lf: float64[links, 3]
 _LIVE, _COUNT, _POS, _SAT = 0, 1, 2, 3          # _li: int64[links, 4]
 # entries of the int64 meta array
 _HW, _NFREE, _NACTIVE, _NDONE, _STAMP = 0, 1, 2, 3, 4
@@ -144,22 +144,28 @@ def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act,
 
 
 @njit(cache=True, nogil=True)
-def _lowest_share(active, nactive, lf, li):  # pragma: no cover - compiled
+def _lowest_share(links, n, lf, li):  # pragma: no cover - compiled
+    """Fair share of each of ``links[:n]`` into ``lf[:, _SHARE]`` and the lowest; links left with no unfrozen
+    flow drop out of ``links`` (returns the lowest share and how many links stay)."""
     level = np.inf
-    for t in range(nactive):
-        link = active[t]
+    kept = 0
+    for t in range(n):
+        link = links[t]
         c = li[link, _COUNT]
         if c > 0:
+            links[kept] = link
+            kept += 1
             share = lf[link, _LEFT] / c
+            lf[link, _SHARE] = share
             if share < level:
                 level = share
-    return level
+    return level, kept
 
 
 @njit(cache=True, nogil=True)
-def _freeze(level, work, m, f, s, lf, li, stamp):  # pragma: no cover - compiled
+def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover - compiled
     """Flows of ``work[:m]`` crossing a link marked ``stamp`` get rate ``level``; the others stay in
-    ``work`` (returns how many)."""
+    ``work``. Returns how many stay, and the soonest completion so far."""
     kept = 0
     for k in range(m):
         i = work[k]
@@ -171,6 +177,7 @@ def _freeze(level, work, m, f, s, lf, li, stamp):  # pragma: no cover - compiled
                 break
         if hit:
             f[i, _RATE] = level
+            soonest = min(soonest, f[i, _REM] / level)
             for q in range(h):
                 link = s[i, _LINK0 + q]
                 lf[link, _LEFT] = max(lf[link, _LEFT] - level, 0.0)
@@ -178,12 +185,14 @@ def _freeze(level, work, m, f, s, lf, li, stamp):  # pragma: no cover - compiled
         else:
             work[kept] = i
             kept += 1
-    return kept
+    return kept, soonest
 
 
 @njit(cache=True, nogil=True)
-def _step(now, dt, slack, f, s, lf, li, active, pending, done_at, free, done, act, work, meta):  # pragma: no cover
-    """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left).
+def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work,
+          meta):  # pragma: no cover - compiled
+    """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
+    and how many groups completed (their ids: ``done``).
 
     Progressive filling: each round finds the lowest fair share over the links that carry flows,
     marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
@@ -191,34 +200,31 @@ def _step(now, dt, slack, f, s, lf, li, active, pending, done_at, free, done, ac
     """
     na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta)
     if na == 0:
-        return np.inf
-    nactive = meta[_NACTIVE]
-    for t in range(nactive):
+        return np.inf, meta[_NDONE]
+    nl = meta[_NACTIVE]
+    for t in range(nl):
         link = active[t]
+        lwork[t] = link
         lf[link, _LEFT] = lf[link, _CAP]
         li[link, _COUNT] = li[link, _LIVE]
     work[:na] = act[:na]
     m = na
     stamp = meta[_STAMP]
+    soonest = np.inf
     while m > 0:
-        level = _lowest_share(active, nactive, lf, li)
+        level, nl = _lowest_share(lwork, nl, lf, li)
         threshold = level * (1.0 + _TIE)
         stamp += 1
-        for t in range(nactive):
-            link = active[t]
-            c = li[link, _COUNT]
-            if c > 0 and lf[link, _LEFT] / c <= threshold:
+        for t in range(nl):
+            link = lwork[t]
+            if lf[link, _SHARE] <= threshold:
                 li[link, _SAT] = stamp
-        kept = _freeze(level, work, m, f, s, lf, li, stamp)
+        kept, soonest = _freeze(level, work, m, f, s, lf, li, stamp, soonest)
         if kept == m:          # a saturated link with no unfrozen flow: the link counts are wrong
             raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
         m = kept
     meta[_STAMP] = stamp
-    soonest = np.inf
-    for k in range(na):
-        i = act[k]
-        soonest = min(soonest, f[i, _REM] / f[i, _RATE])
-    return soonest
+    return soonest, meta[_NDONE]
 
 
 @dataclass(frozen=True)
@@ -265,11 +271,12 @@ class FlowSimulator:
         self.env = env
         self._pad = len(capacity)
         n_links = len(capacity) + 1                  # the last one: padding, infinite capacity
-        self._lf = np.zeros((n_links, 2))
+        self._lf = np.zeros((n_links, 3))
         self._lf[:, _CAP] = np.append(capacity, np.inf)
         self._li = np.zeros((n_links, 4), dtype=np.int64)
         self._li[:, _POS] = -1
         self._active = np.zeros(n_links, dtype=np.int64)
+        self._lwork = np.zeros(n_links, dtype=np.int64)
         self._meta = np.zeros(5, dtype=np.int64)
         self._hops = 1
         self._f = np.zeros((0, 4))
@@ -278,6 +285,7 @@ class FlowSimulator:
         self._events: list[simpy.Event | None] = []   # per group id
         self._pending = np.zeros(0, dtype=np.int64)
         self._done_at = np.zeros(0)
+        self._pack()
         self._free_groups: list[int] = []
         self._last = 0.0                  # simulated time the remaining bytes refer to
         self._generation = 0              # a timer from an older allocation is ignored
@@ -300,11 +308,19 @@ class FlowSimulator:
         self._done = np.zeros(n, dtype=np.int64)
         self._act = np.zeros(n, dtype=np.int64)
         self._work = np.zeros(n, dtype=np.int64)
+        self._pack()
+
+    def _pack(self) -> None:
+        """The kernel's arrays in one tuple (rebuilt whenever one of them is replaced)."""
+        if hasattr(self, "_done_at"):
+            self._arrays = (self._f, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
+                            self._done_at, self._free, self._done, self._act, self._work, self._meta)
 
     def _widen(self, hops: int) -> None:
         s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
         s[:, : self._s.shape[1]] = self._s
         self._s, self._hops = s, hops
+        self._pack()
 
     def _group(self, event: simpy.Event, n: int) -> int:
         if self._free_groups:
@@ -316,6 +332,7 @@ class FlowSimulator:
             if g == len(self._pending):
                 self._pending = np.concatenate([self._pending, np.zeros(max(64, g), dtype=np.int64)])
                 self._done_at = np.concatenate([self._done_at, np.zeros(max(64, g))])
+                self._pack()
         self._pending[g] = n
         self._done_at[g] = self.env.now
         return g
@@ -384,10 +401,8 @@ class FlowSimulator:
         dt = now - self._last
         self._last = now
         slack = 1e-13 * max(1.0, now)  # float round-off of the clock, in seconds
-        soonest = _step(now, dt, slack, self._f, self._s, self._lf, self._li, self._active, self._pending,
-                        self._done_at, self._free, self._done, self._act, self._work, self._meta)
+        soonest, n = _step(now, dt, slack, *self._arrays)
         self._generation += 1
-        n = int(self._meta[_NDONE])
         if n:
             groups = self._done[:n].tolist()
             ends = self._done_at[groups].tolist()
