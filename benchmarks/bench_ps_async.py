@@ -44,15 +44,17 @@ def one_run(workers: int, servers: int, iterations: int, mode: str, overlap: boo
 
     ``import_s``: importing the simulator and the flow model and loading its Numba kernels, before the
     timed region (a tree without ``load_kernels`` loads them on first use, inside it); ``wall_s``: the
-    ``simulate`` call; ``sim_wall_s``: what the run itself reports in ``run_info``.
+    ``simulate`` call; ``cpu_s``: the process's CPU seconds in it (steadier than wall time when other jobs
+    share the machine); ``sim_wall_s``: what the run itself reports in ``run_info``.
     """
     code = (
         "import json, sys, time; t0 = time.perf_counter(); from simulator import simulate, load_config; "
         "import simulator.network.dynamic as dyn; getattr(dyn, 'load_kernels', lambda: None)(); "
         "imp = time.perf_counter() - t0; "
         f"cfg = load_config({config(workers, servers, iterations, mode, overlap)!r}); "
-        "t = time.perf_counter(); r = simulate(cfg); w = time.perf_counter() - t; "
-        "print(json.dumps({'wall_s': w, 'import_s': imp, 'sim_wall_s': r.run_info['sim_wall_s'], "
+        "t, c = time.perf_counter(), time.process_time(); r = simulate(cfg); "
+        "w, c = time.perf_counter() - t, time.process_time() - c; "
+        "print(json.dumps({'wall_s': w, 'cpu_s': c, 'import_s': imp, 'sim_wall_s': r.run_info['sim_wall_s'], "
         "'flows': r.run_info['flows'], "
         "'iteration_time_s': r.summary['iteration_time_s'], 'staleness_mean': r.summary.get('staleness_mean'), "
         "'server_utilization': r.summary['server_utilization']}))"
@@ -80,7 +82,8 @@ def main() -> None:
     walls = sorted(r["wall_s"] for r in runs)
     row = {"bench": "ps_async", "mode": args.mode, "overlap": overlap, "workers": args.workers, "servers": args.servers,
            "iterations": args.iterations, "median_wall_s": walls[len(walls) // 2], "walls_s": walls,
-           "import_s": sorted(r["import_s"] for r in runs), "sim_wall_s": sorted(r["sim_wall_s"] for r in runs),
+           "cpu_s": sorted(r["cpu_s"] for r in runs), "import_s": sorted(r["import_s"] for r in runs),
+           "sim_wall_s": sorted(r["sim_wall_s"] for r in runs),
            "tree": args.tree,
            "flows": runs[0]["flows"], "iteration_time_s": runs[0]["iteration_time_s"],
            "staleness_mean": runs[0]["staleness_mean"], "server_utilization": runs[0]["server_utilization"],
