@@ -339,7 +339,8 @@ class PSSync:
         return min(max(0.0, started - waited_from), self.env.now - waited_from)
 
     def _gate_parts(self, rank: Any, clock: int, unit: tuple[int, int, int]) -> None:
-        """This replica's ``unit`` of ``clock`` is applied (or dropped): pull it for ``clock + 1`` once its gate opens."""
+        """This replica's ``unit`` of ``clock`` is applied (or dropped): pull it for ``clock + 1`` once its
+        gate opens."""
         d = rank.replica
         if not self.protocol.more(d, clock + 1):
             return
@@ -527,7 +528,8 @@ def build_ps_sync(config: Config, env: simpy.Environment, hw: ResolvedHardware, 
         ranks = server_ranks(plan.placement.device, comm.servers, comm.server_placement, n_devices,
                              plan.placement.device.size)
     except ValueError as e:
-        hint = "" if comm.server_placement == "colocated" else " (lower parallelism.data, or use server_placement: colocated)"
+        hint = ("" if comm.server_placement == "colocated"
+                else " (lower parallelism.data, or use server_placement: colocated)")
         raise ConfigError(f"communication.servers: {e}{hint}") from None
     if config.sync.backup_workers >= D:
         raise ConfigError(f"sync.backup_workers: must be less than the {D} workers, got {config.sync.backup_workers}")

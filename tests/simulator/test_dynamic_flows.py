@@ -1,4 +1,4 @@
-"""The asynchronous flow model (``simulator.network.dynamic``): its incrementally kept state against from-scratch truth."""
+"""The asynchronous flow model (``simulator.network.dynamic``): its incrementally kept state against a re-solve."""
 
 from __future__ import annotations
 
