@@ -46,7 +46,7 @@ from simulator import collectives, compute
 from simulator.collectives.parameter_server import shard_layout
 from simulator.config import Config, ConfigError
 from simulator.network import Network
-from simulator.network.dynamic import FlowSimulator
+from simulator.network.dynamic import FlowGroup, FlowSimulator
 from simulator.parallel.plan import ParallelPlan
 from simulator.resolve import ResolvedHardware
 from simulator.results import Trace
@@ -160,16 +160,17 @@ class ParameterServers:
 class _Traffic:
     """Flows of one schedule from one stage process: device endpoints and bytes, grouped by shard."""
 
-    src: list[int]                # device ranks (plain lists: the flow model walks them one by one)
+    src: list[int]                # device ranks
     dst: list[int]
     nbytes: list[float]
+    flows: FlowGroup              # the same flows, routed once for the flow model
     per_shard: np.ndarray         # bytes arriving at (push) or leaving (pull) each shard, all T devices
     touched: tuple[int, ...]      # shards with bytes
     apply_s: tuple[float, ...]    # seconds a server takes to apply them, per touched shard
 
 
 def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int],
-             apply_s: Callable[[np.ndarray], np.ndarray]) -> _Traffic:
+             apply_s: Callable[[np.ndarray], np.ndarray], flows: FlowSimulator) -> _Traffic:
     """The schedule's transfers on devices: schedule ranks 0..T-1 are ``devices``, T.. the servers."""
     mapping = np.concatenate([np.asarray(devices, dtype=np.int64), np.asarray(servers, dtype=np.int64)])
     step = sched.steps[0]
@@ -177,8 +178,9 @@ def _traffic(sched: collectives.Schedule, devices: np.ndarray, servers: list[int
     keep = nbytes > 0
     per_shard = np.bincount(step.chunk[keep].astype(np.int64), weights=nbytes[keep], minlength=len(servers))
     touched = np.flatnonzero(per_shard > 0)
-    return _Traffic(mapping[step.src[keep]].tolist(), mapping[step.dst[keep]].tolist(), nbytes[keep].tolist(),
-                    per_shard, tuple(touched.tolist()), tuple(float(x) for x in apply_s(per_shard[touched])))
+    src, dst, sizes = mapping[step.src[keep]].tolist(), mapping[step.dst[keep]].tolist(), nbytes[keep].tolist()
+    return _Traffic(src, dst, sizes, flows.prepare(src, dst, sizes), per_shard, tuple(touched.tolist()),
+                    tuple(float(x) for x in apply_s(per_shard[touched])))
 
 
 class PSSync:
@@ -231,13 +233,13 @@ class PSSync:
                                                      shard_bytes=shards)
                         for d in range(D):
                             table[(d, s, c, b)] = _traffic(sched, plan.placement.tensor_group(d, s),
-                                                           servers.server_ranks, servers.apply_s)
+                                                           servers.server_ranks, servers.apply_s, flows)
         self._pull_all = {}                                            # (replica, stage): every part at once
         for d in range(D):
             for s in range(P):
                 parts = [self._pull[(d, s, c, b)] for c, b in self.pull_order[s]]
-                self._pull_all[(d, s)] = tuple([x for t in parts for x in getattr(t, f)]
-                                               for f in ("src", "dst", "nbytes"))
+                self._pull_all[(d, s)] = flows.prepare(*([x for t in parts for x in getattr(t, f)]
+                                                          for f in ("src", "dst", "nbytes")))
         self.units_of_stage = [sum(1 for u in self.units if u[0] == s) for s in range(P)]
         touch = np.zeros(k, dtype=np.int64)
         for (s, c, b) in self.units:
@@ -295,8 +297,7 @@ class PSSync:
         if (d, clock) not in self._read:
             self._read.add((d, clock))
             self.log.read(d, clock, self.servers.versions())
-        src, dst, nbytes = self._pull_all[(d, s)]
-        event, start = self._transfer(rank, src, dst, nbytes)
+        event, start = self._transfer(rank, self._pull_all[(d, s)])
         event.callbacks.append(lambda _e: self._transferred(rank, clock, start, "pull"))
         return event
 
@@ -311,7 +312,7 @@ class PSSync:
             del self._keys_read[(d, clock)]
             self.log.read(d, clock, self.servers.versions())
         traffic = self._pull[(d, s, *unit)]
-        arrived, start = self._transfer(rank, traffic.src, traffic.dst, traffic.nbytes)
+        arrived, start = self._transfer(rank, traffic.flows)
 
         def pulled(_e: simpy.Event) -> None:
             self._transferred(rank, clock, start, f"pull {unit[0]}.{unit[1]}")
@@ -338,7 +339,8 @@ class PSSync:
         return min(max(0.0, started - waited_from), self.env.now - waited_from)
 
     def _gate_parts(self, rank: Any, clock: int, unit: tuple[int, int, int]) -> None:
-        """This replica's ``unit`` of ``clock`` is applied (or dropped): pull it for ``clock + 1`` once its gate opens."""
+        """This replica's ``unit`` of ``clock`` is applied (or dropped): pull it for ``clock + 1`` once its
+        gate opens."""
         d = rank.replica
         if not self.protocol.more(d, clock + 1):
             return
@@ -378,7 +380,7 @@ class PSSync:
     def _push_now(self, rank: Any, clock: int, chunk: int, part: int) -> None:
         d, s = rank.replica, rank.stage
         traffic = self._push[(d, s, chunk, part)]
-        arrived, start = self._transfer(rank, traffic.src, traffic.dst, traffic.nbytes)
+        arrived, start = self._transfer(rank, traffic.flows)
 
         def pushed(_e: simpy.Event) -> None:
             self._transferred(rank, clock, start, f"push {chunk}.{part}")
@@ -463,14 +465,14 @@ class PSSync:
         return None                     # the servers applied the update: nothing follows on the device
 
     # -- flows and their busy time -------------------------------------------------------------
-    def _transfer(self, rank: Any, src: list[int], dst: list[int], nbytes: list[float]) -> tuple[simpy.Event, float]:
-        """Start flows for ``rank`` now; returns their arrival event and the start time. The caller's
-        callback on that event calls ``_transferred`` (one callback per transfer, not two)."""
+    def _transfer(self, rank: Any, group: FlowGroup) -> tuple[simpy.Event, float]:
+        """Start a prepared group of flows for ``rank`` now; returns their arrival event and the start time.
+        The caller's callback on that event calls ``_transferred`` (one callback per transfer, not two)."""
         key = rank.index
         if self._active[key] == 0:
             self._since[key] = self.env.now
         self._active[key] += 1
-        return self.flows.transfer(src, dst, nbytes), self.env.now
+        return self.flows.start(group), self.env.now
 
     def _transferred(self, rank: Any, clock: int, start: float, name: str) -> None:
         """A transfer of ``rank`` has arrived: busy time (transfers in flight, counted once) and its span."""
@@ -526,7 +528,8 @@ def build_ps_sync(config: Config, env: simpy.Environment, hw: ResolvedHardware, 
         ranks = server_ranks(plan.placement.device, comm.servers, comm.server_placement, n_devices,
                              plan.placement.device.size)
     except ValueError as e:
-        hint = "" if comm.server_placement == "colocated" else " (lower parallelism.data, or use server_placement: colocated)"
+        hint = ("" if comm.server_placement == "colocated"
+                else " (lower parallelism.data, or use server_placement: colocated)")
         raise ConfigError(f"communication.servers: {e}{hint}") from None
     if config.sync.backup_workers >= D:
         raise ConfigError(f"sync.backup_workers: must be less than the {D} workers, got {config.sync.backup_workers}")

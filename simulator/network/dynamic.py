@@ -8,15 +8,33 @@ completion re-shares the links (progressive filling, as in ``fluid.py``), the
 remaining bytes of every live flow advance at their rates in between, and the
 next completion is scheduled as one SimPy timeout.
 
-Flows live in fixed slots of padded arrays (``links[slot, hop]``; the padding is a
-link of infinite capacity), so the allocation and the advance are two small
-Numba kernels over the live slots; Python only does the SimPy bookkeeping.
-Arrivals at the same simulated instant are re-shared once (a zero-delay event).
+A *group* of flows (one push or pull: a stage's flows to its k servers) is one event:
+it completes when its last flow does; each flow also pays its path latency once,
+after its last byte (the same convention as ``Fluid``), so a batch of flows started
+together finishes at exactly the times ``Network.finish_times`` gives. A caller that
+sends the same group again and again prepares it once (:meth:`FlowSimulator.prepare`:
+routes resolved into arrays) and starts it with :meth:`FlowSimulator.start`.
 
-A group of flows (one worker's push to its k servers) completes when its last
-flow does; each flow also pays its path latency once, after its last byte (the
-same convention as ``Fluid``), so a batch of flows started together finishes at
-exactly the times ``Network.finish_times`` gives.
+Bookkeeping is arrays only, no Python object per flow: a flow is a slot (a row of
+``_f`` = remaining bytes, rate, size, latency and of ``_s`` = hops, group, links), a
+group is an index into ``_pending`` / ``_done_at`` and a list of SimPy events. Live
+flows per link and the set of links carrying any (``_active``) are kept up to date as
+flows arrive and leave, so nothing re-indexes the live flows. Two Numba kernels do
+the work: ``_add`` puts a group's flows into slots; ``_step`` advances every live flow
+to now, retires the finished ones (returning the groups that completed, in slot order)
+and re-runs progressive filling over the live flows. Arrivals at the same simulated
+instant are re-shared once (a zero-delay event).
+
+Why every live flow is re-filled on each event and not only the changed component of
+the flow–link graph: under max-min fairness a component's allocation depends only on
+that component, but with k servers every push shares a server's inbound link and every
+pull its outbound one, and a stage's k flows share its own link, so in parameter-server
+traffic the live flows form one component (measured: benchmarks/README.md, issue 19).
+The filling's arithmetic is the same as the kernel it replaced (same levels, same
+saturation test, the same subtractions per link), so rates are bit-identical to it.
+
+Numba is imported with this module; :func:`load_kernels` loads the cached kernels
+ahead of a timed region.
 """
 
 from __future__ import annotations
@@ -30,182 +48,294 @@ from numba import njit
 
 from . import Network
 
-__all__ = ["FlowSimulator"]
+__all__ = ["FlowGroup", "FlowSimulator", "load_kernels"]
 
 _DONE = 1e-9  # a flow with less than this fraction of its bytes left has finished
+_TIE = 1e-12  # links whose fair share is within this of the lowest saturate in the same round
+
+# columns of the per-slot arrays
+_REM, _RATE, _SIZE, _LAT = 0, 1, 2, 3           # _f: float64[slots, 4]
+_HOPS, _GROUP, _LINK0 = 0, 1, 2                 # _s: int64[slots, 2 + max hops]; hops 0 = a free slot
+# columns of the per-link arrays
+_CAP, _LEFT, _SHARE = 0, 1, 2                  # _lf: float64[links, 3]
+_LIVE, _COUNT, _POS, _SAT = 0, 1, 2, 3          # _li: int64[links, 4]
+# entries of the int64 meta array
+_HW, _NFREE, _NACTIVE, _NDONE, _STAMP = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
-def advance(alive, remaining, rate, size, hw, dt, slack, done):  # pragma: no cover - compiled
-    n = 0
-    for i in range(hw):
-        if alive[i]:
-            remaining[i] -= rate[i] * dt
-            if remaining[i] <= _DONE * size[i] or remaining[i] <= rate[i] * slack:
-                done[n] = i
-                n += 1
-    return n
+def _add(links, hops, nbytes, latency, group, f, s, li, active, free, meta):  # pragma: no cover - compiled
+    """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links."""
+    hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
+    for k in range(len(hops)):
+        if nfree > 0:
+            nfree -= 1
+            i = free[nfree]
+        else:
+            i = hw
+            hw += 1
+        h = hops[k]
+        s[i, _HOPS] = h
+        s[i, _GROUP] = group
+        for q in range(h):
+            link = links[k, q]
+            s[i, _LINK0 + q] = link
+            if li[link, _LIVE] == 0:
+                li[link, _POS] = nactive
+                active[nactive] = link
+                nactive += 1
+            li[link, _LIVE] += 1
+        f[i, _REM] = nbytes[k]
+        f[i, _RATE] = 0.0
+        f[i, _SIZE] = nbytes[k]
+        f[i, _LAT] = latency[k]
+    meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
+
 
 @njit(cache=True, nogil=True)
-def _index(alive, links, hops, hw, capacity, count, left, degree, start, fill, touched, act, frozen, members):
-    """Live flows into ``act``, per-link flow counts, and a link → flows index; returns (flows, links)."""
+def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
+    """Slot ``i``'s flow leaves its links; a link left with no flow leaves ``active`` (the last takes its place)."""
+    for q in range(h):
+        link = s[i, _LINK0 + q]
+        li[link, _LIVE] -= 1
+        if li[link, _LIVE] == 0:
+            p = li[link, _POS]
+            last = active[nactive - 1]
+            active[p] = last
+            li[last, _POS] = p
+            li[link, _POS] = -1
+            nactive -= 1
+    return nactive
+
+
+@njit(cache=True, nogil=True)
+def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta):  # pragma: no cover
+    """Advance the live flows by ``dt`` and retire the finished ones; the live ones go to ``act`` (how many:
+    returned), the groups that completed to ``done`` (how many: ``meta[_NDONE]``), in slot order, as the
+    flow loop this replaced finished them."""
+    hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
+    ndone = 0
     na = 0
-    nt = 0
     for i in range(hw):
-        if alive[i]:
+        h = s[i, _HOPS]
+        if h == 0:
+            continue
+        rem = f[i, _REM] - f[i, _RATE] * dt
+        f[i, _REM] = rem
+        if rem <= _DONE * f[i, _SIZE] or rem <= f[i, _RATE] * slack:
+            s[i, _HOPS] = 0
+            free[nfree] = i
+            nfree += 1
+            nactive = _unlink(i, h, s, li, active, nactive)
+            g = s[i, _GROUP]
+            done_at[g] = max(done_at[g], now + f[i, _LAT])
+            pending[g] -= 1
+            if pending[g] == 0:
+                done[ndone] = g
+                ndone += 1
+        else:
             act[na] = i
             na += 1
-            frozen[i] = 0
-            for h in range(hops[i]):
-                link = links[i, h]
-                if count[link] == 0:
-                    touched[nt] = link
-                    nt += 1
-                    left[link] = capacity[link]
-                count[link] += 1
-    offset = 0
-    for t in range(nt):
-        link = touched[t]
-        degree[link] = count[link]
-        start[link] = offset
-        fill[link] = offset
-        offset += count[link]
-    for k in range(na):
-        i = act[k]
-        for h in range(hops[i]):
-            link = links[i, h]
-            members[fill[link]] = i
-            fill[link] += 1
-    return na, nt
+    meta[_NDONE] = ndone
+    if na == 0:                                       # nothing live: the slots start again from 0
+        hw, nfree = 0, 0
+    meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
+    return na
 
 
 @njit(cache=True, nogil=True)
-def _lowest_share(touched, nt, count, left):
+def _lowest_share(links, n, lf, li):  # pragma: no cover - compiled
+    """Fair share of each of ``links[:n]`` into ``lf[:, _SHARE]`` and the lowest; links left with no unfrozen
+    flow drop out of ``links`` (returns the lowest share and how many links stay)."""
     level = np.inf
-    for t in range(nt):
-        link = touched[t]
-        if count[link] > 0:
-            share = left[link] / count[link]
+    kept = 0
+    for t in range(n):
+        link = links[t]
+        c = li[link, _COUNT]
+        if c > 0:
+            links[kept] = link
+            kept += 1
+            share = lf[link, _LEFT] / c
+            lf[link, _SHARE] = share
             if share < level:
                 level = share
-    return level
+    return level, kept
 
 
 @njit(cache=True, nogil=True)
-def _freeze_at(level, touched, nt, count, left, degree, start, members, frozen, newly):
-    """Mark the unfrozen flows on every link whose fair share is ``level``; returns how many."""
-    threshold = level * (1.0 + 1e-12)
-    nn = 0
-    for t in range(nt):
-        link = touched[t]
-        if count[link] > 0 and left[link] / count[link] <= threshold:
-            for q in range(start[link], start[link] + degree[link]):
-                i = members[q]
-                if frozen[i] == 0:
-                    frozen[i] = 1
-                    newly[nn] = i
-                    nn += 1
-    return nn
+def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover - compiled
+    """Flows of ``work[:m]`` crossing a link marked ``stamp`` get rate ``level``; the others stay in
+    ``work``. Returns how many stay, and the soonest completion so far."""
+    kept = 0
+    for k in range(m):
+        i = work[k]
+        h = s[i, _HOPS]
+        hit = False
+        for q in range(h):
+            if li[s[i, _LINK0 + q], _SAT] == stamp:
+                hit = True
+                break
+        if hit:
+            f[i, _RATE] = level
+            soonest = min(soonest, f[i, _REM] / level)
+            for q in range(h):
+                link = s[i, _LINK0 + q]
+                lf[link, _LEFT] = max(lf[link, _LEFT] - level, 0.0)
+                li[link, _COUNT] -= 1
+        else:
+            work[kept] = i
+            kept += 1
+    return kept, soonest
 
 
 @njit(cache=True, nogil=True)
-def allocate(alive, links, hops, hw, capacity, rate, remaining,
-             count, left, degree, start, fill, touched, act, newly, frozen, members):  # pragma: no cover
-    """Max-min rates of the live flows (progressive filling); returns the time to the next completion.
+def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work,
+          meta):  # pragma: no cover - compiled
+    """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
+    and how many groups completed (their ids: ``done``).
 
-    The arrays after ``remaining`` are scratch space (passed separately: a tuple of arrays is slow
-    to unbox). Each round saturates the links with the lowest fair share and freezes the flows on
-    them, found through a link → flows index, so a round costs the touched links plus the frozen flows.
+    Progressive filling: each round finds the lowest fair share over the links that carry flows,
+    marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
+    marked link at that rate.
     """
-    na, nt = _index(alive, links, hops, hw, capacity, count, left, degree, start, fill, touched, act, frozen,
-                    members)
-    unfrozen = na
-    while unfrozen > 0:
-        level = _lowest_share(touched, nt, count, left)
-        nn = _freeze_at(level, touched, nt, count, left, degree, start, members, frozen, newly)
-        for m in range(nn):
-            i = newly[m]
-            rate[i] = level
-            for h in range(hops[i]):
-                link = links[i, h]
-                left[link] = max(left[link] - level, 0.0)
-                count[link] -= 1
-        unfrozen -= nn
+    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta)
+    if na == 0:
+        return np.inf, meta[_NDONE]
+    nl = meta[_NACTIVE]
+    for t in range(nl):
+        link = active[t]
+        lwork[t] = link
+        lf[link, _LEFT] = lf[link, _CAP]
+        li[link, _COUNT] = li[link, _LIVE]
+    work[:na] = act[:na]
+    m = na
+    stamp = meta[_STAMP]
     soonest = np.inf
-    for k in range(na):
-        i = act[k]
-        soonest = min(soonest, remaining[i] / rate[i])
-    return soonest
+    while m > 0:
+        level, nl = _lowest_share(lwork, nl, lf, li)
+        threshold = level * (1.0 + _TIE)
+        stamp += 1
+        for t in range(nl):
+            link = lwork[t]
+            if lf[link, _SHARE] <= threshold:
+                li[link, _SAT] = stamp
+        kept, soonest = _freeze(level, work, m, f, s, lf, li, stamp, soonest)
+        if kept == m:          # a saturated link with no unfrozen flow: the link counts are wrong
+            raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
+        m = kept
+    meta[_STAMP] = stamp
+    return soonest, meta[_NDONE]
 
 
-@dataclass
-class _Group:
-    event: simpy.Event
-    pending: int
-    done_at: float
+@dataclass(frozen=True)
+class FlowGroup:
+    """A push or pull prepared once: its flows' routes as arrays (flows with no bytes or no hops left out)."""
+
+    links: np.ndarray      # int64[k, hops], padded
+    hops: np.ndarray       # int64[k]
+    nbytes: np.ndarray     # float64[k]
+    latency: np.ndarray    # float64[k]
+    sizes: tuple[float, ...]  # the bytes again, as Python floats (for the running total, in order)
+
+    @property
+    def n(self) -> int:
+        return len(self.hops)
+
+
+def load_kernels() -> None:
+    """Load (or compile) the kernels now, on a two-flow example, so a timed region does not pay for it."""
+    env = simpy.Environment()
+    sim = FlowSimulator.__new__(FlowSimulator)
+    sim._setup(env, np.array([1.0, 1.0]), slots=2)
+    group = FlowGroup(np.array([[0, 1]], dtype=np.int64), np.array([2], dtype=np.int64), np.array([1.0]),
+                      np.array([0.0]), (1.0,))
+    sim.start(group)
+    env.run()
 
 
 class FlowSimulator:
     """Asynchronous flows on a ``Network``'s routes, advanced by the SimPy clock.
 
     ``transfer(src, dst, nbytes)`` starts one flow per (src, dst) device-rank pair now
-    and returns an event that fires when the last of them has arrived.
+    and returns an event that fires when the last of them has arrived; ``prepare`` +
+    ``start`` do the same for a group sent many times.
     """
 
     def __init__(self, env: simpy.Environment, network: Network, slots: int = 256):
-        self.env, self.net = env, network
+        self.net = network
         routing = network.routing
-        self._pad = len(routing.capacity)
-        self._capacity = np.append(routing.capacity, np.inf)
-        self._advance, self._allocate = advance, allocate
         self._routes: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
+        self._setup(env, routing.capacity, slots)
+
+    def _setup(self, env: simpy.Environment, capacity: np.ndarray, slots: int) -> None:
+        self.env = env
+        self._pad = len(capacity)
+        n_links = len(capacity) + 1                  # the last one: padding, infinite capacity
+        self._lf = np.zeros((n_links, 3))
+        self._lf[:, _CAP] = np.append(capacity, np.inf)
+        self._li = np.zeros((n_links, 4), dtype=np.int64)
+        self._li[:, _POS] = -1
+        self._active = np.zeros(n_links, dtype=np.int64)
+        self._lwork = np.zeros(n_links, dtype=np.int64)
+        self._meta = np.zeros(5, dtype=np.int64)
         self._hops = 1
+        self._f = np.zeros((0, 4))
+        self._s = np.zeros((0, _LINK0 + 1), dtype=np.int64)
         self._grow(slots)
-        n_links = len(self._capacity)
-        self._link_scratch = tuple(np.zeros(n_links, dtype=np.int64) for _ in range(4))  # count, degree, start, fill
-        self._left = np.zeros(n_links)
-        self._touched = np.zeros(n_links, dtype=np.int64)
-        self._members = np.zeros(0, dtype=np.int64)
-        self._free: list[int] = []
-        self._hw = 0                      # slots in use are below this high-water mark
-        self._groups: list[_Group | None] = [None] * slots
+        self._events: list[simpy.Event | None] = []   # per group id
+        self._pending = np.zeros(0, dtype=np.int64)
+        self._done_at = np.zeros(0)
+        self._pack()
+        self._free_groups: list[int] = []
         self._last = 0.0                  # simulated time the remaining bytes refer to
         self._generation = 0              # a timer from an older allocation is ignored
         self._pending_allocation = False
         self.bytes_carried = 0.0
         self.flows_started = 0
 
-    # -- slots ----------------------------------------------------------------------
+    # -- slots and groups ---------------------------------------------------------------
     def _grow(self, n: int) -> None:
-        old = getattr(self, "_alive", None)
-        links = np.full((n, self._hops), self._pad, dtype=np.int64)
-        arrays = {"_alive": np.zeros(n, dtype=np.bool_), "_remaining": np.zeros(n), "_rate": np.zeros(n),
-                  "_size": np.zeros(n), "_latency": np.zeros(n), "_group": np.zeros(n, dtype=np.int64),
-                  "_nhops": np.zeros(n, dtype=np.int64), "_frozen": np.zeros(n, dtype=np.int64),
-                  "_act": np.zeros(n, dtype=np.int64), "_newly": np.zeros(n, dtype=np.int64),
-                  "_done": np.zeros(n, dtype=np.int64)}
-        if old is not None:
-            m = len(old)
-            links[:m, : self._links.shape[1]] = self._links
-            for name, arr in arrays.items():
-                arr[:m] = getattr(self, name)
-            self._groups.extend([None] * (n - m))
-        self._links = links
-        for name, arr in arrays.items():
-            setattr(self, name, arr)
+        m = len(self._f)
+        f = np.zeros((n, 4))
+        s = np.zeros((n, _LINK0 + self._hops), dtype=np.int64)
+        f[:m] = self._f
+        s[:m, : self._s.shape[1]] = self._s
+        self._f, self._s = f, s
+        free = np.zeros(n, dtype=np.int64)
+        if m:
+            free[:m] = self._free
+        self._free = free
+        self._done = np.zeros(n, dtype=np.int64)
+        self._act = np.zeros(n, dtype=np.int64)
+        self._work = np.zeros(n, dtype=np.int64)
+        self._pack()
+
+    def _pack(self) -> None:
+        """The kernel's arrays in one tuple (rebuilt whenever one of them is replaced)."""
+        if hasattr(self, "_done_at"):
+            self._arrays = (self._f, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
+                            self._done_at, self._free, self._done, self._act, self._work, self._meta)
 
     def _widen(self, hops: int) -> None:
-        links = np.full((len(self._alive), hops), self._pad, dtype=np.int64)
-        links[:, : self._links.shape[1]] = self._links
-        self._links, self._hops = links, hops
+        s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
+        s[:, : self._s.shape[1]] = self._s
+        self._s, self._hops = s, hops
+        self._pack()
 
-    def _slot(self) -> int:
-        if self._free:
-            return self._free.pop()
-        if self._hw == len(self._alive):
-            self._grow(2 * len(self._alive))
-        self._hw += 1
-        return self._hw - 1
+    def _group(self, event: simpy.Event, n: int) -> int:
+        if self._free_groups:
+            g = self._free_groups.pop()
+            self._events[g] = event
+        else:
+            g = len(self._events)
+            self._events.append(event)
+            if g == len(self._pending):
+                self._pending = np.concatenate([self._pending, np.zeros(max(64, g), dtype=np.int64)])
+                self._done_at = np.concatenate([self._done_at, np.zeros(max(64, g))])
+                self._pack()
+        self._pending[g] = n
+        self._done_at[g] = self.env.now
+        return g
 
     def _route(self, src: int, dst: int) -> tuple[np.ndarray, float]:
         route = self._routes.get((src, dst))
@@ -215,82 +345,94 @@ class FlowSimulator:
             route = self._routes[(src, dst)] = (links, float(r.latency[links].sum()))
         return route
 
-    # -- the public verb --------------------------------------------------------------
-    def transfer(self, src: Sequence[int], dst: Sequence[int], nbytes: Sequence[float]) -> simpy.Event:
-        """Start flows ``src[i] → dst[i]`` of ``nbytes[i]`` now; the event fires when all have arrived."""
-        event = self.env.event()
-        group = _Group(event, 0, self.env.now)
-        # no catch-up here: new flows have rate 0 until the re-allocation at this same instant,
-        # which advances everything from the last allocation first
+    # -- the public verbs -------------------------------------------------------------
+    def prepare(self, src: Sequence[int], dst: Sequence[int], nbytes: Sequence[float]) -> FlowGroup:
+        """Flows ``src[i] → dst[i]`` of ``nbytes[i]`` as a group to ``start`` (any number of times)."""
+        kept = []
         for s, d, n in zip(src, dst, nbytes, strict=True):
             links, latency = self._route(int(s), int(d))
             if n <= 0 or len(links) == 0:  # nothing to send, or a server on the worker's own device
                 continue
-            self._add(links, latency, float(n), group)
-        if group.pending == 0:
-            self._finish(group)
-        elif not self._pending_allocation:
+            kept.append((links, latency, float(n)))
+        width = max((len(k[0]) for k in kept), default=1)
+        links = np.full((len(kept), width), self._pad, dtype=np.int64)
+        for row, (path, _, _) in enumerate(kept):
+            links[row, : len(path)] = path
+        return FlowGroup(links, np.array([len(k[0]) for k in kept], dtype=np.int64),
+                         np.array([k[2] for k in kept]), np.array([k[1] for k in kept]),
+                         tuple(k[2] for k in kept))
+
+    def transfer(self, src: Sequence[int], dst: Sequence[int], nbytes: Sequence[float]) -> simpy.Event:
+        """Start flows ``src[i] → dst[i]`` of ``nbytes[i]`` now; the event fires when all have arrived."""
+        return self.start(self.prepare(src, dst, nbytes))
+
+    def start(self, group: FlowGroup) -> simpy.Event:
+        """Start a prepared group's flows now; the event fires when the last has arrived (plus its latency)."""
+        event = self.env.event()
+        k = group.n
+        if k == 0:
+            event._ok, event._value = True, None
+            self.env.schedule(event)
+            return event
+        # no catch-up here: new flows have rate 0 until the re-allocation at this same instant,
+        # which advances everything from the last allocation first
+        meta = self._meta
+        if meta[_NFREE] + len(self._f) - meta[_HW] < k:
+            self._grow(2 * len(self._f) + k)
+        if group.links.shape[1] > self._hops:
+            self._widen(group.links.shape[1])
+        g = self._group(event, k)
+        _add(group.links, group.hops, group.nbytes, group.latency, g, self._f, self._s, self._li, self._active,
+             self._free, meta)
+        for n in group.sizes:
+            self.bytes_carried += n
+        self.flows_started += k
+        if not self._pending_allocation:
             self._pending_allocation = True
             self.env.timeout(0).callbacks.append(self._reallocate)
         return event
 
-    def _add(self, links: np.ndarray, latency: float, nbytes: float, group: _Group) -> None:
-        if len(links) > self._hops:
-            self._widen(len(links))
-        i = self._slot()
-        self._links[i, :] = self._pad
-        self._links[i, : len(links)] = links
-        self._nhops[i] = len(links)
-        self._remaining[i] = self._size[i] = nbytes
-        self._rate[i] = 0.0
-        self._latency[i] = latency
-        self._alive[i] = True
-        self._groups[i] = group
-        group.pending += 1
-        self.bytes_carried += nbytes
-        self.flows_started += 1
-
     # -- the clock ----------------------------------------------------------------------
-    def _catch_up(self) -> None:
-        """Advance every live flow to now and retire the ones that have finished."""
-        dt = self.env.now - self._last
-        self._last = self.env.now
-        slack = 1e-13 * max(1.0, self.env.now)  # float round-off of the clock, in seconds
-        n = self._advance(self._alive, self._remaining, self._rate, self._size, self._hw, dt, slack, self._done)
-        for i in self._done[:n].tolist():
-            self._alive[i] = False
-            group = self._groups[i]
-            self._groups[i] = None
-            self._free.append(i)
-            group.done_at = max(group.done_at, self.env.now + self._latency[i])
-            group.pending -= 1
-            if group.pending == 0:
-                self._finish(group)
-
-    def _finish(self, group: _Group) -> None:
-        # succeed the group's event after its last flow's path latency: what Event.succeed does,
-        # with a delay (one event instead of a timeout plus a callback)
-        event = group.event
-        event._ok, event._value = True, None
-        self.env.schedule(event, delay=max(0.0, group.done_at - self.env.now))
-
     def _reallocate(self, _event: simpy.Event | None = None) -> None:
+        """Advance every live flow to now, retire the finished ones, re-share, and time the next completion."""
         self._pending_allocation = False
-        self._catch_up()
+        env = self.env
+        now = env.now
+        dt = now - self._last
+        self._last = now
+        slack = 1e-13 * max(1.0, now)  # float round-off of the clock, in seconds
+        soonest, n = _step(now, dt, slack, *self._arrays)
         self._generation += 1
-        if self._hw == 0 or not self._alive[: self._hw].any():
-            self._hw = 0
-            self._free.clear()
+        if n:
+            groups = self._done[:n].tolist()
+            ends = self._done_at[groups].tolist()
+            events, free = self._events, self._free_groups
+            for g, end in zip(groups, ends, strict=True):
+                # succeed the group's event after its last flow's path latency: what Event.succeed does,
+                # with a delay (one event instead of a timeout plus a callback)
+                event = events[g]
+                events[g] = None
+                free.append(g)
+                event._ok, event._value = True, None
+                env.schedule(event, delay=max(0.0, end - now))
+        if soonest == np.inf:
             return
-        count, degree, start, fill = self._link_scratch
-        if len(self._members) < self._hw * self._hops:
-            self._members = np.zeros(2 * self._hw * self._hops, dtype=np.int64)
-        soonest = self._allocate(self._alive, self._links, self._nhops, self._hw, self._capacity, self._rate,
-                                 self._remaining, count, self._left, degree, start, fill, self._touched, self._act,
-                                 self._newly, self._frozen, self._members)
         generation = self._generation
-        self.env.timeout(soonest).callbacks.append(lambda _: self._on_timer(generation))
+        env.timeout(soonest).callbacks.append(lambda _: self._on_timer(generation))
 
     def _on_timer(self, generation: int) -> None:
         if generation == self._generation:
             self._reallocate()
+
+    # -- for tests ------------------------------------------------------------------------
+    def live(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """The live flows now (as of the last re-allocation): their links, rates and remaining bytes."""
+        hw = int(self._meta[_HW])
+        slots = np.flatnonzero(self._s[:hw, _HOPS] > 0)
+        links = [self._s[i, _LINK0:_LINK0 + self._s[i, _HOPS]].copy() for i in slots]
+        return links, self._f[slots, _RATE].copy(), self._f[slots, _REM].copy()
+
+    def links_in_use(self) -> dict[int, int]:
+        """Live flows per link, as kept up to date (a test recounts them from ``live``)."""
+        active = self._active[: int(self._meta[_NACTIVE])]
+        return {int(link): int(self._li[link, _LIVE]) for link in active}
