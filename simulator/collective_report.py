@@ -33,8 +33,11 @@ def _path_alpha_beta(net: Network, a: int, b: int) -> tuple[float, float]:
 
 
 def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p: int, size: int,
-         gamma: float) -> dict[str, Any]:
+         gamma: float, options: dict[str, Any]) -> dict[str, Any]:
+    mine = _taken(options, algorithm, collective)
+    info = {**info, **mine}
     try:
+        collectives.check_options(algorithm, mine, collective)
         sched = collectives.schedule(algorithm, p, size, collective=collective, **info)
     except (collectives.ScheduleError, ValueError) as e:
         raise TrainsimInputError(f"--algorithm {algorithm}: {e}") from None
@@ -45,7 +48,8 @@ def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p:
     alpha, beta = _path_alpha_beta(net, 0, sched.ranks - 1)
     analytic = collectives.analytic_time(algorithm, p, size, alpha, beta, gamma, collective=collective, **info)
     algbw = size / simulated / 1e9 if simulated > 0 else float("inf")
-    return {"algorithm": algorithm, "collective": collective, "ranks": p, "size_bytes": size,
+    extra = {"options": ", ".join(f"{k}={v}" for k, v in mine.items())} if mine else {}
+    return {"algorithm": algorithm, **extra, "collective": collective, "ranks": p, "size_bytes": size,
             "simulated_s": simulated, "analytic_s": analytic, "algbw_GBps": algbw,
             "busbw_GBps": algbw * collectives.bus_factor(collective, p)}
 
@@ -61,6 +65,7 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
     for name in names:
         if name not in known and name != "auto":
             raise TrainsimInputError(f"--algorithm: expected auto, all or one of {', '.join(known)}, got {name!r}")
+    options, params = split_params(params, collective, algorithm)
     rows = []
     for p in ranks:
         graph = _topology_for(topology, p, bandwidth, latency, params)
@@ -69,17 +74,46 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
         for name in names:
             for size in sizes:
                 if name == "auto":
-                    chosen, _ = best_algorithm(net, p, [size], collective=collective, **info)
-                    rows.append({**_one(net, info, chosen, collective, p, size, gamma), "chosen_by": "auto"})
+                    chosen, _ = best_algorithm(net, p, [size], collective=collective, options=options, **info)
+                    rows.append({**_one(net, info, chosen, collective, p, size, gamma, options), "chosen_by": "auto"})
                     continue
                 try:
-                    rows.append(_one(net, info, name, collective, p, size, gamma))
+                    rows.append(_one(net, info, name, collective, p, size, gamma, options))
                 except TrainsimInputError:
                     if algorithm != "all":
                         raise  # with 'all', skip algorithms that cannot run on p ranks
     if not rows:
         raise TrainsimInputError(f"--ranks: no {collective} algorithm supports these rank counts")
     return rows
+
+
+def split_params(params: list[str], collective: str, algorithm: str) -> tuple[dict[str, Any], list[str]]:
+    """``--param KEY=VALUE`` words: algorithm options (keys an algorithm of ``collective`` takes,
+    :data:`simulator.collectives.OPTIONS`) and the rest, which go to the topology builder.
+
+    An option none of the chosen algorithms takes is refused in one line (``auto``/``all``: each
+    algorithm gets the options it takes). Values are integers when they read as one, else names.
+    """
+    options: dict[str, Any] = {}
+    rest = []
+    known = {key for (coll, _), keys in collectives.OPTIONS.items() if coll == collective for key in keys}
+    for word in params:
+        key, _, value = (part.strip() for part in word.partition("="))
+        if key not in known:
+            rest.append(word)
+            continue
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    if options and algorithm not in ("auto", "all"):
+        try:
+            collectives.check_options(algorithm, options, collective)
+        except collectives.ScheduleError as e:
+            raise TrainsimInputError(f"--param: {e}") from None
+    return options, rest
+
+
+def _taken(options: dict[str, Any], algorithm: str, collective: str) -> dict[str, Any]:
+    takes = collectives.OPTIONS.get((collective, algorithm), ())
+    return {k: v for k, v in options.items() if k in takes}
 
 
 def _topology_for(kind: str, p: int, bandwidth: str, latency: str, params: list[str]):

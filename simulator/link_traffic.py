@@ -144,11 +144,13 @@ def _alg(algorithm: str, name: str) -> str:
 
 
 def _priced(tally: _Tally, coll, name: str, algorithm: str, nbytes: int, groups: np.ndarray, info: dict,
-            times: float) -> None:
-    """Rebuild one of the plan's collectives; its bytes must be the plan's."""
+            times: float, options: dict) -> None:
+    """Rebuild one of the plan's collectives (with the algorithm options it ran with); its bytes must be the plan's."""
     if coll.name != name:
         raise _Mismatch(f"the plan runs {coll.name!r} where {name!r} was expected")
-    sched = collectives.schedule(_alg(algorithm, name), groups.shape[-1], int(nbytes), collective=name, **info)
+    extra = options if _alg(algorithm, name) == algorithm else {}
+    sched = collectives.schedule(_alg(algorithm, name), groups.shape[-1], int(nbytes), collective=name, **info,
+                                 **extra)
     sent = tally.schedule(sched, groups, times, "data_parallel")
     if not np.isclose(sent, coll.bytes, rtol=1e-9, atol=0.5):
         raise _Mismatch(f"a rebuilt {name} carries {sent:.6g} B, the plan priced {coll.bytes:.6g} B")
@@ -180,7 +182,7 @@ def _gradient_sync(config, plan, hardware, tally: _Tally) -> None:
                 if len(wanted) != len(priced):
                     raise _Mismatch(f"stage {s} part {b}: {len(priced)} collectives priced, {len(wanted)} rebuilt")
                 for coll, (name, size) in zip(priced, wanted, strict=True):
-                    _priced(tally, coll, name, plan.algorithm, size, groups, info, 1.0)
+                    _priced(tally, coll, name, plan.algorithm, size, groups, info, 1.0, dict(plan.algorithm_options))
             if plan.zero:
                 params = sum(split[i].params for i in plan.virtual[c * P + s])
                 times = 2.0 * plan.microbatches if plan.zero == 3 else 1.0   # before every op, or after the step

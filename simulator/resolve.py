@@ -88,15 +88,25 @@ def resolve_model(config: Config) -> Model:
 
 def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str:
     name = config.communication.algorithm
+    options = config.communication.algorithm_options
     valid = collectives.algorithms("allreduce")
-    if name == "auto":
-        return name  # chosen by simulator.tuner once the network exists
+    if name == "auto":  # chosen by simulator.tuner once the network exists; options go to candidates taking them
+        takers = {key: [a for a in valid if key in collectives.OPTIONS.get(("allreduce", a), ())] for key in options}
+        for key, algs in takers.items():
+            if not algs:
+                raise ConfigError(f"communication.algorithm_options: no algorithm auto chooses from takes {key!r}")
+        return name
     if name not in valid:
         raise ConfigError(f"communication.algorithm: expected auto or one of {', '.join(valid)}, got {name!r}")
     try:
-        collectives.schedule(name, workers, workers, **info)  # tiny probe: rank-count support
+        collectives.check_options(name, options)
     except collectives.ScheduleError as e:
-        raise ConfigError(f"communication.algorithm: {e}") from None
+        raise ConfigError(f"communication.algorithm_options: {e}") from None
+    for key, given in (("communication.algorithm", {}), ("communication.algorithm_options", options)):
+        try:
+            collectives.schedule(name, workers, workers, **info, **given)  # tiny probe: rank count, option values
+        except collectives.ScheduleError as e:
+            raise ConfigError(f"{key}: {e}") from None
     return name
 
 

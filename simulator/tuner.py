@@ -21,13 +21,20 @@ __all__ = ["best_algorithm"]
 
 
 def best_algorithm(network: Network, ranks: int, sizes: Iterable[int], *, collective: str = "allreduce",
-                   placement: np.ndarray | None = None, **info: Any) -> tuple[str, dict[str, float]]:
-    """Return the fastest algorithm and every candidate's total seconds over ``sizes``."""
+                   placement: np.ndarray | None = None, options: dict | None = None,
+                   **info: Any) -> tuple[str, dict[str, float]]:
+    """Return the fastest algorithm and every candidate's total seconds over ``sizes``.
+
+    ``options`` (algorithm options, e.g. ``{"pipeline_chunks": 16}``): each candidate is timed with
+    the ones it takes (:data:`simulator.collectives.OPTIONS`).
+    """
     sizes = list(sizes)
     totals: dict[str, float] = {}
     for name in collectives.algorithms(collective):
+        takes = collectives.OPTIONS.get((collective, name), ())
+        mine = {k: v for k, v in (options or {}).items() if k in takes}
         try:
-            scheds = [collectives.schedule(name, ranks, n, collective=collective, **info) for n in sizes]
+            scheds = [collectives.schedule(name, ranks, n, collective=collective, **info, **mine) for n in sizes]
         except collectives.ScheduleError:
             continue  # cannot run on this many ranks / this node structure
         totals[name] = sum(network.schedule_time(s, placement) for s in scheds)

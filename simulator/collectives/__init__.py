@@ -26,6 +26,12 @@ Conventions callers rely on
   (broadcast, reduce, binomial_tree allreduce), ``servers`` (ps_*),
   ``pipeline_chunks`` (double_binary_tree). Other keys are ignored, so a caller
   can pass everything it knows about the topology to any algorithm.
+* *Algorithm options* are the keys a user chooses rather than the topology
+  dictates: :data:`OPTIONS` lists them per algorithm (``pipeline_chunks`` of
+  ``double_binary_tree``; ``inter``, ``intra``, ``pipeline_chunks`` of
+  ``hierarchical``), and :func:`check_options` refuses, in one line, a key the
+  algorithm does not take (config files and the CLI call it, so nothing a user
+  types is ignored). They travel to the builder with the topology info.
 """
 
 from __future__ import annotations
@@ -57,8 +63,10 @@ __all__ = [
     "ScheduleError",
     "Step",
     "Transfer",
+    "OPTIONS",
     "algorithms",
     "analytic_time",
+    "check_options",
     "bus_factor",
     "schedule",
     "verify",
@@ -89,6 +97,44 @@ ALGORITHMS: dict[tuple[str, str], Builder] = {
 }
 
 _PARAMETER_SERVER = ("ps_push", "ps_pull")
+
+#: (collective, algorithm) -> the algorithm options its builder takes (absent: none)
+OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("allreduce", "double_binary_tree"): ("pipeline_chunks",),
+    ("allreduce", "hierarchical"): ("inter", "intra", "pipeline_chunks"),
+}
+
+#: options that mean something only with another option's value
+_NEEDS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("allreduce", "hierarchical"): {"pipeline_chunks": ("inter", "double_binary_tree")},
+}
+
+
+def check_options(algorithm: str, options: dict, collective: str = "allreduce") -> None:
+    """Raise :class:`ScheduleError` (one line) unless ``algorithm`` takes every key of ``options``.
+
+    Values are checked by the builder itself (build a schedule to check them).
+
+    Examples
+    --------
+    >>> check_options("double_binary_tree", {"pipeline_chunks": 8})
+    >>> check_options("ring", {"pipeline_chunks": 8})
+    Traceback (most recent call last):
+    ...
+    simulator.collectives.schedule.ScheduleError: ring allreduce takes no options, got pipeline_chunks
+    """
+    takes = OPTIONS.get((collective, algorithm), ())
+    unknown = [key for key in options if key not in takes]
+    if not unknown:
+        for key, (needs, value) in _NEEDS.get((collective, algorithm), {}).items():
+            if key in options and options.get(needs, "ring") != value:
+                raise ScheduleError(f"{algorithm} {collective}: {key} applies to {needs}: {value} only "
+                                    f"({needs} is {options.get(needs, 'ring')})")
+        return
+    if not takes:
+        raise ScheduleError(f"{algorithm} {collective} takes no options, got {', '.join(map(str, unknown))}")
+    raise ScheduleError(f"{algorithm} {collective} takes no option {unknown[0]!r}; it takes "
+                        f"{', '.join(takes)}")
 
 
 def algorithms(collective: str = "allreduce") -> list[str]:

@@ -18,6 +18,21 @@ With one alpha-beta-gamma for every link and ``p`` dividing ``n``:
 The point is that only ``n/g`` bytes per rank cross the slower inter-node
 network; the simulator, which knows the two link classes, shows it.
 
+Chosen phases (``inter``, ``intra``, ``pipeline_chunks``: algorithm options)
+---------------------------------------------------------------------------
+``inter`` (default ``ring``) is any of ``ring``, ``recursive_doubling``,
+``rabenseifner``, ``double_binary_tree``: phase 2 is then that algorithm's own
+allreduce schedule over the ``m`` nodes, built by its builder and run on shard
+``l`` by the ``m`` ranks of local index ``l`` (all ``g`` of them in the same
+steps). Its ``c`` chunks become chunks ``l * c .. l * c + c - 1``, so the
+buffer has ``g * c`` chunks and phase 2 costs that algorithm's cost for
+``n/g`` bytes on ``m`` ranks. ``pipeline_chunks`` goes to the inter
+``double_binary_tree`` (``check_options`` refuses it with any other ``inter``). ``intra`` (default
+``ring``) is ``ring`` (ring reduce-scatter and allgather) or ``rabenseifner``
+(recursive halving, then recursive doubling: ``g`` a power of two), their
+schedules lifted so that a shard is a range of ``c`` chunks. Given no option
+(or both ``ring``), the schedule is the original 2-D ring above, step for step.
+
 References
 ----------
 X. Jia et al., "Highly scalable deep learning training system with
@@ -31,10 +46,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._build import counts, flags, frozen, int_option
+from ._build import counts, flags, frozen, int_option, require_power_of_two
+from .rabenseifner import halving_reduce_scatter_steps, rabenseifner_allreduce
+from .recursive_doubling import doubling_allgather_steps, recursive_doubling_allreduce
+from .ring import ring_allreduce, ring_steps
 from .schedule import Schedule, ScheduleError, Step, split_evenly
+from .tree import double_binary_tree_allreduce
 
-__all__ = ["hierarchical_allreduce"]
+__all__ = ["INTER", "INTRA", "hierarchical_allreduce"]
+
+#: inter-node phase: the allreduce builders it may be composed from
+INTER = {
+    "ring": ring_allreduce,
+    "recursive_doubling": recursive_doubling_allreduce,
+    "rabenseifner": rabenseifner_allreduce,
+    "double_binary_tree": double_binary_tree_allreduce,
+}
+#: intra-node phases: reduce-scatter and allgather (steps over g ranks, local l owning shard l)
+INTRA = ("ring", "rabenseifner")
 
 
 def hierarchical_allreduce(ranks: int, size_bytes: int, **options: object) -> Schedule:
@@ -45,6 +74,7 @@ def hierarchical_allreduce(ranks: int, size_bytes: int, **options: object) -> Sc
     ranks : p, a multiple of ``devices_per_node``.
     size_bytes : bytes of each rank's buffer.
     devices_per_node : g (topology_info, required): ranks per node.
+    inter, intra, pipeline_chunks : algorithm options (module docstring).
     """
     where = "hierarchical allreduce"
     per_node = int_option(options, "devices_per_node", None, where)
@@ -54,6 +84,10 @@ def hierarchical_allreduce(ranks: int, size_bytes: int, **options: object) -> Sc
             f"devices_per_node={per_node}"
         )
     nodes = ranks // per_node
+    inter = _choice(options, "inter", tuple(INTER), where)
+    intra = _choice(options, "intra", INTRA, where)
+    if inter != "ring" or intra != "ring":
+        return _composed(ranks, size_bytes, per_node, nodes, inter, intra, options)
     node, local = np.divmod(np.arange(ranks, dtype=np.int32), per_node)
     steps = (
         _intra(node, local, per_node, nodes, first_shift=1, reduce=True)
@@ -93,3 +127,53 @@ def _inter(
         piece = (node - first_shift - k) % m
         steps.append(Step(src, dst, local * m + piece, red))
     return steps
+
+
+def _choice(options: dict, key: str, allowed: tuple[str, ...], where: str) -> str:
+    value = options.get(key, "ring")
+    if value not in allowed:
+        raise ScheduleError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _composed(ranks: int, size_bytes: int, g: int, m: int, inter: str, intra: str,
+              options: dict) -> Schedule:
+    """Intra reduce-scatter, the ``inter`` builder's allreduce per local index, intra allgather."""
+    # pipeline_chunks is the inter tree's (check_options refuses it with another inter; like all
+    # topology_info, the builder ignores what does not apply)
+    use = inter == "double_binary_tree" and "pipeline_chunks" in options
+    extra = {"pipeline_chunks": options["pipeline_chunks"]} if use else {}
+    shards = split_evenly(size_bytes, g)
+    inner = {n: INTER[inter](m, n, **extra) for n in sorted(set(shards))}  # steps depend on m only
+    c = inner[shards[0]].chunks
+    local = np.arange(g, dtype=np.int32)
+    across = np.arange(m, dtype=np.int32)[None, :] * g + local[:, None]       # [g, m]: (local, node) -> rank
+    within = np.arange(m, dtype=np.int32)[:, None] * g + local[None, :]       # [m, g]: (node, local) -> rank
+    if intra == "ring":
+        rs = ring_steps(local, [(1, g - 1, True)])
+        ag = ring_steps(local, [(0, g - 1, False)])
+    else:
+        require_power_of_two(g, "hierarchical", "allreduce with intra: rabenseifner (devices_per_node)", "intra: ring")
+        rs, ag = halving_reduce_scatter_steps(local), doubling_allgather_steps(local)
+    steps = (
+        [_lift(st, within, np.zeros(m, dtype=np.int32), c) for st in rs]
+        + [_lift(st, across, local * c, 1) for st in inner[shards[0]].steps]
+        + [_lift(st, within, np.zeros(m, dtype=np.int32), c) for st in ag]
+    )
+    chunk_bytes = [b for n in shards for b in inner[n].chunk_bytes.tolist()]
+    return Schedule("allreduce", "hierarchical", ranks, chunk_bytes, tuple(steps))
+
+
+def _lift(step: Step, ranks: np.ndarray, offset: np.ndarray, scale: int) -> Step:
+    """``step`` (over sub-ranks ``0..R-1``) run by every group ``k`` at once on real ranks ``ranks[k]``.
+
+    Sub-chunk ``j`` of group ``k`` is the range of ``scale`` real chunks from ``offset[k] + j * scale``.
+    """
+    assert step.wrap is None  # no composed builder wraps chunk ranges
+    src, dst, red = step.messages()
+    k = ranks.shape[0]
+    count = step.count
+    lifted = None if count is None and scale == 1 else np.tile(
+        (np.ones(len(src), dtype=np.int32) if count is None else count) * scale, k)
+    first = (offset[:, None] + step.first[None, :].astype(np.int32) * scale).ravel()
+    return Step(ranks[:, src].ravel(), ranks[:, dst].ravel(), first, np.tile(red, k), count=lifted)

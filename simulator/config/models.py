@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictInt, StrictStr, model_validator
 
 from topologies.units import UnitError, parse
 
@@ -281,6 +281,8 @@ class Compression(StrictModel):
 class Communication(StrictModel):
     pattern: Literal["allreduce", "parameter_server"] = "allreduce"
     algorithm: str = "ring"
+    algorithm_options: dict[str, StrictInt | StrictStr] = Field(
+        {}, description="the algorithm's builder options, e.g. {pipeline_chunks: 16} (double_binary_tree)")
     bucket_size: ByteSize | None = Field(25 * 2**20, description="gradient fusion; null: one bucket for everything")
     overlap: bool = True
     compression: Compression = Field(Compression(), description="fp32 | fp16 | bf16 | qsgd | topk | powersgd")
@@ -568,6 +570,10 @@ class Config(StrictModel):
                 raise ValueError(f"parallelism.zero: ZeRO-{self.parallelism.zero} shards optimizer state across "
                                  "data-parallel ranks, but with communication.pattern: parameter_server the servers "
                                  "hold it; use zero: 0")
+            if comm.algorithm_options:
+                raise ValueError("communication.algorithm_options: options of a collective algorithm, but with "
+                                 "communication.pattern: parameter_server no collective carries the gradients; "
+                                 "remove them")
             if "algorithm" in comm.model_fields_set:
                 raise ValueError("communication.algorithm names a collective, but with communication.pattern: "
                                  "parameter_server the servers carry the gradients; remove it")

@@ -127,6 +127,7 @@ class ParallelPlan:
     compression: str = "fp32"
     average: tuple[tuple[Collective, ...], ...] = ()   # [P] local SGD: fp32 parameter allreduces, bucket by bucket
     priority: bool = False                              # communication.priority
+    algorithm_options: tuple[tuple[str, object], ...] = ()  # the ones the algorithm that ran took
 
     @property
     def virtual_stages(self) -> int:
@@ -141,14 +142,24 @@ class ParallelPlan:
         return self.sizes.model_parallel or self.microbatches > 1 or self.zero > 0 or self.recompute
 
 
+def algorithm_options(config: Config, algorithm: str) -> dict:
+    """``communication.algorithm_options`` that ``algorithm`` takes (with ``auto``: the chosen one's share)."""
+    takes = collectives.OPTIONS.get(("allreduce", algorithm), ())
+    return {k: v for k, v in config.communication.algorithm_options.items() if k in takes}
+
+
 def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups: np.ndarray,
-                info: dict, memo: dict) -> Collective:
+                info: dict, memo: dict, options: dict) -> Collective:
     key = (name, int(nbytes), groups.tobytes())
     if key not in memo:
         ranks = groups.shape[-1]
         alg = algorithm if algorithm in collectives.algorithms(name) else "ring"
+        if options and alg != algorithm:
+            raise ConfigError(f"communication.algorithm_options: {', '.join(options)} configure(s) the {algorithm} "
+                              f"allreduce, but this job's gradients need a {name}, which runs ring "
+                              f"(ZeRO, or a compression that all-gathers); remove them")
         try:
-            sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info)
+            sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info, **options)
         except collectives.ScheduleError as e:
             raise ConfigError(f"communication.algorithm: {e}") from None
         seconds, sent = network.concurrent_schedule_cost(sched, groups)
@@ -251,6 +262,7 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
         return tuple(tuple(tuple(() for _ in parts[c * p_ + s]) for c in range(v)) for s in range(p_)), \
             tuple(() for _ in range(p_)), gather, gather_bytes
     sync, after, memo = [], [], {}
+    options = algorithm_options(config, algorithm)
     for s in range(p_):
         groups = placement.device[:, s, :].T                   # [T, D]: one data-parallel group per tensor index
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
@@ -261,11 +273,11 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
                                        for part in parts[c * p_ + s]))
             else:
                 per_chunk.append(tuple((_collective(network, "reduce_scatter", algorithm, part.bytes, groups, info,
-                                                    memo),) for part in parts[c * p_ + s]))
+                                                    memo, options),) for part in parts[c * p_ + s]))
             if zero == 0:
                 continue
             ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * PARAM_BYTES), groups, info,
-                             memo)
+                             memo, options)
             if zero == 3:
                 gather[s, c], gather_bytes[s, c] = ag.seconds, ag.bytes
             else:
@@ -283,7 +295,8 @@ def _encoded(config: Config, network: Network, algorithm: str, part: GradientPar
     colls = []
     for name, size in enc.collectives:       # communication.partition: equal pieces the stream may reorder
         k = max(1, -(-int(size) // int(piece))) if piece else 1
-        colls += [_collective(network, name, algorithm, -(-int(size) // k), groups, info, memo)] * k
+        colls += [_collective(network, name, algorithm, -(-int(size) // k), groups, info, memo,
+                              algorithm_options(config, algorithm))] * k
     colls = tuple(colls)
     if spec.method in compression.INPLACE:
         return colls
@@ -301,7 +314,8 @@ def _averaging(config: Config, network: Network, placement: Placement, algorithm
     for s in range(p_):
         groups = placement.device[:, s, :].T
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
-        out.append(tuple(_collective(network, "allreduce", algorithm, 4 * part.values, groups, info, memo)
+        out.append(tuple(_collective(network, "allreduce", algorithm, 4 * part.values, groups, info, memo,
+                                     algorithm_options(config, algorithm))
                          for c in range(v) for part in parts[c * p_ + s]))
     return tuple(out)
 
@@ -363,6 +377,7 @@ def _algorithm(config: Config, network: Network, placement: Placement, parts: tu
     group = placement.data_group(0, 0)
     sizes = [part.bytes for u in range(0, len(parts), placement.sizes.pipeline) for part in parts[u]]
     return best_algorithm(network, len(group), sizes, placement=group,
+                          options=config.communication.algorithm_options,
                           devices_per_node=placement.devices_per_node_in(group))
 
 
@@ -400,7 +415,8 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
                         memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
-                        comm.compression.method, average, comm.priority)
+                        comm.compression.method, average, comm.priority,
+                        tuple(sorted(algorithm_options(config, algorithm).items())))
 
 
 def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:
