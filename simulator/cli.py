@@ -253,7 +253,9 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bandwidth", default="10GB/s", help="link bandwidth, e.g. 100Gbps")
     p.add_argument("--latency", default="1us", help="per-hop latency, e.g. 1us")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra topology parameter, e.g. --param k=4 (fat_tree)")
+                   help="a topology parameter (e.g. k=4 for fat_tree) or, when an algorithm of --collective "
+                        "takes the key, an algorithm option (pipeline_chunks=16 for double_binary_tree; inter=, "
+                        "intra=, pipeline_chunks= for hierarchical)")
     p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
     p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
     p.add_argument("--plot", type=Path,
@@ -306,7 +308,8 @@ def _human_seconds(t: float) -> str:
 
 def _compact(row: dict[str, Any]) -> dict[str, Any]:
     """A table row that fits a terminal: human units, no repeated columns."""
-    out = {"algorithm": row["algorithm"] + ("*" if row.get("chosen_by") == "auto" else ""),
+    out = {"algorithm": row["algorithm"] + ("*" if row.get("chosen_by") == "auto" else "")
+           + (f" ({row['options']})" if row.get("options") else ""),
            "ranks": row["ranks"], "size": _human_bytes(row["size_bytes"]),
            "simulated": _human_seconds(row["simulated_s"]), "analytic": _human_seconds(row["analytic_s"]),
            "algbw GB/s": f"{row['algbw_GBps']:.4g}", "busbw GB/s": f"{row['busbw_GBps']:.4g}"}
