@@ -167,3 +167,18 @@ def test_bad_arguments_are_value_errors(executors):
         kernels.executor("tpu", 2)
     with pytest.raises(ValueError, match="mode: expected one of process, thread"):
         kernels.executor("cpu", 2, mode="fiber")
+
+
+@pytest.mark.parametrize("algorithm, ranks, info", [
+    ("double_binary_tree", 6, {"pipeline_chunks": 5}),
+    ("hierarchical", 6, {"devices_per_node": 2, "inter": "rabenseifner"}),
+    ("hierarchical", 8, {"devices_per_node": 2, "inter": "double_binary_tree", "intra": "rabenseifner",
+                         "pipeline_chunks": 3}),
+])
+def test_algorithm_options_run_on_the_thread_executor(algorithm, ranks, info):
+    """Pipelined trees and composed hierarchical schedules (communication.algorithm_options) agree with numpy."""
+    with kernels.executor("cpu", ranks, mode="thread") as ex:
+        for dtype in ("float64", "int32"):
+            s = element_schedule(algorithm, ranks, 203, dtype, **info)
+            bufs = inputs(ranks, 203, dtype, seed=7)
+            assert_matches(s, bufs, ex.run(s, bufs), "sum", f"thread {algorithm} {info} {dtype}")
