@@ -19,10 +19,22 @@ starts the broadcast right after its reduction completes.
 
 With ``pipeline_chunks = q`` (topology_info, default 1) each half is cut into
 ``q`` pieces that follow one another through the tree one step apart, so the
-schedule has ``2H + q - 1`` steps, ``H`` the taller tree's height. The cost is
-whatever :func:`.analytic.schedule_cost` says of that schedule; there is no
-closed form. With ``q = 1`` a parent receives ``n/2`` from each of two children
-in one step, so each of the ``2H`` steps costs about ``alpha + n beta``: the
+schedule has ``2H + q - 1`` steps, ``H`` the taller tree's height (configs set
+``q`` with ``communication.algorithm_options: {pipeline_chunks: q}``). For
+``p = 2^j >= 4`` and ``q >= 2j - 1``, with pieces ``s = n / (2q)``, every rank is
+an inner node of one tree and a leaf of the other, and the busiest port carries
+2 pieces in the first and last ``j`` steps, 3 in steps ``j`` and ``q + j - 2``
+and 4 in the ``q - 3`` between, so (``tests/simulator/test_collective_options.py``)
+
+``(2j + q - 1) alpha + (4q + 4j - 6) s beta + (2q + 2j - 3) s gamma``
+``= (2 log2 p + q - 1) alpha + (2 + (2 log2 p - 3) / q) n beta + ...``
+
+On the fluid network that holds for ``p = 4``; from ``p = 8`` on, a rank sends
+two pieces to the same peer in some steps (one tree's child is the other's
+parent), which travel as one flow and share links differently.
+
+With ``q = 1`` a parent receives ``n/2`` from each of two children in one step,
+so each of the ``2H`` steps costs about ``alpha + n beta``: the
 tree's advantage over the ring is latency (``H ~ log2 p``), and its bandwidth
 term approaches ``~1.5 n beta`` only as ``q`` grows.
 
