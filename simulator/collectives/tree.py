@@ -36,7 +36,7 @@ parent), which travel as one flow and share links differently.
 With ``q = 1`` a parent receives ``n/2`` from each of two children in one step,
 so each of the ``2H`` steps costs about ``alpha + n beta``: the
 tree's advantage over the ring is latency (``H ~ log2 p``), and its bandwidth
-term approaches ``~1.5 n beta`` only as ``q`` grows.
+term approaches ``2 n beta`` (the closed form above) only as ``q`` grows.
 
 References
 ----------
