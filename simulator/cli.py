@@ -255,7 +255,9 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a topology parameter (e.g. k=4 for fat_tree) or, when an algorithm of --collective "
                         "takes the key, an algorithm option (pipeline_chunks=16 for double_binary_tree; inter=, "
-                        "intra=, pipeline_chunks= for hierarchical)")
+                        "intra=, pipeline_chunks= for hierarchical), or a link class: class=nvlink, "
+                        "efficiency=0.9, software_latency=2us for every link (intra_class=, inter_class=, ... "
+                        "for hierarchical) and launch_latency=8.4us per collective (topologies/link_classes.py)")
     p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
     p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
     p.add_argument("--plot", type=Path,

@@ -17,6 +17,8 @@ import numpy as np
 
 import topologies
 from simulator import collectives
+from topologies import link_classes
+from topologies.units import UnitError, parse
 
 from .errors import TrainsimInputError
 from .network import Network
@@ -29,7 +31,7 @@ __all__ = ["collective_rows", "plot_rows"]
 def _path_alpha_beta(net: Network, a: int, b: int) -> tuple[float, float]:
     r = net.routing
     links = r.path_links(r.device_node(a), r.device_node(b))
-    return float(r.latency[links].sum()), float(1.0 / r.capacity[links].min())
+    return r.route_latency(links), float(1.0 / r.capacity[links].min())
 
 
 def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p: int, size: int,
@@ -47,6 +49,7 @@ def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p:
     simulated = net.schedule_time(sched, np.arange(sched.ranks))
     alpha, beta = _path_alpha_beta(net, 0, sched.ranks - 1)
     analytic = collectives.analytic_time(algorithm, p, size, alpha, beta, gamma, collective=collective, **info)
+    analytic += net.launch_latency
     algbw = size / simulated / 1e9 if simulated > 0 else float("inf")
     extra = {"options": ", ".join(f"{k}={v}" for k, v in mine.items())} if mine else {}
     return {"algorithm": algorithm, **extra, "collective": collective, "ranks": p, "size_bytes": size,
@@ -66,10 +69,12 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
         if name not in known and name != "auto":
             raise TrainsimInputError(f"--algorithm: expected auto, all or one of {', '.join(known)}, got {name!r}")
     options, params = split_params(params, collective, algorithm)
+    params, classes, launch = _link_class_params(params)
     rows = []
     for p in ranks:
         graph = _topology_for(topology, p, bandwidth, latency, params)
-        net = Network(graph, network, gamma=gamma)
+        _set_classes(graph, classes)
+        net = Network(graph, network, gamma=gamma, launch_latency=launch)
         info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
         for name in names:
             for size in sizes:
@@ -109,6 +114,53 @@ def split_params(params: list[str], collective: str, algorithm: str) -> tuple[di
         except collectives.ScheduleError as e:
             raise TrainsimInputError(f"--param: {e}") from None
     return options, rest
+
+
+#: --param words that set link classes (topologies.link_classes) rather than builder parameters:
+#: ``class``, ``efficiency``, ``software_latency`` for every link, or with ``intra_`` / ``inter_`` for the
+#: device links / the rest of a hierarchical topology
+_CLASS_WORDS = {f"{scope}{key}": (scope.rstrip("_") or "all", key)
+                for scope in ("", "intra_", "inter_") for key in link_classes.EDGE_KEYS}
+
+
+def _link_class_params(params: list[str]) -> tuple[list[str], dict[str, dict[str, Any]], float]:
+    """Split off the link-class words and ``launch_latency``; values parsed, each error one line."""
+    rest, classes, launch = [], {}, 0.0
+    for word in params:
+        key, _, value = (part.strip() for part in word.partition("="))
+        try:
+            if key == "launch_latency":
+                launch = parse(value, "duration")
+                continue
+            if key not in _CLASS_WORDS:
+                rest.append(word)
+                continue
+            scope, attr = _CLASS_WORDS[key]
+            if attr == "efficiency":
+                parsed: Any = float(value)
+            elif attr == "software_latency":
+                parsed = parse(value, "duration")
+            else:
+                parsed = value
+        except (UnitError, ValueError) as e:
+            raise TrainsimInputError(f"--param {key}: {getattr(e, 'expected', e)}") from None
+        wrong = link_classes.check_edge({attr: parsed})
+        if wrong:
+            raise TrainsimInputError(f"--param {key}: {wrong}")
+        classes.setdefault(scope, {})[attr] = parsed
+    return rest, classes, launch
+
+
+def _set_classes(graph, classes: dict[str, dict[str, Any]]) -> None:
+    if not classes:
+        return
+    if ("intra" in classes or "inter" in classes) and graph.graph.get("kind") != "hierarchical":
+        raise TrainsimInputError("--param intra_*/inter_* link classes apply to --topology hierarchical; "
+                                 "use class=, efficiency=, software_latency= for every link")
+    role = dict(graph.nodes(data="role"))
+    for u, v, data in graph.edges(data=True):
+        data.update(classes.get("all", {}))
+        data.update(classes.get("intra" if "device" in (role[u], role[v]) else "inter", {}))
 
 
 def _taken(options: dict[str, Any], algorithm: str, collective: str) -> dict[str, Any]:

@@ -121,7 +121,8 @@ def link_traffic(config, hardware=None, network=None, plan=None) -> tuple[LinkTr
         from simulator.resolve import resolve_hardware
 
         hardware = resolve_hardware(config)
-        network = Network(hardware.graph, config.network.model, gamma=hardware.gamma, profile=hardware.profile)
+        network = Network(hardware.graph, config.network.model, gamma=hardware.gamma, profile=hardware.profile,
+                          launch_latency=config.communication.launch_latency)
         plan = build_plan(config, hardware, network, check=False)
     tally = _Tally(network)
     try:

@@ -17,11 +17,12 @@ import networkx as nx
 import topologies
 from simulator import collectives, compute
 from simulator.config import Config, ConfigError
-from simulator.config.models import DeviceSpec, FromFile
+from simulator.config.models import DeviceSpec, FromFile, Hierarchical
 from simulator.devices import Device, get_device
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
 from simulator.workloads import Model, get_model, model_from_layers
+from topologies.link_classes import set_class
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
 
@@ -46,10 +47,31 @@ def build_topology(config: Config) -> nx.Graph:
         if isinstance(spec, FromFile):
             return topologies.load(spec.path)
         graph = topologies.build(spec.kind, **spec.build_params())
+        _set_link_classes(graph, spec)
         topologies.check(graph, source=spec.kind)
         return graph
     except topologies.TopologyError as e:
         raise ConfigError(f"cluster.topology: {e}") from None
+
+
+def _set_link_classes(graph: nx.Graph, spec: Any) -> None:
+    """Write the config's link ``class`` / ``efficiency`` / ``software_latency`` onto the built edges.
+
+    A flat topology's one ``link`` describes every edge; in ``hierarchical``, ``intra`` describes the
+    device links and ``inter`` the rest (NIC uplinks and the fabric). Nothing is written when unset.
+    """
+    if isinstance(spec, Hierarchical):
+        intra, inter = spec.intra.edge_attrs(), spec.inter.edge_attrs()
+        if intra == inter == (None, None, None):
+            return
+        role = dict(graph.nodes(data="role"))
+        for u, v, data in graph.edges(data=True):
+            set_class(data, *(intra if "device" in (role[u], role[v]) else inter))
+        return
+    attrs = spec.link.edge_attrs()
+    if attrs != (None, None, None):
+        for _, _, data in graph.edges(data=True):
+            set_class(data, *attrs)
 
 
 def resolve_device(spec: str | DeviceSpec) -> Device:

@@ -74,6 +74,10 @@ class Trace:
         self.events.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": tid,
                             "args": {"sort_index": tid if sort_index is None else sort_index}})
 
+    def label_process(self, text: str) -> None:
+        """A line about the whole run, shown on the process in Perfetto (``process_labels`` metadata)."""
+        self.events.append({"name": "process_labels", "ph": "M", "pid": 0, "args": {"labels": text}})
+
     def label_ranks(self, labels: dict[int, str] | None = None) -> None:
         """Name each traced rank's track (``labels[rank]``, default "worker <rank>")."""
         for rank in sorted(self.ranks):

@@ -6,6 +6,8 @@ agree on it:
 
 * every edge is a full-duplex link with ``bandwidth`` (float, bytes/s in each
   direction) and ``latency`` (float, seconds per hop);
+* an edge may declare a link ``class`` and override its ``efficiency`` and
+  ``software_latency`` (:mod:`topologies.link_classes`); without them it runs at line rate;
 * every node has a ``role`` in ``ROLES``; switches may add a ``level`` ("edge",
   "agg", "core", "leaf", "spine", "intra"), and NICs the ``host`` they sit in;
 * device nodes are named ``"d{rank}"`` by the builders and carry an integer
@@ -23,6 +25,8 @@ import math
 from numbers import Integral, Real
 
 import networkx as nx
+
+from . import link_classes
 
 __all__ = ["ROLES", "TopologyError", "add_devices", "add_link", "check", "devices", "new_graph"]
 
@@ -177,6 +181,9 @@ def _check_edges(G: nx.Graph, source: str) -> None:
             raise TopologyError(
                 f"{where}: 'latency' must be a non-negative finite number of seconds, got {lat!r}"
             )
+        wrong = link_classes.check_edge(data)
+        if wrong:
+            raise TopologyError(f"{where}: {wrong}")
 
 
 def _check_connected(G: nx.Graph, source: str) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictInt, StrictStr, model_validator
 
+from topologies.link_classes import CLASSES as LINK_CLASSES
 from topologies.units import UnitError, parse
 
 from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
@@ -52,7 +53,23 @@ class StrictModel(BaseModel):
         return data
 
 
-class Link(StrictModel):
+class _LinkClass(StrictModel):
+    """A link's class and its overrides (``topologies.link_classes``); all unset: line rate, no software latency."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    link_class: Literal[tuple(LINK_CLASSES)] | None = Field(  # type: ignore[valid-type]
+        None, alias="class", description="nvlink, pcie, infiniband_ndr/hdr/edr, roce, tcp or generic: its defaults")
+    efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="achievable fraction of bandwidth; null: the class's (1.0 without a class)")
+    software_latency: Duration | None = Field(
+        None, description="seconds a message pays once; null: the class's (0 without a class)")
+
+    def edge_attrs(self) -> tuple[str | None, float | None, float | None]:
+        return self.link_class, self.efficiency, self.software_latency
+
+
+class Link(_LinkClass):
     bandwidth: Bandwidth = Field(description="per direction, e.g. 100Gbps or 25GB/s")
     latency: Duration = Field(0.0, description="per hop, e.g. 1us")
 
@@ -118,7 +135,7 @@ class LeafSpine(_Flat):
         return self
 
 
-class InterFabric(StrictModel):
+class InterFabric(_LinkClass):
     kind: Literal["switch", "leaf_spine", "fat_tree"] = "leaf_spine"
     bandwidth: Bandwidth
     latency: Duration = 0.0
@@ -142,7 +159,8 @@ class Hierarchical(StrictModel):
         return self
 
     def build_params(self) -> dict[str, Any]:
-        inter = self.inter.model_dump(exclude={"kind", "bandwidth", "latency"}, exclude_none=True)
+        inter = self.inter.model_dump(exclude={"kind", "bandwidth", "latency", "link_class", "efficiency",
+                                               "software_latency"}, exclude_none=True, by_alias=False)
         if inter.get("oversubscription") == 1.0:
             del inter["oversubscription"]  # the default; not every fabric takes the parameter
         return {
@@ -292,6 +310,7 @@ class Communication(StrictModel):
     server_placement: Literal["dedicated", "colocated"] = "dedicated"
     sharding: Literal["even", "layer"] = "even"
     server_device: str | DeviceSpec | None = Field(None, description="dedicated servers' device; null = cpu")
+    launch_latency: Duration = Field(0.0, description="seconds each collective pays once (NCCL: 8.4us)")
 
 
 class Sync(StrictModel):
@@ -551,6 +570,9 @@ class Config(StrictModel):
     def _combinations_are_meaningful(self) -> Config:
         """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
         comm = self.communication
+        if comm.launch_latency and self.cluster.profile is not None:
+            raise ValueError("communication.launch_latency: a calibrated cluster.profile's fitted alpha already "
+                             "holds the launch cost of every collective; remove one of the two")
         asynchronous = self.sync.mode not in ("bsp", "local_sgd") or self.sync.backup_workers
         self._local_sgd_fits()
         if asynchronous and comm.pattern != "parameter_server":

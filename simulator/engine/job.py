@@ -16,6 +16,7 @@ component's own keys and tables.
 from __future__ import annotations
 
 import gc
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -116,6 +117,7 @@ class Job:
                         "gradient_bytes": int(hw.model.gradient_bytes)})
         summary.update(sync.summary())
         summary.update(self._bytes(per_device_comm))
+        summary.update(self.network.efficiency_summary())
         if plan.auto_candidates_s:
             summary["auto_candidates_s"] = plan.auto_candidates_s
         if plan.compression != "fp32":
@@ -202,12 +204,16 @@ def _build_job(config: Config, env: simpy.Environment | None, *, graph: nx.Graph
     env = env or simpy.Environment()
     hw = resolve_hardware(config, graph)
     _check_size(config, hw)
-    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile)
+    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile,
+                      launch_latency=config.communication.launch_latency)
     plan = build_plan(config, hw, network)
     D, P, T = plan.placement.device.shape
     iterations = config.training.iterations
     trace = Trace(frozenset(_traced_devices(plan, config.output.trace_ranks)))
     trace.label_ranks(_labels(plan))
+    applied = network.efficiency_summary()
+    if applied:
+        trace.label_process("network efficiency applied: " + json.dumps(applied, sort_keys=True))
     streams = Streams(config.seed)
     batch = config.workload.batch_per_device
     slowdown = SlowdownModel(config.stragglers, D * P, streams, device_factors(config.stragglers, hw.model,

@@ -2,7 +2,8 @@
 
 ``Network`` is the single place durations of communication come from; SimPy
 processes never compute them. A collective is timed step by step: the step's
-transfers become one ``FlowBatch`` started together, the model returns when each
+transfers become one ``FlowBatch`` started together (on each link's effective
+bandwidth, its route's software latency added once: ``topologies.link_classes``), the model returns when each
 flow finishes, the step lasts until the last one plus the reduction time
 ``γ · (most bytes any rank reduces)``. Identical steps (same endpoints and bytes)
 are solved once.
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
+
+from topologies import link_classes
 
 from .alpha_beta import AlphaBeta
 from .base import FlowBatch, NetworkModel, segment_reduce
@@ -128,11 +131,18 @@ class Network:
     gamma : seconds per byte reduced (the γ of the α-β-γ model).
     profile : a calibrated ``HardwareProfile`` (``cluster.profile``): when given, collectives are
         timed with its fitted α, β, γ (``profile.schedule_time``), not with the links' numbers.
+    launch_latency : seconds every collective schedule pays once (``communication.launch_latency``),
+        on top of its steps; not added to a profile's fitted time (its α already holds it) nor to
+        point-to-point steps (``step_time``).
+
+    Links run at ``bandwidth × efficiency`` and each message pays its route's software latency once
+    (``topologies.link_classes``, applied by ``Routing``); without link classes both are the line rate and 0.
     """
 
     def __init__(self, graph: nx.Graph, model: str = "fluid", gamma: float = 0.0,
-                 profile: HardwareProfile | None = None):
+                 profile: HardwareProfile | None = None, launch_latency: float = 0.0):
         self.profile = profile
+        self.launch_latency = float(launch_latency)
         self.routing = Routing(graph)
         self.model: NetworkModel = MODELS[model]()
         self.gamma = gamma
@@ -144,6 +154,21 @@ class Network:
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
+
+    def efficiency_summary(self) -> dict[str, Any]:
+        """The link-class figures this network applies (``topologies.link_classes``), as summary keys.
+
+        ``network_efficiency`` and ``network_software_latency_s`` map each declared class to what its
+        links use; ``launch_latency_s`` is given when non-zero. ``{}`` for the line-rate model.
+        """
+        out: dict[str, Any] = {}
+        per_class = link_classes.applied(self.routing.graph)
+        if per_class:
+            out["network_efficiency"] = {name: v["efficiency"] for name, v in per_class.items()}
+            out["network_software_latency_s"] = {name: v["software_latency_s"] for name, v in per_class.items()}
+        if self.launch_latency:
+            out["launch_latency_s"] = self.launch_latency
+        return out
 
     @property
     def devices(self) -> int:
@@ -175,6 +200,8 @@ class Network:
             np.cumsum(counts, out=ptr[1:])
             links = np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64)
             latency = segment_reduce(np.add, r.latency[links], ptr, 0.0)
+            if r.has_software_latency:   # once per message: the largest of its route's links (link_classes)
+                latency = latency + segment_reduce(np.maximum, r.software_latency[links], ptr, 0.0)
             shared = bool(len(links)) and np.bincount(links).max() > 1
             bottleneck = segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
             cached = self._route_cache[key] = _Routes(ptr, links, latency, 1.0 / bottleneck, not shared,
@@ -297,6 +324,8 @@ class Network:
         total = 0.0
         for t in times:
             total += t
+        if self.launch_latency:
+            total += self.launch_latency
         return total, carried
 
     def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations
@@ -354,6 +383,8 @@ class Network:
             nbytes = np.tile(step.message_bytes(schedule.chunk_bytes), g)
             total += self.step_time(groups[:, src].ravel(), groups[:, dst].ravel(), nbytes, np.tile(red, g))
             sent += float(nbytes.sum())
+        if self.launch_latency:
+            total += self.launch_latency
         return total, sent
 
     def scatter_gather_time(self, src: np.ndarray, dst: np.ndarray, nbytes: float) -> float:

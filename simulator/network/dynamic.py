@@ -342,7 +342,7 @@ class FlowSimulator:
         if route is None:
             r = self.net.routing
             links = r.path_links(r.device_node(src), r.device_node(dst))
-            route = self._routes[(src, dst)] = (links, float(r.latency[links].sum()))
+            route = self._routes[(src, dst)] = (links, r.route_latency(links))
         return route
 
     # -- the public verbs -------------------------------------------------------------

@@ -24,6 +24,8 @@ from collections import deque
 import networkx as nx
 import numpy as np
 
+from topologies.link_classes import effective
+
 __all__ = ["Routing"]
 
 _MASK = (1 << 64) - 1
@@ -42,8 +44,11 @@ class Routing:
 
     Attributes
     ----------
-    capacity : float64[n_links], bytes/s per directed link.
+    capacity : float64[n_links], bytes/s per directed link: ``bandwidth × efficiency`` of its class
+        (``topologies.link_classes``; 1.0 for a link without one).
     latency : float64[n_links], seconds per directed link.
+    software_latency : float64[n_links], seconds a message crossing the link pays once (a route pays
+        the largest of its links', see ``route_latency``); 0 for a link without a class.
     devices : list of device node names in rank order.
     """
 
@@ -55,15 +60,19 @@ class Routing:
         leaf = [len(a) == 1 for a in self._adj]
         self._transit: list[list[int]] = [[v for v in a if not leaf[v]] for a in self._adj]
         self._link: dict[tuple[int, int], int] = {}
-        cap, lat = [], []
+        cap, lat, soft = [], [], []
         for u, v, data in graph.edges(data=True):
             iu, iv = self._index[u], self._index[v]
+            efficiency, software = effective(data)
             for a, b in ((iu, iv), (iv, iu)):
                 self._link[(a, b)] = len(cap)
-                cap.append(float(data["bandwidth"]))
+                cap.append(float(data["bandwidth"]) * efficiency)
                 lat.append(float(data.get("latency", 0.0)))
+                soft.append(software)
         self.capacity = np.array(cap)
         self.latency = np.array(lat)
+        self.software_latency = np.array(soft)
+        self.has_software_latency = bool(self.software_latency.any())
         devs = sorted((d["rank"], n) for n, d in graph.nodes(data=True) if d.get("role") == "device")
         self.devices = [n for _, n in devs]
         self._device_index = np.array([self._index[n] for n in self.devices], dtype=np.int64)
@@ -210,6 +219,14 @@ class Routing:
                              dtype=np.int64)
             self._paths[key] = links
         return links
+
+    def route_latency(self, links: np.ndarray) -> float:
+        """Seconds a message on these links pays besides its bytes: the hops' latencies plus, once,
+        the largest software latency among them."""
+        lat = float(self.latency[links].sum())
+        if self.has_software_latency and len(links):
+            lat += float(self.software_latency[links].max())
+        return lat
 
     def device_node(self, rank: int) -> int:
         return int(self._device_index[rank])

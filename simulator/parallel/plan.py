@@ -445,7 +445,8 @@ def stage_rows(plan: ParallelPlan, model: Model) -> list[dict]:
 def explain(config: Config) -> dict:
     """What ``trainsim run --explain-placement`` shows: the mapping, the groups and the stages (nothing simulated)."""
     hw = resolve_hardware(config)
-    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=getattr(hw, "profile", None))
+    network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=getattr(hw, "profile", None),
+                      launch_latency=config.communication.launch_latency)
     plan = build_plan(config, hw, network, check=False)
     return {**plan.placement.describe(), "model": hw.model.name, "device": hw.device.name,
             "memory_capacity_bytes": hw.device.memory_bytes, "stages": stage_rows(plan, hw.model)}
