@@ -135,8 +135,15 @@ def _assumptions(summary: dict[str, Any], context: dict[str, Any]) -> str:
     else:
         items.append("Network: a calibrated profile (cluster.profile) — each collective costs the fitted "
                      "α·steps + β·bytes + γ·bytes reduced of its schedule; the links' numbers are not used.")
-    items.append("Links run at line rate: a flow gets the configured bandwidth, with no protocol, header or "
-                 "congestion-control overhead (network efficiency 100 %).")
+    efficiency = summary.get("network_efficiency")
+    if efficiency:
+        shown = ", ".join(f"{k} {v if isinstance(v, list) else f'{v:.3g}'}" for k, v in efficiency.items())
+        items.append(f"Links run at bandwidth × their class's efficiency ({shown}; topologies/link_classes.py), "
+                     "and each message pays its route's largest software latency once "
+                     "(network_software_latency_s).")
+    else:
+        items.append("Links run at line rate: a flow gets the configured bandwidth, with no protocol, header or "
+                     "congestion-control overhead (network efficiency 100 %).")
     device = _device(context)
     if device is not None:
         items.append(f"Compute: roofline on {device.name} — each layer takes max(FLOPs ÷ (peak "

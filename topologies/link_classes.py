@@ -44,32 +44,30 @@ class LinkClass:
     source: str                # where the two numbers come from
 
 
-_US = 1e-6
-
 #: class name -> defaults; a link's own ``efficiency`` / ``software_latency`` override them
 CLASSES: dict[str, LinkClass] = {
     "generic": LinkClass(1.0, 0.0, "no overhead modelled: the line-rate model"),
     # 370 / 450 GB/s [nccl-h100]; 3.4 us hwLat NVLink Ring/Simple [nccl-tuning]
-    "nvlink": LinkClass(370.0 / 450.0, 3.4 * _US, "nccl-tests#212/#290 (busbw); nccl tuning.cc hwLat (latency)"),
+    "nvlink": LinkClass(370.0 / 450.0, 3.4e-6, "nccl-tests#212/#290 (busbw); nccl tuning.cc hwLat (latency)"),
     # efficiency: assumption (PCIe TLP/DLLP overhead at 256 B payloads plus DMA limits, ~80 % typical);
     # 5.7 us hwLat PCI Ring/Simple [nccl-tuning]
-    "pcie": LinkClass(0.80, 5.7 * _US, "efficiency: assumption; latency: nccl tuning.cc hwLat PCI"),
+    "pcie": LinkClass(0.80, 5.7e-6, "efficiency: assumption; latency: nccl tuning.cc hwLat PCI"),
     # 47 / 50 GB/s (midpoint of 46-48) [nccl-ib]; 9.6 us hwLat NET Ring/Simple [nccl-tuning]
-    "infiniband_ndr": LinkClass(47.0 / 50.0, 9.6 * _US, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
+    "infiniband_ndr": LinkClass(47.0 / 50.0, 9.6e-6, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
     # 24 / 25 GB/s [nccl-ib]; NET latency as above
-    "infiniband_hdr": LinkClass(24.0 / 25.0, 9.6 * _US, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
+    "infiniband_hdr": LinkClass(24.0 / 25.0, 9.6e-6, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
     # 12.2 / 12.5 GB/s [nccl-ib]; NET latency as above
-    "infiniband_edr": LinkClass(12.2 / 12.5, 9.6 * _US, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
+    "infiniband_edr": LinkClass(12.2 / 12.5, 9.6e-6, "nccl#412, nccl-tests#29 (busbw); nccl tuning.cc hwLat NET"),
     # efficiency: assumption (RDMA like InfiniBand, a little below it for Ethernet framing and
     # congestion control); NCCL times RoCE with the same NET hwLat [nccl-tuning]
-    "roce": LinkClass(0.90, 9.6 * _US, "efficiency: assumption; latency: nccl tuning.cc hwLat NET"),
+    "roce": LinkClass(0.90, 9.6e-6, "efficiency: assumption; latency: nccl tuning.cc hwLat NET"),
     # both assumption: kernel TCP sockets reach well below line rate and add tens of microseconds
-    "tcp": LinkClass(0.70, 20.0 * _US, "assumption"),
+    "tcp": LinkClass(0.70, 20e-6, "assumption"),
 }
 
 #: seconds one collective pays once to launch: baseLat Ring/Simple of [nccl-tuning] (8.4 us);
 #: a value to type as ``communication.launch_latency``, never applied by default
-NCCL_RING_LAUNCH_LATENCY = 8.4 * _US
+NCCL_RING_LAUNCH_LATENCY = 8.4e-6
 
 #: the optional edge attributes this module reads
 EDGE_KEYS = ("class", "efficiency", "software_latency")
