@@ -15,6 +15,7 @@ data for the copying ones.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +40,49 @@ class KernelError(RuntimeError):
     unavailable, and when ``Executor.time(check=True)`` finds a result that
     differs from numpy's.
     """
+
+
+BUFFERS_PER_RANK = 6                # inputs, placed inputs, workspace, snapshot, oracle and its tolerance
+RANK_PROCESS_BYTES = 80 * 2**20     # a rank process's own memory (Numba + numpy: ~57 MB anonymous, measured)
+MEMORY_SHARE = 0.8                  # of what the machine has available, at most this much for one call
+
+
+def available_bytes() -> int:
+    """Memory the machine can still give (``MemAvailable``), else its physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(ranks: int, nbytes: int = 0, *, processes: bool = False) -> None:
+    """Refuse (one-line :class:`KernelError`) a call whose buffers — and rank processes — would not fit in memory."""
+    need = BUFFERS_PER_RANK * ranks * int(nbytes) + (RANK_PROCESS_BYTES * ranks if processes else 0)
+    have = available_bytes()
+    if need > MEMORY_SHARE * have:
+        what = f"{ranks} ranks" + (f" × {int(nbytes):,} bytes" if nbytes else " (one process each)")
+        raise KernelError(f"{what} need about {need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available "
+                          "(fewer ranks or smaller sizes)")
+
+
+PROCESSES_PER_CPU = 4               # rank processes per CPU beyond which a timing measures the OS scheduler
+
+
+def check_processes(ranks: int) -> None:
+    """Refuse to *time* more rank processes than ``PROCESSES_PER_CPU`` per CPU this process may run on (one
+    line); running a schedule to check its result with more is fine (the tests do)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if ranks > PROCESSES_PER_CPU * cpus:
+        raise KernelError(f"{ranks} ranks: at most {PROCESSES_PER_CPU * cpus} rank processes on this machine's "
+                          f"{cpus} CPU(s) ({PROCESSES_PER_CPU} per CPU; more would time the OS scheduler, "
+                          "not the collective)")
 
 
 def random_buffers(ranks: int, nelems: int, dtype: str, seed: int = SEED) -> list[np.ndarray]:
@@ -195,6 +239,7 @@ class Executor(abc.ABC):
         if buffers[0].nbytes != schedule.size_bytes:
             raise ValueError(f"{schedule!r} is for {schedule.size_bytes} bytes per rank, the buffers have "
                              f"{buffers[0].nbytes}")
+        check_memory(self.ranks, low.elems * dtype.itemsize)
         init = place_inputs(low, buffers, op)
         work, _ = self._execute(low, init, op, 0, 1, True)
         assert work is not None
@@ -224,6 +269,7 @@ class Executor(abc.ABC):
         low = self._lower(schedule, dt, op)
         if schedule.size_bytes % dt.itemsize:
             raise ValueError(f"{schedule!r}: {schedule.size_bytes} bytes is not a whole number of {dt.name}")
+        check_memory(self.ranks, low.elems * dt.itemsize)
         buffers = random_buffers(self.ranks, schedule.size_bytes // dt.itemsize, dt.name)
         init = place_inputs(low, buffers, op)
         work, seconds = self._execute(low, init, op, warmup, repeats, check)

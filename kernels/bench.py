@@ -22,6 +22,7 @@ from simulator.collectives import ScheduleError, algorithms, bus_factor
 from simulator.collectives.schedule import COLLECTIVES
 
 from . import DEVICES, MODES, devices_available, executor
+from ._base import check_memory, check_processes
 from .lowering import DTYPES, element_schedule
 
 __all__ = ["BenchInputError", "bench", "check_arguments"]
@@ -87,6 +88,10 @@ def bench(
     **topology_info : passed to the schedule builder (``devices_per_node``, ``root``, ...).
     """
     check_arguments(device, collective, algorithm, dtype, mode, sizes, repeats)
+    for p in ranks:   # before any rank starts: a call that cannot fit is one line, not an out-of-memory kill
+        if mode == "process" and device == "cpu":
+            check_processes(p)
+        check_memory(p, max(sizes), processes=mode == "process" and device == "cpu")
     itemsize = np.dtype(dtype).itemsize
     rows = []
     for p in ranks:

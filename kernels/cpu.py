@@ -50,7 +50,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from . import _cpu_rank
-from ._base import Executor, KernelError
+from ._base import Executor, KernelError, check_memory
 from ._cpu_rank import ABORT, FLAGS, STRIDE, Job, RankRunner, ThreadBarrier
 from .lowering import Lowered
 
@@ -131,6 +131,7 @@ class ProcessExecutor(Executor):
 
     def __init__(self, ranks: int, timeout_s: float = 60.0) -> None:
         super().__init__(ranks, timeout_s)
+        check_memory(ranks, processes=True)
         self.shm_prefix = f"trainsim-{os.getpid()}-{secrets.token_hex(4)}-"
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.release)

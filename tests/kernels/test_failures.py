@@ -178,3 +178,26 @@ def test_a_killed_rank_under_the_cli_is_one_line_and_exit_2():
     assert err.startswith("trainsim kernels: error: ") and err.count("\n") == 1, err
     assert "died with exit code -9" in err and "Traceback" not in err
     assert segments(f"trainsim-{proc.pid}-") == []
+
+
+def test_a_call_that_cannot_fit_in_memory_is_one_line_before_any_rank_starts(monkeypatch, capsys):
+    from kernels import _base
+    from simulator.cli import main
+
+    monkeypatch.setattr(_base, "available_bytes", lambda: 100 * 2**20)
+    assert main(["kernels", "bench", "--ranks", "4", "--sizes", "8MiB", "--mode", "thread", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "4 ranks × 8,388,608 bytes need about 0.2 GB of memory; 0.1 GB are available" in err
+    with pytest.raises(kernels.KernelError, match="need about"):
+        with kernels.executor("cpu", 2, mode="thread") as ex:
+            ex.time(element_schedule("ring", 2, 1 << 24, "float32"), repeats=1)
+
+
+def test_more_rank_processes_than_the_cpus_can_time_is_refused(capsys):
+    from kernels import _base
+    from simulator.cli import main
+
+    too_many = _base.PROCESSES_PER_CPU * len(os.sched_getaffinity(0)) + 1
+    assert main(["kernels", "bench", "--ranks", str(too_many), "--sizes", "4KiB"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{too_many} ranks: at most {too_many - 1} rank processes" in err
