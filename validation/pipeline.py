@@ -82,6 +82,15 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
     if holdout == "ranks" and len(set(ranks)) < 2:
         raise TrainsimInputError(f"--holdout ranks: needs two or more rank counts, got --ranks {list(ranks)}")
     check_out_folder(out)
+    if device == "cpu" and ranks and sizes:   # before any rank starts: too many processes or too much memory
+        from kernels import KernelError
+        from kernels._base import check_memory, check_processes
+
+        try:
+            check_processes(max(ranks))
+            check_memory(max(ranks), max(sizes), processes=True)
+        except KernelError as e:
+            raise TrainsimInputError(f"--ranks/--sizes: {e}") from None
     _check_fit_plan(algorithms, ranks, sizes, holdout=holdout, max_regimes=max_regimes, by=by)
     measured = measure(algorithms, ranks, sizes, device=device, dtype=dtype, repeats=repeats, warmup=warmup,
                        rounds=rounds, progress=progress, command=command)
