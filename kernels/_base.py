@@ -17,12 +17,13 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from simulator.collectives import Schedule
 
-from .lowering import DTYPES, Lowered, collect_outputs, lower, place_inputs
+from .lowering import DTYPES, Lowered, collect_outputs, fill_inputs, lower, place_inputs
 
 __all__ = ["SEED", "Executor", "KernelError", "check", "expected", "random_buffers"]
 
@@ -87,10 +88,31 @@ def check_processes(ranks: int) -> None:
 
 def random_buffers(ranks: int, nelems: int, dtype: str, seed: int = SEED) -> list[np.ndarray]:
     """One seeded buffer per rank: floats uniform in [-1, 1), int32 in [-1000, 1000]."""
+    out = []
+    for buf in _random_rows(ranks, nelems, dtype, seed):
+        out.append(np.empty(nelems, dtype=dtype))
+        buf(out[-1])
+    return out
+
+
+_BLOCK = 1 << 20  # elements per block when filling or checking big buffers (bounded temporaries)
+
+
+def _random_rows(ranks: int, nelems: int, dtype: str, seed: int = SEED):
+    """Per rank, in rank order, a function that fills a buffer with :func:`random_buffers`' data for that rank.
+
+    Floats are drawn in blocks (the generator's stream is the same as one call's), so filling a 64 MiB
+    buffer needs no 128 MiB float64 temporary; integers in one call, as before.
+    """
     rng = np.random.default_rng(seed)
-    if np.dtype(dtype).kind == "i":
-        return [rng.integers(-1000, 1001, nelems).astype(dtype) for _ in range(ranks)]
-    return [rng.uniform(-1.0, 1.0, nelems).astype(dtype) for _ in range(ranks)]
+    for _ in range(ranks):
+        def fill(out: np.ndarray) -> None:
+            if np.dtype(dtype).kind == "i":
+                out[:] = rng.integers(-1000, 1001, nelems).astype(dtype)
+                return
+            for lo in range(0, nelems, _BLOCK):
+                out[lo:lo + _BLOCK] = rng.uniform(-1.0, 1.0, min(_BLOCK, nelems - lo))
+        yield fill
 
 
 def _reduce(op: str, rows: np.ndarray) -> np.ndarray:
@@ -156,17 +178,42 @@ def tolerance(low: Lowered, init: np.ndarray, op: str) -> np.ndarray | float:
     return 2 * p * eps * np.abs(init[:p].astype(np.float64)).sum(axis=0)
 
 
-def check(low: Lowered, init: np.ndarray, got: np.ndarray, op: str) -> None:
-    """Raise :class:`KernelError` unless ``got`` (final workspaces) matches the oracle."""
-    want, mask = expected(low, init, op)
-    tol = tolerance(low, init, op)
-    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    bad = mask & (err > tol)
-    if bad.any():
-        r, i = (int(x[0]) for x in np.nonzero(bad))
+def check(low: Lowered, init: Sequence[np.ndarray], got: Sequence[np.ndarray], op: str) -> None:
+    """Raise :class:`KernelError` unless ``got`` (final workspaces) matches the oracle.
+
+    ``init`` and ``got`` are per-rank rows (a ``(ranks, elems)`` array or a list of views of the
+    executor's buffers). The comparison is :func:`expected` and :func:`tolerance` applied block by
+    block (:data:`_BLOCK` elements of one cell at a time), so checking 4 ranks x 64 MiB needs a few
+    MiB of temporaries, not copies of every rank's buffer; the first wrong element (lowest rank, then
+    element) and the count are what the whole-array comparison reports.
+    """
+    first: tuple[int, int, object, object] | None = None
+    wrong = 0
+    summing = low.collective in _SUMMING
+    p = low.workers
+    for r, c in zip(*_cells(low), strict=True):
+        lo, hi = int(low.chunk_lo[c]), int(low.chunk_lo[c] + low.chunk_n[c])
+        for b in range(lo, hi, _BLOCK):
+            e = min(hi, b + _BLOCK)
+            if summing:
+                block = np.stack([init[w][b:e] for w in range(p)])
+                want = _reduce(op, block)
+                tol = tolerance(low, block, op)
+            else:
+                origin = low.root if low.collective == "broadcast" else int(low.chunk_owner[c])
+                want, tol = init[origin][b:e], 0.0
+            mine = got[r][b:e]
+            bad = np.abs(mine.astype(np.float64) - want.astype(np.float64)) > tol
+            if bad.any():
+                wrong += int(bad.sum())
+                i = int(np.argmax(bad))
+                if first is None or (r, b + i) < first[:2]:
+                    first = (r, b + i, mine[i], want[i])
+    if first is not None:
+        r, i, value, want_i = first
         raise KernelError(
-            f"{low.label()}, op {op}: rank {r} element {i} is {got[r, i]!r}, numpy says "
-            f"{want[r, i]!r} ({int(bad.sum())} wrong elements)"
+            f"{low.label()}, op {op}: rank {r} element {i} is {value!r}, numpy says "
+            f"{want_i!r} ({wrong} wrong elements)"
         )
 
 
@@ -201,6 +248,10 @@ class Executor(abc.ABC):
         """Stop the ranks and free every buffer; idempotent."""
 
     # -- shared -------------------------------------------------------------------
+
+    def _input_rows(self, low: Lowered, dtype: np.dtype) -> Any:
+        """Writable ``(ranks, elems)`` rows that :meth:`_execute` accepts as ``init``."""
+        return np.zeros((low.ranks, low.elems), dtype=dtype)
 
     def __enter__(self) -> Executor:
         return self
@@ -270,8 +321,8 @@ class Executor(abc.ABC):
         if schedule.size_bytes % dt.itemsize:
             raise ValueError(f"{schedule!r}: {schedule.size_bytes} bytes is not a whole number of {dt.name}")
         check_memory(self.ranks, low.elems * dt.itemsize)
-        buffers = random_buffers(self.ranks, schedule.size_bytes // dt.itemsize, dt.name)
-        init = place_inputs(low, buffers, op)
+        init = self._input_rows(low, dt)  # the process executor's shared buffers: no private copy
+        fill_inputs(low, init, _random_rows(self.ranks, schedule.size_bytes // dt.itemsize, dt.name), op)
         work, seconds = self._execute(low, init, op, warmup, repeats, check)
         if check:
             assert work is not None

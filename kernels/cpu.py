@@ -46,6 +46,7 @@ import time
 import weakref
 from multiprocessing.connection import wait as wait_any
 from multiprocessing.shared_memory import SharedMemory
+from typing import Any
 
 import numpy as np
 
@@ -247,18 +248,30 @@ class ProcessExecutor(Executor):
     def _view(self, rank: int, k: int, stride: int, low: Lowered, dtype: np.dtype) -> np.ndarray:
         return np.ndarray((low.elems,), dtype=dtype, buffer=self._rank_segments[rank].buf, offset=k * stride)
 
-    def _execute(self, low: Lowered, init: np.ndarray, op: str, warmup: int, repeats: int,
-                 snapshot: bool) -> tuple[np.ndarray | None, list[float]]:
-        stride = -(-max(1, low.elems * init.dtype.itemsize) // _ALIGN) * _ALIGN
+    def _stride(self, low: Lowered, dtype: np.dtype) -> int:
+        return -(-max(1, low.elems * dtype.itemsize) // _ALIGN) * _ALIGN
+
+    def _input_rows(self, low: Lowered, dtype: np.dtype) -> list[np.ndarray]:
+        """The ranks' own ``initial`` regions: inputs written there are never copied again."""
+        stride = self._stride(low, dtype)
+        self._segments_for(stride)
+        return [self._view(r, 0, stride, low, dtype) for r in range(self.ranks)]
+
+    def _execute(self, low: Lowered, init: Any, op: str, warmup: int, repeats: int,
+                 snapshot: bool) -> tuple[list[np.ndarray] | None, list[float]]:
+        dtype = init[0].dtype
+        stride = self._stride(low, dtype)
         names = self._segments_for(stride)
         for r in range(self.ranks):
-            self._view(r, 0, stride, low, init.dtype)[:] = init[r]
-        job = Job(low, init.dtype.name, op, warmup, repeats, snapshot, names, stride, self._fault)
+            initial = self._view(r, 0, stride, low, dtype)
+            if not np.may_share_memory(initial, init[r]):  # from _input_rows: already in place
+                initial[:] = init[r]
+        job = Job(low, dtype.name, op, warmup, repeats, snapshot, names, stride, self._fault)
         self._send_all(("run", job), f"running {low.label()}")
         timings = self._await(f"running {low.label()}", self.timeout_s)
         work = None
-        if snapshot:
-            work = np.stack([self._view(r, 2, stride, low, init.dtype) for r in range(self.ranks)])
+        if snapshot:  # views of the snapshot regions, valid until the next call: no copy of every rank's buffer
+            work = [self._view(r, 2, stride, low, dtype) for r in range(self.ranks)]
         return work, np.max(np.asarray(timings, dtype=np.float64), axis=0).tolist()
 
     def close(self) -> None:

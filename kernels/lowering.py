@@ -43,7 +43,9 @@ data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +58,7 @@ __all__ = [
     "element_schedule",
     "lower",
     "place_inputs",
+    "fill_inputs",
 ]
 
 #: dtypes the kernels are compiled for
@@ -326,6 +329,27 @@ def place_inputs(low: Lowered, buffers: list[np.ndarray], op: str = "sum") -> np
     return work
 
 
+def fill_inputs(low: Lowered, rows: Any, fills: Iterable[Callable[[np.ndarray], None]], op: str = "sum") -> None:
+    """Write :func:`place_inputs`' workspaces into ``rows`` (per-rank 1-D arrays) without building them.
+
+    ``fills`` yields, in rank order, one function per rank that writes that rank's buffer into the array
+    it is given, so no rank's buffer exists twice: it is generated straight into its workspace.
+    """
+    fills = iter(fills)
+    for r in range(low.ranks):
+        rows[r][:] = 0
+    if low.collective == "alltoall":
+        n = low.elems // low.ranks
+        for i in range(low.ranks):
+            next(fills)(rows[i][i * n:(i + 1) * n])
+        return
+    for r in range(low.ranks):
+        next(fills)(rows[r])
+    if low.collective == "ps_push":
+        for r in range(low.workers, low.ranks):
+            rows[r][:] = identity(op, rows[r].dtype)
+
+
 def collect_outputs(low: Lowered, work: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
     """Each rank's output from the final workspaces (copies, in the input's shape).
 
@@ -341,7 +365,7 @@ def collect_outputs(low: Lowered, work: np.ndarray, shape: tuple[int, ...]) -> l
     p = low.ranks
     out = []
     for j in range(p):
-        parts = [work[j, low.chunk_lo[c]:low.chunk_lo[c] + low.chunk_n[c]] for c in range(j, p * p, p)]
+        parts = [work[j][low.chunk_lo[c]:low.chunk_lo[c] + low.chunk_n[c]] for c in range(j, p * p, p)]
         got = np.concatenate(parts)
         out.append(got.reshape(shape) if got.size == int(np.prod(shape)) else got)
     return out

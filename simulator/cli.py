@@ -416,8 +416,9 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=10, help="timed repetitions per point")
     p.add_argument("--warmup", type=int, default=3, help="untimed repetitions per point (JIT, page faults)")
     p.add_argument("--rounds", type=int, default=1, help="spread the repetitions over this many passes")
-    p.add_argument("--holdout", choices=["sizes", "ranks", "none"], default="sizes",
-                   help="kept out of the fit: every other size (default) or the largest rank count")
+    p.add_argument("--holdout", choices=["sizes", "ranks", "algorithms", "none"], default="sizes",
+                   help="kept out of the fit: every other size (default), the largest rank count, or every "
+                        "algorithm but ring and recursive_doubling")
     _fit_options(p)
     p.add_argument("--reference", choices=["mpi"], help="also time MPI_Allreduce (needs mpi4py and mpiexec)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/validate-<device>)")
@@ -467,15 +468,32 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
 
 
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ranks", type=int, help="rank count of an OSU log (OSU does not record it; the -np of the run)")
+    p.add_argument("--collective", choices=["allreduce", "allgather", "reduce_scatter", "broadcast", "reduce",
+                                            "alltoall"],
+                   help="the collective of an nccl-tests log that does not name its test")
+
+
+def _read_log(args: argparse.Namespace) -> Any:
+    from validation.foreign import read_any
+
+    return read_any(args.measurements, ranks=args.ranks, collective=args.collective)
+
+
 def _configure_calibrate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("measurements", type=Path, help="measurements.csv from `trainsim validate`")
+    p.add_argument("measurements", type=Path,
+                   help="measurements.csv from `trainsim validate`, or an nccl-tests or OSU micro-benchmark log")
     p.add_argument("--out", type=Path, required=True, help="profile YAML to write")
-    p.add_argument("--holdout", choices=["sizes", "ranks", "none"], default="sizes",
-                   help="kept out of the fit (default: every other size); none = fit everything")
+    p.add_argument("--holdout", choices=["sizes", "ranks", "algorithms", "none"], default="sizes",
+                   help="kept out of the fit: every other size (default), the largest rank count, every algorithm "
+                        "but ring and recursive_doubling; none = fit everything")
+    _log_options(p)
     _fit_options(p)
     p.add_argument("--name", help="profile name (default: <device>-<collective>)")
     p.add_argument("--json", action="store_true", help="print the profile as one JSON object on stdout")
-    p.epilog = "example: trainsim calibrate runs/val/measurements.csv --out profile.yaml"
+    p.epilog = ("example: trainsim calibrate runs/val/measurements.csv --out profile.yaml "
+                "(or an nccl-tests log: trainsim calibrate all_reduce.log --out profile.yaml)")
 
 
 @command("calibrate", _configure_calibrate)
@@ -484,7 +502,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from validation.report import regime_rows
 
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
-    profile = calibrate(args.measurements, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
+    profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
                         name=args.name, command=["trainsim", *args.argv])
     profile.save(args.out)
     if args.json:
@@ -498,7 +516,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _configure_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("profile", type=Path, help="profile YAML (from `trainsim calibrate` or validation/profiles/)")
-    p.add_argument("measurements", type=Path, help="measurements.csv")
+    p.add_argument("measurements", type=Path, help="measurements.csv, or an nccl-tests or OSU micro-benchmark log")
+    _log_options(p)
     p.add_argument("--reference", type=Path, help="MPI reference measurements (reference_mpi.csv)")
     p.add_argument("--out", type=Path, help="write comparison.csv and predicted_vs_measured.png here")
     p.add_argument("--no-plots", action="store_true", help="skip predicted_vs_measured.png")
@@ -513,7 +532,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.out:
         check_out_folder(args.out)
-    comparison = compare(args.profile, args.measurements, reference=args.reference)
+    comparison = compare(args.profile, _read_log(args), reference=args.reference)
     files: list[Path] = []
     if args.out:
         with atomic_folder(args.out) as tmp:

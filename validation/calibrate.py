@@ -42,7 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,14 +52,17 @@ from simulator import collectives
 from simulator.collectives.analytic import step_maxima
 from simulator.network.profile import FORMAT, HardwareProfile, Regime
 
+from .foreign import model_algorithm, read_any
 from .provenance import collect as collect_provenance
-from .records import MPI, MeasurementError, Measurements, Point, read_measurements, uniform
+from .records import FOREIGN, MPI, MeasurementError, Measurements, Point, uniform
 
 __all__ = ["HOLDOUTS", "STRUCTURES", "CalibrationError", "Fit", "calibrate", "choose_structure", "features", "fit",
            "regimes", "split"]
 
 COEFFS = ("alpha", "beta", "gamma")
-HOLDOUTS = ("sizes", "ranks", "none")
+HOLDOUTS = ("sizes", "ranks", "algorithms", "none")
+#: ``--holdout algorithms`` fits these and predicts every other measured algorithm
+FIT_ALGORITHMS = ("ring", "recursive_doubling")
 CONDITION_LIMIT = 1e6      # column-scaled design matrix; above this a coefficient is not identifiable
 BIC_MARGIN = 10.0          # a break must lower BIC by more than this
 MIN_SIZES_PER_REGIME = 2
@@ -95,6 +98,8 @@ def split(points: Sequence[Point], holdout: str = "sizes") -> tuple[list[Point],
     ``sizes``: every other size is held out — the 2nd, 4th, ... distinct size — but the
     smallest and the largest are always fitted, so held-out points are interpolations.
     ``ranks``: the largest rank count is held out (needs two or more rank counts).
+    ``algorithms``: :data:`FIT_ALGORITHMS` (ring, recursive doubling) are fitted, every other
+    algorithm (Rabenseifner, trees, ...) is held out (needs both kinds).
     ``none``: everything is fitted (nothing to report error on).
     """
     if holdout not in HOLDOUTS:
@@ -108,6 +113,14 @@ def split(points: Sequence[Point], holdout: str = "sizes") -> tuple[list[Point],
         if len(ranks) < 2:
             raise CalibrationError(f"--holdout ranks: needs measurements at two or more rank counts, got {ranks}")
         return [p for p in points if p.ranks != ranks[-1]], [p for p in points if p.ranks == ranks[-1]]
+    if holdout == "algorithms":
+        fitted = [p for p in points if p.algorithm in FIT_ALGORITHMS]
+        held = [p for p in points if p.algorithm not in FIT_ALGORITHMS]
+        if not fitted or not held:
+            have = sorted({p.algorithm for p in points})
+            raise CalibrationError(f"--holdout algorithms: fits {' and '.join(FIT_ALGORITHMS)} and predicts the "
+                                   f"other algorithms; needs measurements of both kinds, got {', '.join(have)}")
+        return fitted, held
     return list(points), []
 
 
@@ -332,11 +345,21 @@ def _allowed(by: str, holdout: str) -> list[str]:
     names = list(STRUCTURES) if by == "auto" else [by]
     if by not in STRUCTURES and by != "auto":
         raise CalibrationError(f"--by: expected auto or one of {', '.join(STRUCTURES)}, got {by!r}")
-    if holdout == "ranks":  # the held-out rank count must be predicted by numbers shared across ranks
-        if by != "auto" and "ranks" in STRUCTURES[by]:
-            raise CalibrationError(f"--by {by} cannot predict a held-out rank count; use --holdout sizes")
-        names = [n for n in names if "ranks" not in STRUCTURES[n]]
+    # a held-out rank count (algorithm) must be predicted by numbers shared across rank counts (algorithms)
+    kind = {"ranks": "ranks", "algorithms": "algorithm"}.get(holdout)
+    if kind:
+        if by != "auto" and kind in STRUCTURES[by]:
+            raise CalibrationError(f"--by {by} cannot predict a held-out {kind.rstrip('s')}; use --holdout sizes")
+        names = [n for n in names if kind not in STRUCTURES[n]]
     return names
+
+
+def fitted_as(p: Point) -> Point:
+    """``p`` as the fit sees it: a foreign implementation's point (``nccl``, ``mpi`` from a log) takes the
+    schedule trainsim models that implementation with (:data:`validation.foreign.MODEL_ALGORITHMS`)."""
+    if p.source in FOREIGN and p.algorithm == FOREIGN[p.source]:
+        return replace(p, algorithm=model_algorithm(p.collective))
+    return p
 
 
 def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes", max_regimes: int = 2,
@@ -345,22 +368,26 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
 
     Parameters
     ----------
-    measurements : a ``Measurements`` object or the path of a ``measurements.csv``.
-    holdout : ``sizes`` (default), ``ranks`` or ``none`` — which points :func:`split` keeps out of
+    measurements : a ``Measurements`` object or the path of a ``measurements.csv``, an nccl-tests log
+        or an OSU log (:func:`validation.foreign.read_any`).
+    holdout : ``sizes`` (default), ``ranks``, ``algorithms`` or ``none`` — which points :func:`split` keeps out of
         the fit; the profile records the fitted sets so ``compare`` can flag held-out points.
     max_regimes : at most this many size regimes per group (1 = a single α, β, γ).
     by : ``auto`` (default: chosen by BIC), or one of :data:`STRUCTURES` — which points share
         coefficients: all (``joint``), those with the same rank count, algorithm, or both.
 
-    Rows from the MPI reference (``source: mpi``) are never fitted.
+    Rows from the MPI reference (``source: mpi``) are never fitted. Rows read from an nccl-tests or
+    OSU log are fitted with the schedule of :func:`validation.foreign.model_algorithm` (ring for
+    allreduce); one implementation (``source``) at a time.
     """
     if not isinstance(measurements, Measurements):
-        measurements = read_measurements(measurements)
+        measurements = read_any(measurements)
     where = str(measurements.source_path or "measurements")
-    points = [p for p in measurements.points() if p.source != MPI]
+    points = [fitted_as(p) for p in measurements.points() if p.source != MPI]
     if not points:
         raise CalibrationError(f"{where}: no kernel measurements to fit (only MPI reference rows)")
-    device, dtype, collective = (uniform(points, a, where) for a in ("device", "dtype", "collective"))
+    device, dtype, collective, source = (uniform(points, a, where) for a in ("device", "dtype", "collective",
+                                                                              "source"))
     if max_regimes < 1:
         raise CalibrationError(f"--regimes: expected at least 1, got {max_regimes}")
     allowed = _allowed(by, holdout)
@@ -376,12 +403,18 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         "sizes_bytes": sorted({p.size_bytes for p in fitted}),
         "held_out_ranks": sorted({p.ranks for p in held} - {p.ranks for p in fitted}),
         "held_out_sizes_bytes": sorted({p.size_bytes for p in held} - {p.size_bytes for p in fitted}),
+        "held_out_algorithms": sorted({p.algorithm for p in held} - {p.algorithm for p in fitted}),
+        "sources": [source],
         "points_fitted": len(fitted), "points_held_out": len(held),
         "repetitions": sum(p.repeats for p in fitted), "rms_relative_residual": math.sqrt(structure.rss / len(fitted)),
         "measurements": where,
     }
+    if source in FOREIGN:
+        fit_info["implementation"] = source
+        fit_info["model_algorithm"] = model_algorithm(collective)
     provenance = {**measurements.provenance,
                   "calibrated": {**collect_provenance(command, light=True),
                                  "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}}
-    return HardwareProfile(format=FORMAT, device=device, name=name or f"{device}-{collective}", collective=collective,
+    default = f"{source}-{collective}" if source in FOREIGN else f"{device}-{collective}"
+    return HardwareProfile(format=FORMAT, device=device, name=name or default, collective=collective,
                            dtype=dtype, regimes=tuple(out), fit=fit_info, provenance=provenance)

@@ -10,7 +10,10 @@ A point is *held out* when it was not among those the profile was fitted on (the
 ``|error|`` — is reported on held-out points only, never on fitted ones, overall and for
 sizes ≥ 64 KiB, per algorithm and rank count. MPI reference points (``source: mpi``) are
 never fitted; each is compared with the fastest algorithm the profile predicts (what
-``algorithm: auto`` would pick), and reported separately.
+``algorithm: auto`` would pick), and reported separately. Points read from nccl-tests or OSU
+logs (algorithm ``nccl`` / ``mpi``) are predicted the same way. ``held_out_by`` says why a point
+is held out (an unseen size, rank count or algorithm), and the summary's ``by_holdout`` gives
+the MAPE of each kind separately.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from simulator.collectives import algorithms as registered
 from simulator.collectives import bus_factor
 from simulator.network.profile import HardwareProfile, load_profile
 
-from .calibrate import features
-from .records import MPI, MeasurementError, Measurements, Point, read_measurements
+from .calibrate import features, fitted_as
+from .foreign import read_any
+from .records import FOREIGN, MPI, MeasurementError, Measurements, Point, read_measurements
 
 __all__ = ["LARGE_BYTES", "Comparison", "compare", "predict"]
 
 LARGE_BYTES = 64 * 1024  # "large" messages: the accuracy target is stated for sizes >= 64 KiB
 COLUMNS = ("source", "device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repeats",
-           "measured_s", "measured_p10_s", "measured_p90_s", "predicted_s", "error_pct", "held_out", "regime",
+           "measured_s", "measured_p10_s", "measured_p90_s", "predicted_s", "error_pct", "held_out", "held_out_by",
+           "regime",
            "predicted_algorithm", "measured_busbw_GBps", "predicted_busbw_GBps")
 
 
@@ -50,11 +55,21 @@ def _regime_index(profile: HardwareProfile, p: Point, algorithm: str) -> int:
 
 def is_fitted(profile: HardwareProfile, p: Point) -> bool:
     """Was ``p`` among the points the profile was fitted on? (False when the profile does not say.)"""
+    return p.source != MPI and not held_out_by(profile, p)
+
+
+def held_out_by(profile: HardwareProfile, p: Point) -> list[str]:
+    """Why ``p`` was not fitted: ``sizes``, ``ranks``, ``algorithms`` (none of the profile's fitted sizes, rank
+    counts or algorithms), ``other`` (another device, dtype, collective or implementation); [] when fitted."""
     fit = profile.fit
-    return (p.source != MPI and p.device == profile.device and p.dtype == (profile.dtype or p.dtype)
-            and p.collective == profile.collective
-            and p.algorithm in fit.get("algorithms", ()) and p.ranks in fit.get("ranks", ())
-            and p.size_bytes in fit.get("sizes_bytes", ()))
+    q = fitted_as(p)
+    if (p.source == MPI or q.source not in fit.get("sources", ("kernels",)) or p.device != profile.device
+            or p.dtype != (profile.dtype or p.dtype) or p.collective != profile.collective):
+        return ["other"]
+    why = [kind for kind, value, fitted in (("sizes", q.size_bytes, "sizes_bytes"), ("ranks", q.ranks, "ranks"),
+                                            ("algorithms", q.algorithm, "algorithms"))
+           if value not in fit.get(fitted, ())]
+    return why
 
 
 def mpi_candidates(profile: HardwareProfile, collective: str) -> list[str]:
@@ -73,7 +88,7 @@ def _busbw(collective: str, ranks: int, size_bytes: int, seconds: float) -> floa
 
 
 def _row(profile: HardwareProfile, p: Point) -> dict[str, Any]:
-    if p.source == MPI:  # MPI picks its own algorithm: compare with the fastest we predict
+    if p.source == MPI or p.source in FOREIGN:  # the library picks its own algorithm: the fastest we predict
         guesses = {a: predict(profile, a, p.ranks, p.size_bytes, p.collective)
                    for a in mpi_candidates(profile, p.collective)}
         algorithm = min(guesses, key=guesses.__getitem__)
@@ -86,7 +101,8 @@ def _row(profile: HardwareProfile, p: Point) -> dict[str, Any]:
         "ranks": p.ranks, "size_bytes": p.size_bytes, "dtype": p.dtype, "repeats": p.repeats,
         "measured_s": p.seconds, "measured_p10_s": p.p10_s, "measured_p90_s": p.p90_s,
         "predicted_s": predicted, "error_pct": 100.0 * (predicted - p.seconds) / p.seconds,
-        "held_out": not is_fitted(profile, p), "regime": _regime_index(profile, p, algorithm),
+        "held_out": not is_fitted(profile, p), "held_out_by": "+".join(held_out_by(profile, p)),
+        "regime": _regime_index(profile, p, algorithm),
         "predicted_algorithm": algorithm,
         "measured_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, p.seconds),
         "predicted_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, predicted),
@@ -98,6 +114,18 @@ def mape(rows: Sequence[dict[str, Any]]) -> float | None:
     if not rows:
         return None
     return float(np.mean([abs(r["error_pct"]) for r in rows]))
+
+
+def _by_holdout(held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Held-out MAPE per reason a point was held out: an unseen size (interpolation), rank count or algorithm
+    (extrapolation). A point unseen in two ways counts in both."""
+    out = []
+    for kind in ("sizes", "ranks", "algorithms", "other"):
+        g = [r for r in held if kind in r["held_out_by"].split("+")]
+        if g:
+            out.append({"held_out_by": kind, "points": len(g), "mape_pct": mape(g),
+                        "mape_ge_64KiB_pct": mape([r for r in g if r["size_bytes"] >= LARGE_BYTES])})
+    return out
 
 
 def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,7 +143,7 @@ def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, 
         "points": len(kern), "held_out_points": len(held), "held_out_points_ge_64KiB": len(large),
         "mape_held_out_pct": mape(held), "mape_held_out_ge_64KiB_pct": mape(large),
         "max_abs_error_held_out_pct": max((abs(r["error_pct"]) for r in held), default=None),
-        "by_group": groups,
+        "by_group": groups, "holdout": profile.fit.get("holdout"), "by_holdout": _by_holdout(held),
     }
     ref = [r for r in rows if r["source"] == MPI]
     if ref:
@@ -156,13 +184,13 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
     Parameters
     ----------
     profile : a ``HardwareProfile`` or the path of a ``profile.yaml``.
-    measurements : a ``Measurements`` or the path of a ``measurements.csv``.
+    measurements : a ``Measurements`` or the path of a ``measurements.csv``, nccl-tests or OSU log.
     reference : MPI reference measurements (``source: mpi`` rows), compared but never fitted.
     """
     if not isinstance(profile, HardwareProfile):
         profile = load_profile(profile)
     if not isinstance(measurements, Measurements):
-        measurements = read_measurements(measurements)
+        measurements = read_any(measurements)
     points = measurements.points()
     if reference is not None:
         if not isinstance(reference, Measurements):

@@ -13,7 +13,8 @@ size_bytes      bytes of each rank's buffer (> 0)
 dtype           element type (``float32``, ...)
 repetition      0, 1, ... (warm-ups are not recorded)
 seconds         wall time of that repetition (> 0)
-source          ``kernels`` (trainsim's Numba kernels) or ``mpi`` (MPI_Allreduce); optional
+source          ``kernels`` (trainsim's Numba kernels), ``mpi`` (MPI_Allreduce), or ``nccl-tests`` /
+                ``osu`` (read from those tools' logs, algorithm ``nccl`` / ``mpi``); optional
 ==============  =====================================================================
 
 ``provenance.json`` sits beside it (machine, library versions, git revision, command line).
@@ -44,13 +45,15 @@ from simulator.collectives.schedule import COLLECTIVES
 from simulator.errors import TrainsimInputError
 
 __all__ = [
-    "COLUMNS", "Measurement", "MeasurementError", "Measurements", "Point",
+    "COLUMNS", "FOREIGN", "Measurement", "MeasurementError", "Measurements", "Point",
     "atomic_folder", "check_out_folder", "read_measurements",
 ]
 
 REQUIRED = ("device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repetition", "seconds")
 COLUMNS = (*REQUIRED, "source")
 MPI = "mpi"  # algorithm and source name of the MPI_Allreduce reference
+#: source -> algorithm label of measurements from another implementation (``validation.foreign``)
+FOREIGN = {"nccl-tests": "nccl", "osu": MPI}
 
 
 class MeasurementError(TrainsimInputError, ValueError):
@@ -179,7 +182,9 @@ def _parse_row(row: dict[str, str | None]) -> Measurement:
         except ValueError as e:
             raise _CellError(col, str(e)) from None
     m = Measurement(**values)
-    if m.source != MPI and (m.collective, m.algorithm) not in collectives.ALGORITHMS:
+    if m.source in FOREIGN and m.algorithm != FOREIGN[m.source]:
+        raise _CellError("algorithm", f"expected {FOREIGN[m.source]} for source {m.source}, got {m.algorithm!r}")
+    if m.source != MPI and m.source not in FOREIGN and (m.collective, m.algorithm) not in collectives.ALGORITHMS:
         known = ", ".join(collectives.algorithms(m.collective)) if m.collective in COLLECTIVES else ""
         raise _CellError("algorithm", f"expected a registered {m.collective} algorithm ({known}) "
                                       f"or source {MPI}, got {m.algorithm!r}")

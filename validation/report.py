@@ -32,10 +32,12 @@ def _pct(value: float | None) -> str:
 
 def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
     """One row per point: algorithm, ranks, size, measured, predicted, error, fitted/held out."""
-    return [{"algorithm": r["algorithm"] if r["source"] != "mpi" else f"mpi (vs {r['predicted_algorithm']})",
+    return [{"algorithm": r["algorithm"] if r["algorithm"] == r["predicted_algorithm"]
+             else f"{r['algorithm']} (vs {r['predicted_algorithm']})",
              "ranks": r["ranks"], "size": human_bytes(r["size_bytes"]),
              "measured": human_seconds(r["measured_s"]), "predicted": human_seconds(r["predicted_s"]),
-             "error": f"{r['error_pct']:+.1f} %", "point": "held out" if r["held_out"] else "fitted",
+             "error": f"{r['error_pct']:+.1f} %",
+             "point": f"held out ({r['held_out_by']})" if r["held_out"] else "fitted",
              "busbw GB/s": f"{r['measured_busbw_GBps']:.3g}" if r["measured_busbw_GBps"] is not None else "",
              } for r in c.rows]
 
@@ -48,6 +50,10 @@ def mape_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows += [{"points": f"{g['algorithm']} p={g['ranks']}", "n": g["held_out_points"],
               "MAPE": _pct(g["mape_held_out_pct"]), "MAPE >= 64 KiB": _pct(g["mape_held_out_ge_64KiB_pct"])}
              for g in summary["by_group"]]
+    label = {"sizes": "held out by size", "ranks": "held out by rank count", "algorithms": "held out by algorithm",
+             "other": "another device/collective"}
+    rows += [{"points": label[k["held_out_by"]], "n": k["points"], "MAPE": _pct(k["mape_pct"]),
+              "MAPE >= 64 KiB": _pct(k["mape_ge_64KiB_pct"])} for k in summary.get("by_holdout", ())]
     ref = summary.get("reference_mpi")
     if ref:
         label = f"MPI reference ({', '.join(ref.get('collectives', ['allreduce']))})"

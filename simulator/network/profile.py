@@ -52,7 +52,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 class FitRecord(TypedDict, total=False):
     """What a profile was fitted on (``fit:``, written by ``trainsim calibrate``; every key optional).
 
-    ``validation.compare`` reads ``algorithms``, ``ranks`` and ``sizes_bytes`` to tell fitted
+    ``validation.compare`` reads ``algorithms``, ``ranks``, ``sizes_bytes`` and ``sources`` to tell fitted
     points from held-out ones, so each is checked here rather than trusted.
     """
 
@@ -62,12 +62,16 @@ class FitRecord(TypedDict, total=False):
     structure: str
     structure_criterion: str
     structure_bic: dict[str, Finite | None]  # None: that structure could not be fitted
-    holdout: Literal["sizes", "ranks", "none"]
+    holdout: Literal["sizes", "ranks", "algorithms", "none"]
     algorithms: list[str]
     ranks: list[Annotated[int, Field(ge=1)]]
     sizes_bytes: list[Annotated[int, Field(gt=0)]]
     held_out_ranks: list[Annotated[int, Field(ge=1)]]
     held_out_sizes_bytes: list[Annotated[int, Field(gt=0)]]
+    held_out_algorithms: list[str]
+    sources: list[str]                 # kernels, or the implementation whose log was fitted (nccl-tests, osu)
+    implementation: str                # nccl-tests or osu, when fitted on that tool's log
+    model_algorithm: str               # the schedule that implementation's points were fitted with
     points_fitted: Count
     points_held_out: Count
     repetitions: Count
