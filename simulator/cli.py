@@ -147,6 +147,35 @@ def check_file_path(path: Path, flag: str, suffixes: Sequence[str] = PLOT_SUFFIX
         raise TrainsimInputError(f"{flag} {path}: its folder is not writable")
 
 
+def refuse_to_replace(path: Path, flag: str, kind: str, is_kind: Callable[[Path], bool]) -> None:
+    """An existing file is replaced only if it is what we would write there (a previous result), never a user's
+    config or data."""
+    if path.is_file() and not is_kind(path):
+        raise TrainsimInputError(f"{flag} {path}: exists and is not {kind}; choose another name or remove it")
+
+
+def _yaml_head(path: Path) -> Any:
+    from topologies import safe_yaml
+
+    try:
+        return safe_yaml.read(path)
+    except safe_yaml.YAMLInputError:
+        return None
+
+
+def _is_topology_file(path: Path) -> bool:
+    if path.suffix.lower() == ".graphml":
+        with path.open("rb") as f:
+            return b"<graphml" in f.read(4096)
+    data = _yaml_head(path)
+    return isinstance(data, dict) and {"graph", "nodes", "edges"} <= set(data)
+
+
+def _is_profile_file(path: Path) -> bool:
+    data = _yaml_head(path)
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("trainsim-profile/")
+
+
 def check_plot_path(path: Path, flag: str) -> None:
     check_file_path(path, flag)
 
@@ -382,12 +411,8 @@ def cmd_topology(args: argparse.Namespace) -> int:
     if args.draw:
         check_plot_path(args.draw, "--draw")
     if args.save:
-        if args.save.suffix.lower() not in (".yaml", ".yml", ".graphml") or args.save.is_dir():
-            raise TrainsimInputError(f"--save {args.save}: expected a file ending in .yaml, .yml or .graphml")
-        try:
-            args.save.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TrainsimInputError(f"--save {args.save}: cannot create its folder ({e.strerror or e})") from None
+        check_file_path(args.save, "--save", (".yaml", ".yml", ".graphml"), "graph.yaml")
+        refuse_to_replace(args.save, "--save", "a topology file", _is_topology_file)
     graph = make_topology(args.kind, args.params)
     info = describe_topology(graph)
     if args.draw:
@@ -502,6 +527,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from validation.report import regime_rows
 
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
+    refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
     profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
                         name=args.name, command=["trainsim", *args.argv])
     profile.save(args.out)

@@ -48,7 +48,8 @@ FIXED = {"--dry-run", "--out", "--mode", "bench", "--no-plots"}  # kept: they ke
 HOSTILE = ["", "0", "-1", "nan", "inf", "-inf", "1e999", "1e20B", "9**9**9 B", "abc", "1..0", "2..1e9:x2", "2..64:x0",
            "3.5", "x" * 300, "ünïcødé", "/proc/x/y.png", "/dev/null", "/", "64MiB", "2,3", "auto", "all", "none",
            "1KiB..4KiB:x4", "10Gbps", "100", "k=10000", "seed=-1", "training.iterations=1e18", "=", "a=b=c",
-           "--json", str(EXAMPLE), str(MEASURED)]
+           "--json", "<a config>", "<a folder>"]   # paths to copies made inside WORK for each case: the fuzz may
+                                                    # write to any path it names, never to the checkout
 
 
 def _options(command: str) -> list[str]:
@@ -75,6 +76,10 @@ def command_lines(draw) -> list[str]:
 def check(argv: list[str]) -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    copies = {"<a config>": WORK / "config.yaml", "<a folder>": WORK / "measured"}
+    shutil.copy(EXAMPLE, copies["<a config>"])
+    shutil.copytree(MEASURED, copies["<a folder>"])
+    argv = [str(copies.get(a, a)) for a in argv]
     out, err = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

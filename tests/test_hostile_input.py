@@ -282,3 +282,22 @@ def test_errors_found_after_loading_name_the_file_or_the_set(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(ps.read_text().replace("servers: 4", "servers: 1000"))
     refused(["run", str(bad)], tmp_path, expect=f"{bad}: communication.servers: 32 workers and 1000 dedicated")
+
+
+def test_outputs_never_replace_a_file_or_folder_that_is_not_ours(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text(EXAMPLE.read_text())
+    refused(["topology", "fat_tree", "k=4", "bandwidth=100Gbps", "--save", str(config)], tmp_path,
+            expect="exists and is not a topology file")
+    measured = ROOT / "benchmarks" / "validation" / "results" / "2026-11-24-cpu-xeon-2core" / "measurements.csv"
+    refused(["calibrate", str(measured), "--out", str(config)], tmp_path, expect="exists and is not a hardware profile")
+    assert config.read_text() == EXAMPLE.read_text()
+    foreign = tmp_path / "papers"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused(["compare", str(ROOT / "validation" / "profiles" / "cpu-xeon-2core.yaml"), str(measured), "--out",
+             str(foreign)], tmp_path, expect="holds other files and no previous validation output")
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    saved = tmp_path / "graph.yaml"     # a previous result of the same kind is replaced, as a re-run should
+    for _ in range(2):
+        assert trainsim("topology", "fat_tree", "k=4", "bandwidth=100Gbps", "--save", str(saved)).returncode == 0

@@ -284,6 +284,10 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+OUTPUTS = ("measurements.csv", "comparison.csv", "profile.yaml", "summary.json", "predicted_vs_measured.png",
+           "reference_mpi.csv", "provenance.json")   # what validate / compare write: a folder with one is ours
+
+
 def check_out_folder(out: str | Path) -> None:
     """An output folder: not a file, its parent exists or can be made and is writable; else one line.
 
@@ -292,6 +296,9 @@ def check_out_folder(out: str | Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TrainsimInputError(f"--out {out}: is a file; expected a folder")
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in OUTPUTS):
+        raise TrainsimInputError(f"--out {out}: holds other files and no previous validation output; choose an "
+                                 "empty or new folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
