@@ -102,6 +102,24 @@ def named(action: argparse.Action, what: str) -> argparse.Action:
     return action
 
 
+def bounded(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: an ``int`` or a finite ``float`` in ``[low, high]`` (else a one-line argument error)."""
+    import math
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
     def register(fn: Callable[[argparse.Namespace], int]):
         COMMANDS[name] = (configure, fn)
@@ -287,7 +305,7 @@ def _configure_collective(p: argparse.ArgumentParser) -> None:
                         "intra=, pipeline_chunks= for hierarchical), or a link class: class=nvlink, "
                         "efficiency=0.9, software_latency=2us for every link (intra_class=, inter_class=, ... "
                         "for hierarchical) and launch_latency=8.4us per collective (topologies/link_classes.py)")
-    p.add_argument("--gamma", type=float, default=0.0, help="reduce cost, seconds per byte")
+    p.add_argument("--gamma", type=bounded(float, 0, 1), default=0.0, help="reduce cost, seconds per byte")
     p.add_argument("--network", choices=["fluid", "alpha_beta"], default="fluid")
     p.add_argument("--plot", type=Path,
                    help="write a log-log time-vs-size plot here (.png, .svg or .pdf); nothing is written unless asked")
@@ -354,7 +372,7 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", type=Path, help="sweep YAML: base config + grid/zip of dotted keys + seeds")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<sweep name>)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, help="embedded LocalCluster size (default: one per CPU)")
+    p.add_argument("--workers", type=bounded(int, 1, 1024), help="embedded LocalCluster size (default: one per CPU)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and which are cached); run nothing")
     p.add_argument("--no-plots", action="store_true", help="skip plots/*.png (report.html is still written)")
     p.add_argument("--json", action="store_true", help="print counts and paths as one JSON object on stdout")
@@ -365,8 +383,6 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import POINTS, load_sweep, run_sweep
 
-    if args.workers is not None and args.workers < 1:
-        raise TrainsimInputError(f"--workers: expected a positive integer, got {args.workers}")
     sweep = load_sweep(args.sweep)
     out = args.out or Path("runs") / sweep.name
     if args.dry_run:
@@ -438,9 +454,11 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", default="2,4", help="e.g. 2,4 or 2..8:x2")
     p.add_argument("--sizes", default="4KiB..64MiB:x4", help="bytes per rank, e.g. 4KiB..64MiB:x4")
     p.add_argument("--dtype", default="float32", help="element type of the buffers")
-    p.add_argument("--repeats", type=int, default=10, help="timed repetitions per point")
-    p.add_argument("--warmup", type=int, default=3, help="untimed repetitions per point (JIT, page faults)")
-    p.add_argument("--rounds", type=int, default=1, help="spread the repetitions over this many passes")
+    p.add_argument("--repeats", type=bounded(int, 1, 100_000), default=10, help="timed repetitions per point")
+    p.add_argument("--warmup", type=bounded(int, 0, 100_000), default=3,
+                   help="untimed repetitions per point (JIT, page faults)")
+    p.add_argument("--rounds", type=bounded(int, 1, 1_000), default=1,
+                   help="spread the repetitions over this many passes")
     p.add_argument("--holdout", choices=["sizes", "ranks", "algorithms", "none"], default="sizes",
                    help="kept out of the fit: every other size (default), the largest rank count, or every "
                         "algorithm but ring and recursive_doubling")
@@ -488,13 +506,15 @@ def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: 
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--regimes", type=int, default=2, help="at most this many message-size regimes per group")
+    p.add_argument("--regimes", type=bounded(int, 1, 64), default=2,
+                   help="at most this many message-size regimes per group")
     p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ranks", type=int, help="rank count of an OSU log (OSU does not record it; the -np of the run)")
+    p.add_argument("--ranks", type=bounded(int, 2, 2**20),
+                   help="rank count of an OSU log (OSU does not record it; the -np of the run)")
     p.add_argument("--collective", choices=["allreduce", "allgather", "reduce_scatter", "broadcast", "reduce",
                                             "alltoall"],
                    help="the collective of an nccl-tests log that does not name its test")
@@ -580,8 +600,9 @@ def _configure_kernels(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", "--size", dest="sizes", default="1KiB..64MiB:x4",
                    help="bytes per rank, e.g. 1KiB..64MiB:x4")
     p.add_argument("--dtype", default="float32", help="float32, float64 or int32")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per size (the median is reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed repetitions before them")
+    p.add_argument("--repeats", type=bounded(int, 1, 100_000), default=5,
+                   help="timed repetitions per size (the median is reported)")
+    p.add_argument("--warmup", type=bounded(int, 0, 100_000), default=2, help="untimed repetitions before them")
     p.add_argument("--mode", default="process", help="cpu only: process (one OS process per rank) or thread")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="schedule option, e.g. --param devices_per_node=2 (hierarchical)")
@@ -607,8 +628,6 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     from .sizes import parse_ranks, parse_sizes
 
     sizes, ranks, options = parse_sizes(args.sizes), parse_ranks(args.ranks), _int_params(args.param)
-    if args.warmup < 0:
-        raise TrainsimInputError(f"--warmup: expected 0 or more, got {args.warmup}")
     def progress(row: dict[str, Any]) -> None:
         size, took = _human_bytes(row["size_bytes"]), _human_seconds(row["time_s"])
         stderr.print(f"[dim]{row['ranks']} ranks, {size}: {took}[/dim]")
@@ -662,7 +681,8 @@ def _configure_lesson(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "show", "run"], help="list the lessons, show one's page, or run it")
     p.add_argument("number", nargs="?", help="the lesson's number (show, run)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/lesson-<N>)")
-    p.add_argument("--workers", type=int, help="Dask worker processes for the lesson's sweeps (default: 2)")
+    p.add_argument("--workers", type=bounded(int, 1, 1024),
+                   help="Dask worker processes for the lesson's sweeps (default: 2)")
     p.add_argument("--json", action="store_true", help="print the claims (or the list) as one JSON object on stdout")
     p.epilog = "example: trainsim lesson run 4 --out runs/lesson-4"
 
@@ -689,8 +709,6 @@ def cmd_lesson(args: argparse.Namespace) -> int:
             raise TrainsimInputError(f"lesson {les.number}: {les.page} is missing (lessons need a checkout)")
         stdout.print(Markdown(les.page.read_text(encoding="utf-8")))
         return 0
-    if args.workers is not None and args.workers < 1:
-        raise TrainsimInputError(f"--workers: expected a positive integer, got {args.workers}")
     out = args.out or Path("runs") / f"lesson-{les.number}"
     with progress_bar(f"lesson {les.number}") as bar:
         run = lessons.run_lesson(les.number, out, workers=args.workers, progress=lambda label: bar(0, None, label))
