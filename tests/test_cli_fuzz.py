@@ -4,7 +4,7 @@ Each case starts from a small valid command line of one command, replaces one or
 with hostile ones (non-finite and huge numbers, bad units, junk text, paths that cannot be written) or
 adds one of the command's own options with such a value, and runs it in this process. It must return
 0 (and with ``--json`` print strict JSON) or 2 with exactly one stderr line, never raise, stay within a
-time bound, and leave no output folder behind when it fails. ``-m slow`` runs 500 cases.
+time bound, and leave no output folder behind when it fails. ``-m slow`` runs 10,000 cases.
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ def test_mutated_command_lines_end_as_a_result_or_one_line(argv):
 
 
 @pytest.mark.slow
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argv=command_lines())
 def test_mutated_command_lines_long_run(argv):
-    """``pytest -m slow``: 500 mutated command lines."""
+    """``pytest -m slow``: 10,000 mutated command lines."""
     check(argv)
 
 
