@@ -34,6 +34,8 @@ def parse_params(words: list[str]) -> dict[str, Any]:
         key, sep, text = word.partition("=")
         if not sep or not key:
             raise TrainsimInputError(f"topology parameter {word!r}: expected key=value, e.g. k=4")
+        if key in params:
+            raise TrainsimInputError(f"topology parameter {key}: given twice")
         kind = "bandwidth" if "bandwidth" in key else "duration" if "latency" in key else None
         if kind is not None:
             try:

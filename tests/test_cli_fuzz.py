@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -80,6 +82,9 @@ def check(argv: list[str]) -> None:
     shutil.copy(EXAMPLE, copies["<a config>"])
     shutil.copytree(MEASURED, copies["<a folder>"])
     argv = [str(copies.get(a, a)) for a in argv]
+    if os.environ.get("TRAINSIM_FUZZ_LOG"):   # a case that takes the process down (out of memory) is then known
+        with open(os.environ["TRAINSIM_FUZZ_LOG"], "a") as log:
+            log.write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {argv!r}\n")
     out, err = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -134,3 +139,15 @@ def test_every_command_is_fuzzed():
 ])
 def test_cases_the_fuzz_found_stay_fixed(argv):
     check(argv)
+
+
+@pytest.mark.parametrize(("argv", "expect"), [
+    (["topology", "fat_tree", "k=4", "bandwidth=100Gbps", "k=10000"], "topology parameter k: given twice"),
+    (["topology", "fat_tree", "k=10000", "bandwidth=100Gbps"], "fat_tree: k³/4 = 10000³/4 = 250,000,000,000 devices"),
+    (["topology", "ring", "n=1000000", "bandwidth=1GB/s"], "ring: n = 1,000,000 devices; at most 131,072"),
+])
+def test_a_topology_too_big_to_build_is_refused_before_building(argv, expect, capsys):
+    """Found by the slow fuzz: a repeated k=10000 built a 2.5e11-host fat tree until the OOM killer came."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expect in err, err

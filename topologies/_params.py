@@ -13,7 +13,10 @@ from numbers import Integral, Real
 from .graph import TopologyError
 from .units import UnitError, parse
 
-__all__ = ["bandwidth", "duration", "integer", "ratio"]
+__all__ = ["MAX_DEVICES", "MAX_NODES", "bandwidth", "devices", "duration", "integer", "ratio"]
+
+MAX_DEVICES = 2**17        # devices a topology may have here (a 16k-GPU job is 2^14; 2^17 takes minutes)
+MAX_NODES = 2**19          # every node (devices, NICs, switches) a built graph may have
 
 
 def integer(where: str, name: str, value: object, *, minimum: int, even: bool = False) -> int:
@@ -23,6 +26,12 @@ def integer(where: str, name: str, value: object, *, minimum: int, even: bool = 
     if not ok or (even and value % 2):
         raise TopologyError(f"{where}: {name}: expected {what}, got {value!r}")
     return int(value)
+
+
+def devices(where: str, count: int, what: str) -> None:
+    """Refuse, before building, a graph of more than ``MAX_DEVICES`` devices (``what`` says how it was counted)."""
+    if count > MAX_DEVICES:
+        raise TopologyError(f"{where}: {what} = {count:,} devices; at most {MAX_DEVICES:,} (2^17) are built here")
 
 
 def bandwidth(where: str, name: str, value: object) -> float:

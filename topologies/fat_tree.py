@@ -75,6 +75,7 @@ def fat_tree(
     4.0
     """
     k = _params.integer("fat_tree", "k", k, minimum=2, even=True)
+    _params.devices("fat_tree", k**3 // 4, f"k³/4 = {k}³/4")
     bw = _params.bandwidth("fat_tree", "bandwidth", bandwidth)
     lat = _params.duration("fat_tree", "latency", latency)
     o = _params.ratio("fat_tree", "oversubscription", oversubscription)

@@ -119,6 +119,7 @@ def hierarchical(
     where = "hierarchical"
     nodes = _params.integer(where, "nodes", nodes, minimum=1)
     per = _params.integer(where, "devices_per_node", devices_per_node, minimum=1)
+    _params.devices(where, nodes * per, "nodes × devices_per_node")
     nics = _params.integer(where, "nics_per_node", nics_per_node, minimum=1)
     intra_bw = _params.bandwidth(where, "intra_bandwidth", intra_bandwidth)
     intra_lat = _params.duration(where, "intra_latency", intra_latency)
@@ -181,6 +182,7 @@ def _attach_fabric(
         k = params.get("k")
         k = smallest_k(len(endpoints)) if k is None else k
         k = _params.integer(where, "k", k, minimum=2, even=True)
+        _params.devices(where, k**3 // 4, f"the inter-node fat tree's k³/4 = {k}³/4 host ports")
         o = _params.ratio(where, "oversubscription", params.get("oversubscription", 1.0))
         G.graph.update(k=k, oversubscription=o)
         attach_fat_tree(

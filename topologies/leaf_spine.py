@@ -77,6 +77,7 @@ def leaf_spine(
     """
     leaves = _params.integer("leaf_spine", "leaves", leaves, minimum=1)
     hosts_per_leaf = _params.integer("leaf_spine", "hosts_per_leaf", hosts_per_leaf, minimum=1)
+    _params.devices("leaf_spine", leaves * hosts_per_leaf, "leaves × hosts_per_leaf")
     bw = _params.bandwidth("leaf_spine", "bandwidth", bandwidth)
     lat = _params.duration("leaf_spine", "latency", latency)
     n = leaves * hosts_per_leaf

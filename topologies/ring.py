@@ -58,6 +58,7 @@ def ring(n: int, *, bandwidth: float | str, latency: float | str = 0.0) -> nx.Gr
     12500000000.0
     """
     n = _params.integer("ring", "n", n, minimum=2)
+    _params.devices("ring", n, "n")
     bw = _params.bandwidth("ring", "bandwidth", bandwidth)
     lat = _params.duration("ring", "latency", latency)
     G = new_graph("ring", hosts=n, devices_per_host=1)

@@ -57,6 +57,7 @@ def switch(n: int, *, bandwidth: float | str, latency: float | str = 0.0) -> nx.
     {'bandwidth': 10000000000.0, 'latency': 1e-06}
     """
     n = _params.integer("switch", "n", n, minimum=1)
+    _params.devices("switch", n, "n")
     bw = _params.bandwidth("switch", "bandwidth", bandwidth)
     lat = _params.duration("switch", "latency", latency)
     G = new_graph("switch", hosts=n, devices_per_host=1)

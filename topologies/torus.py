@@ -92,4 +92,5 @@ def _dims(dims: object) -> tuple[int, ...]:
         raise TopologyError(f"torus: dims: expected {expected}, got {dims!r}")
     for i, side in enumerate(dims):
         _params.integer("torus", f"dims[{i}]", side, minimum=2)
+    _params.devices("torus", math.prod(int(side) for side in dims), "the product of dims")
     return tuple(int(side) for side in dims)
