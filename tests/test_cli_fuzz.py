@@ -9,12 +9,14 @@ time bound, and leave no output folder behind when it fails. ``-m slow`` runs 10
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import os
 import resource
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "01_resnet50_128gpu_ring.yaml"
 MEASURED = ROOT / "benchmarks" / "validation" / "results" / "2026-11-24-cpu-xeon-2core"
 PROFILE = ROOT / "validation" / "profiles" / "cpu-xeon-2core.yaml"
-WORK = Path("/tmp") / "trainsim-cli-fuzz"
+WORK = Path(tempfile.gettempdir()) / f"trainsim-cli-fuzz-{os.getpid()}"   # per process: runs side by side never collide
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 OUT = WORK / "out"
 
 BASES: dict[str, list[str]] = {
