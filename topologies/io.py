@@ -105,7 +105,7 @@ def save(G: nx.Graph, path: str | os.PathLike) -> None:
     text = "# trainsim topology: bandwidth in bytes/s, latency in s\n" + yaml.safe_dump(
         doc, sort_keys=False, default_flow_style=None, allow_unicode=True, width=1000
     )
-    _write_atomically(path, text)
+    write_atomically(path, text)
 
 
 def _read_yaml(path: Path, source: str) -> tuple[list, list, dict]:
@@ -238,7 +238,8 @@ def _plain(value: object, where: str) -> object:
     raise TopologyError(f"{where}: cannot write {_short(value)} to YAML")
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling renamed into place (never half-written)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

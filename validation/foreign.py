@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import FOREIGN, Measurement, MeasurementError, Measurements, read_measurements
+from .records import FOREIGN, Measurement, MeasurementError, Measurements, read_measurements, read_text
 
 __all__ = ["MODEL_ALGORITHMS", "LogError", "detect", "model_algorithm", "read_any", "read_log"]
 
@@ -96,12 +96,7 @@ def detect(text: str) -> str | None:
 def read_any(path: str | Path, ranks: int | None = None, collective: str | None = None) -> Measurements:
     """A ``measurements.csv``, an nccl-tests log or an OSU log, whichever the content is."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MeasurementError(f"{path}: no such measurements file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MeasurementError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    text = read_text(path)
     kind = detect(text)
     if kind in (None, "csv"):
         if kind is None and text.strip() and "," not in text.strip().splitlines()[0]:

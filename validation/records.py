@@ -197,6 +197,16 @@ class _CellError(Exception):
         self.column, self.message = column, message
 
 
+def read_text(path: Path) -> str:
+    """A measurements file or log as text; missing or unreadable → one :class:`MeasurementError` line."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise MeasurementError(f"{path}: no such measurements file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MeasurementError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
 def read_measurements(path: str | Path) -> Measurements:
     """Read ``measurements.csv`` (and ``provenance.json`` beside it, when present).
 
@@ -207,12 +217,7 @@ def read_measurements(path: str | Path) -> Measurements:
         and the like: a missing file or column, an empty file, a bad cell.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MeasurementError(f"{path}: no such measurements file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MeasurementError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    text = read_text(path)
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     if not header:

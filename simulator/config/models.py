@@ -573,6 +573,9 @@ class Config(StrictModel):
         if comm.launch_latency and self.cluster.profile is not None:
             raise ValueError("communication.launch_latency: a calibrated cluster.profile's fitted alpha already "
                              "holds the launch cost of every collective; remove one of the two")
+        if comm.launch_latency and comm.pattern == "parameter_server" and self.parallelism.tensor == 1:
+            raise ValueError("communication.launch_latency: a parameter-server job without tensor parallelism "
+                             "runs no collective (pushes and pulls are point-to-point); remove it")
         asynchronous = self.sync.mode not in ("bsp", "local_sgd") or self.sync.backup_workers
         self._local_sgd_fits()
         if asynchronous and comm.pattern != "parameter_server":

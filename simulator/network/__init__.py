@@ -11,7 +11,6 @@ are solved once.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from topologies import link_classes
 
 from .alpha_beta import AlphaBeta
-from .base import FlowBatch, NetworkModel, segment_reduce
+from .base import FlowBatch, NetworkModel, digest, segment_reduce
 from .fluid import Fluid, max_min_rates
 from .routing import Routing
 
@@ -182,7 +181,7 @@ class Network:
 
     def _routes(self, src: np.ndarray, dst: np.ndarray, key: bytes | None = None) -> _Routes:
         """Path structure of these pairs (CSR link lists, latencies), cached by content."""
-        key = key or _digest(src, dst)
+        key = key or digest(src, dst)
         cached = self._route_cache.get(key)
         if cached is None:
             r = self.routing
@@ -240,7 +239,7 @@ class Network:
         """
         if len(src) == 0:
             return 0.0
-        route_key = route_key or _digest(src, dst)
+        route_key = route_key or digest(src, dst)
         routes = self._routes(src, dst, route_key)
         red = reduced if reduced is not None else np.zeros(0, bool)
         flow_bytes = routes.flow_bytes(nbytes)
@@ -249,7 +248,7 @@ class Network:
             # computing that is cheaper than looking it up
             t = float((routes.latency + flow_bytes * routes.inv_bottleneck).max())
         else:
-            key = route_key + _digest(flow_bytes)
+            key = route_key + digest(flow_bytes)
             t = self._steps.get(key)
             if t is None:
                 t = self._steps[key] = self._coupled(routes, route_key, flow_bytes)
@@ -272,7 +271,7 @@ class Network:
         (agreeing with a fresh solve to rounding, ~1e-15 relative; tested).
         """
         shape, scale = _shape(flow_bytes)
-        skey = route_key + _digest(shape)
+        skey = route_key + digest(shape)
         linear = bool(scale) and getattr(self.model, "scales_linearly", False)
         ref = self._shapes.get(skey) if linear else None
         if ref is None:
@@ -305,7 +304,7 @@ class Network:
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
         rotations = _Rotations(self, schedule.chunk_bytes)
-        plan_key = (id(schedule.steps), _digest(place))
+        plan_key = (id(schedule.steps), digest(place))
         plan = self._ring_plans.get(plan_key)
         if plan is not None and plan[0] is schedule.steps and rotations.ok and plan[1] == len(rotations.sizes):
             # the same ring steps (shared between message sizes) on the same ranks: only the sizes differ
@@ -351,7 +350,7 @@ class Network:
             pair = mapped.get((id(src), id(dst)))
             if pair is None:
                 s, d = place[src], place[dst]
-                pair = mapped[(id(src), id(dst))] = (s, d, _digest(s, d))
+                pair = mapped[(id(src), id(dst))] = (s, d, digest(s, d))
             group = rotations.group(step, pair)
             if group is not None:
                 last = (src, dst, red, group)
@@ -413,9 +412,3 @@ def _shape(nbytes: np.ndarray) -> tuple[np.ndarray, float]:
     return ints // g, float(g)
 
 
-def _digest(*arrays: np.ndarray) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(b"|")
-    return h.digest()

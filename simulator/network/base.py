@@ -6,6 +6,7 @@ so a collective step with thousands of transfers is one vectorised call.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,3 +67,12 @@ def alone_finish_times(flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
     """Each flow alone on its path: path latency + bytes / bottleneck capacity (Hockney's α + nβ)."""
     bottleneck = segment_reduce(np.minimum, capacity[flows.links], flows.link_ptr, np.inf)
     return flows.latency + flows.nbytes / bottleneck
+
+
+def digest(*arrays: np.ndarray) -> bytes:
+    """A 16-byte key of the arrays' contents (the memo key of steps, routes and rates)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.digest()

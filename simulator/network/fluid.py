@@ -13,11 +13,9 @@ times the number of distinct finishing times, both small for collective steps.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from .base import FlowBatch, alone_finish_times
+from .base import FlowBatch, alone_finish_times, digest
 
 __all__ = ["Fluid", "max_min_rates"]
 
@@ -25,12 +23,6 @@ _EPS = 1e-12
 _MAX_RATE_FLOATS = 1 << 23   # rates kept per alive set, in all (64 MB); then the memo starts again
 
 
-def _digest(*arrays: np.ndarray) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(b"|")
-    return h.digest()
 
 
 def max_min_rates(flow_of: np.ndarray, link_of: np.ndarray, n_flows: int,
@@ -118,7 +110,7 @@ class Fluid:
         left = flows.nbytes.astype(float).copy()
         alive = left > 0
         now = 0.0
-        structure = _digest(flows.link_ptr, flows.links, capacity)
+        structure = digest(flows.link_ptr, flows.links, capacity)
         if self._rate_floats > _MAX_RATE_FLOATS:
             self._rates.clear()
             self._rate_floats = 0

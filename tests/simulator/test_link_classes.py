@@ -192,3 +192,18 @@ def test_example_08_applies_its_classes_and_says_so_in_summary_and_trace(tmp_pat
     labels = [e for e in result.trace.events if e["name"] == "process_labels"]
     assert len(labels) == 1 and "nvlink" in labels[0]["args"]["labels"]
     json.dumps(result.summary)   # strict JSON
+
+
+@pytest.mark.parametrize("parallel", ["data", "pipeline"])
+@pytest.mark.parametrize("sync", ["ps-bsp", "ps-asp"])
+def test_launch_latency_in_a_parameter_server_job_without_collectives_is_refused(parallel, sync):
+    with pytest.raises(ConfigError, match="launch_latency: a parameter-server job without tensor parallelism") as err:
+        load_config(job(parallel, sync, **{"communication.launch_latency": "8us"}))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("sync", ["ps-bsp", "ps-asp"])
+def test_launch_latency_slows_a_parameter_server_job_with_tensor_parallelism(sync):
+    base = simulate(load_config(job("tensor", sync))).summary["iteration_time_s"]
+    slow = simulate(load_config(job("tensor", sync, **{"communication.launch_latency": "50us"}))).summary
+    assert slow["iteration_time_s"] > base
