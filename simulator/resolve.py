@@ -148,5 +148,9 @@ def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedH
     model = resolve_model(config)
     info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
     algorithm = resolve_algorithm(config, workers, {"devices_per_node": 1} if parallel else info)
+    if algorithm == "nvls" and not any(d.get("reduces") for _, d in graph.nodes(data=True)):
+        raise ConfigError("communication.algorithm: nvls reduces in the switch, but no switch of cluster.topology "
+                          "reduces (give the topology reduction: {efficiency: ...}, or reduces: true to a switch "
+                          "node of a topology file)")
     gamma = compute.reduce_time_per_byte(device)
     return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info, profile)

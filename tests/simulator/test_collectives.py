@@ -37,6 +37,7 @@ EXPECTED_TABLE = {
         "recursive_doubling",
         "rabenseifner",
         "binomial_tree",
+        "nvls",
         "double_binary_tree",
         "hierarchical",
     },
