@@ -557,8 +557,23 @@ class Training(StrictModel):
         return self
 
 
+class ClassOverride(StrictModel):
+    """What every link of one class runs at (over the class's cited defaults and a link profile's)."""
+
+    efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(None, description="fraction of bandwidth")
+    software_latency: Duration | None = Field(None, description="seconds a message pays once")
+
+    @model_validator(mode="after")
+    def _something(self) -> ClassOverride:
+        if self.efficiency is None and self.software_latency is None:
+            raise ValueError("give efficiency, software_latency or both")
+        return self
+
+
 class Network(StrictModel):
     model: Literal["fluid", "alpha_beta"] = "fluid"
+    link_classes: dict[Literal[tuple(LINK_CLASSES)], ClassOverride] = Field(  # type: ignore[valid-type]
+        {}, description="per link class: efficiency / software_latency of every link of that class")
 
 
 class Output(StrictModel):
@@ -584,9 +599,6 @@ class Config(StrictModel):
     def _combinations_are_meaningful(self) -> Config:
         """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
         comm = self.communication
-        if comm.launch_latency and self.cluster.profile is not None:
-            raise ValueError("communication.launch_latency: a calibrated cluster.profile's fitted alpha already "
-                             "holds the launch cost of every collective; remove one of the two")
         if comm.launch_latency and comm.pattern == "parameter_server" and self.parallelism.tensor == 1:
             raise ValueError("communication.launch_latency: a parameter-server job without tensor parallelism "
                              "runs no collective (pushes and pulls are point-to-point); remove it")
@@ -601,10 +613,6 @@ class Config(StrictModel):
                     raise ValueError(f"communication.{key} applies to communication.pattern: parameter_server only "
                                      f"(pattern is allreduce); remove it")
         else:
-            if self.cluster.profile is not None:
-                raise ValueError("cluster.profile: a calibrated profile times collectives; with communication.pattern: "
-                                 "parameter_server the pushes and pulls are flows on the topology's links, so remove "
-                                 "one of the two")
             if self.parallelism.zero:
                 raise ValueError(f"parallelism.zero: ZeRO-{self.parallelism.zero} shards optimizer state across "
                                  "data-parallel ranks, but with communication.pattern: parameter_server the servers "
