@@ -26,10 +26,9 @@ import topologies
 from simulator import collectives
 from simulator.collectives import schedule, verify
 from simulator.collectives.analytic import port_totals, step_maxima
-from simulator.config import ConfigError, load_config
 from simulator.errors import TrainsimInputError
 from simulator.network import Network
-from simulator.run import simulate
+from tests.simulator.test_algorithm_options import PARALLEL, error, summary
 from topologies.link_classes import NVLS_HOPPER_EFFICIENCY
 
 A, B = 1e-6, 1e-9
@@ -142,12 +141,6 @@ def test_topology_files_declare_reducing_switches(tmp_path):
 
 # --- from a config -----------------------------------------------------------------
 
-PARALLEL = {
-    "data": {"data": 8},
-    "tensor": {"data": 4, "tensor": 2},
-    "pipeline": {"data": 4, "pipeline": 2, "microbatches": 2},
-    "hybrid": {"data": 2, "tensor": 2, "pipeline": 2, "microbatches": 2},
-}
 
 
 def job(parallel: str = "data", algorithm: str = "nvls", reduction: dict | None = None, **communication) -> dict:
@@ -166,15 +159,6 @@ def job(parallel: str = "data", algorithm: str = "nvls", reduction: dict | None 
     }
 
 
-def summary(cfg: dict) -> dict:
-    return simulate(load_config(copy.deepcopy(cfg))).summary
-
-
-def error(cfg: dict) -> str:
-    with pytest.raises(ConfigError) as e:
-        summary(cfg)
-    assert "\n" not in str(e.value)
-    return str(e.value)
 
 
 @pytest.mark.parametrize("parallel", list(PARALLEL))

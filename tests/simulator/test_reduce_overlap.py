@@ -17,16 +17,14 @@ So the reduction hides behind the transfer (γ < 2/B) or the transfer behind the
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 import topologies
 from simulator import collectives
 from simulator.collectives import schedule, verify
-from simulator.config import ConfigError, load_config
+from simulator.config import ConfigError
 from simulator.network import Network
-from simulator.run import simulate
+from tests.simulator.test_algorithm_options import PARALLEL, summary
 
 P, B, A = 8, 10e9, 1e-6
 N = P * 64 * 2**20
@@ -100,12 +98,6 @@ def test_every_algorithm_takes_slices_and_the_analytic_cost_agrees_on_an_ideal_s
 
 # --- from a config: every parallelism, bsp and local SGD -------------------------------------
 
-PARALLEL = {
-    "data": {"data": 8},
-    "tensor": {"data": 4, "tensor": 2},
-    "pipeline": {"data": 4, "pipeline": 2, "microbatches": 2},
-    "hybrid": {"data": 2, "tensor": 2, "pipeline": 2, "microbatches": 2},
-}
 
 
 def job(parallel: str = "data", algorithm: str = "ring", options: dict | None = None, **sync) -> dict:
@@ -127,8 +119,6 @@ def job(parallel: str = "data", algorithm: str = "ring", options: dict | None = 
     return cfg
 
 
-def summary(cfg: dict) -> dict:
-    return simulate(load_config(copy.deepcopy(cfg))).summary
 
 
 @pytest.mark.parametrize("parallel", list(PARALLEL))

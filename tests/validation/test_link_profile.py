@@ -9,15 +9,13 @@ the resulting profile must equal a run whose links were typed with those two num
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 
 from simulator.cli import main
 from simulator.config import ConfigError, load_config
 from simulator.network.profile import ProfileError, load_profile
-from simulator.run import simulate
+from tests.simulator.test_algorithm_options import error, summary
 from tests.simulator.test_engine_matrix import PARALLEL, SYNC, set_dotted
 from tests.validation.foreign_logs import nccl_log
 
@@ -69,15 +67,6 @@ def job(parallel: str = "data", sync: str = "allreduce", **extra) -> dict:
     return cfg
 
 
-def summary(cfg: dict) -> dict:
-    return simulate(load_config(copy.deepcopy(cfg))).summary
-
-
-def error(cfg: dict) -> str:
-    with pytest.raises(ConfigError) as e:
-        summary(cfg)
-    assert "\n" not in str(e.value)
-    return str(e.value)
 
 
 CASES = [(parallel, "allreduce") for parallel in PARALLEL] + [("data", s) for s in ("ps-bsp", "ps-ssp", "ps-asp")]
