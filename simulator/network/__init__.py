@@ -311,7 +311,7 @@ class Network:
         place = np.arange(schedule.ranks - schedule.switches) if placement is None else np.asarray(placement)
         switch = None
         if schedule.switches:
-            place, effs = self._with_switches(schedule, place[None, :])
+            place, effs = self.with_switches(schedule, place[None, :])
             place, switch = place[0], (schedule.workers, effs[:1])
         if schedule.slices > 1 or switch is not None:
             return self._pipelined_cost(schedule, place[None, :], switch)
@@ -390,7 +390,7 @@ class Network:
         if schedule.slices > 1 or schedule.switches:
             switch = None
             if schedule.switches:
-                groups, effs = self._with_switches(schedule, groups)
+                groups, effs = self.with_switches(schedule, groups)
                 switch = (schedule.workers, effs)
             return self._pipelined_cost(schedule, groups, switch)
         g = len(groups)
@@ -412,7 +412,7 @@ class Network:
         devices = [self.routing.devices[int(d)] for d in place[: schedule.workers]]
         return link_classes.reducing_switch(self.routing.graph, devices) is not None
 
-    def _with_switches(self, schedule: Schedule, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def with_switches(self, schedule: Schedule, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each group's device ranks with its reducing switch's rank appended, and each switch's efficiency.
 
         The switch of a group is the one that reduces and every device of the group is attached to

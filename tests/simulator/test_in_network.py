@@ -212,3 +212,15 @@ def test_cli_collective_runs_nvls_and_refuses_it_without_a_reducing_switch():
     refused = subprocess.run(base, capture_output=True, text=True)
     assert refused.returncode == 2 and "no switch of this topology reduces" in refused.stderr
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+
+
+def test_trainsim_run_writes_an_nvls_job_with_its_link_traffic(tmp_path):
+    cfg = job("data", reduction={"efficiency": 0.85})
+    path = tmp_path / "nvls.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "simulator", "run", str(path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "plots" / "links.png").exists()
+    written = yaml.safe_load((tmp_path / "out" / "summary.json").read_text())
+    assert written["algorithm"] == "nvls" and written["network_reduce_efficiency"] == 0.85
