@@ -33,6 +33,8 @@ CLOSED_FORMS = {
         "any",
         lambda p, n, a, b, g: 2 * (p - 1) * a + 2 * (p - 1) / p * n * b + (p - 1) / p * n * g,
     ),
+    # reduced in the switch (no g), (1 + 1/p) n per port each way, pipelined in its default 32 slices
+    ("allreduce", "nvls"): ("any", lambda p, n, a, b, g: 4 * a + (1 + 1 / p) * n * b * 33 / 32),
     ("allreduce", "rabenseifner"): (
         "pow2",
         lambda p, n, a, b, g: 2 * log2(p) * a + 2 * (p - 1) / p * n * b + (p - 1) / p * n * g,
