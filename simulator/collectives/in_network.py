@@ -1,13 +1,17 @@
 """In-switch reduction (NVLink SHARP, "NVLS"; InfiniBand SHARP in one switch): the switch adds.
 
-The ``p`` workers are ranks ``0..p-1``; the switch is rank ``p`` (``Schedule.switches == 1``),
-whose buffer starts at the reduction's identity. The buffer is cut into ``p`` shards; the four
-steps follow NCCL's NVLS allreduce (``multimem.ld_reduce`` then ``multimem.st``):
+The ``p`` workers are ranks ``0..p-1``; the switch is two ranks (``Schedule.switches == 2``), its
+reduction engine ``p`` and its multicast engine ``p + 1``, whose buffers start at the reduction's
+identity (both are placed on the one switch). The buffer is cut into ``p`` shards; the four steps
+follow NCCL's NVLS allreduce (``multimem.ld_reduce`` then ``multimem.st``):
 
 0. every worker sends its whole buffer to the switch, which reduces it (in the switch);
 1. the switch returns shard ``j``, reduced, to worker ``j`` (the ``ld_reduce`` result);
-2. worker ``j`` stores shard ``j`` back to the switch's multicast address;
+2. worker ``j`` stores shard ``j`` to the switch's multicast address;
 3. the switch multicasts every shard to every worker.
+
+Every transfer is needed for the result (``verify`` catches any one dropped): the multicast engine
+sends only what the workers stored into it.
 
 So each worker sends and receives ``(1 + 1/p) n`` bytes, once each way, and no worker reduces
 anything. The switch has a port per worker, so the α-β-γ cost counts the workers' ports only
@@ -18,7 +22,7 @@ busiest port, ``4 alpha + (1 + 1/p) n beta (c + 1) / c``, so nccl-tests' allredu
 ``2(p-1)/p n / t`` tends to ``2(p-1)/(p+1) / beta`` (``1.56 / beta`` at ``p = 8``), above the
 ring's ``1 / beta``.
 
-The network model places rank ``p`` on the switch that every worker's device is attached to
+The network model places ranks ``p`` and ``p + 1`` on the switch that every worker's device is attached to
 and that reduces (a switch node with ``reduces: true``; ``docs/config.md``), and runs the
 switch's traffic at its ``reduce_efficiency``.
 
@@ -45,16 +49,18 @@ NVLS_SLICES = 32
 
 
 def nvls_allreduce(ranks: int, size_bytes: int, **options: object) -> Schedule:
-    """Allreduce reduced in the switch (rank ``ranks``): 4 steps, ``(1 + 1/p) n`` bytes per port and direction."""
+    """Allreduce reduced in the switch (ranks ``ranks``, ``ranks + 1``): 4 steps, ``(1 + 1/p) n`` bytes per port
+    and direction."""
     p = ranks
     workers = frozen(np.arange(p, dtype=np.int32))
-    switch = frozen(np.full(p, p, dtype=np.int32))
+    reducer = frozen(np.full(p, p, dtype=np.int32))
+    multicast = frozen(np.full(p, p + 1, dtype=np.int32))
     first = frozen(np.zeros(p, dtype=np.int32))
     whole = counts(p, p)
     steps = (
-        Step(workers, switch, first, flags(p, True), whole, wrap=p),    # reduce into the switch
-        Step(switch, workers, workers, flags(p, False)),                # shard j back to worker j
-        Step(workers, switch, workers, flags(p, False)),                # stored to the multicast address
-        Step(switch, workers, first, flags(p, False), whole, wrap=p),   # multicast to every worker
+        Step(workers, reducer, first, flags(p, True), whole, wrap=p),      # reduce into the switch
+        Step(reducer, workers, workers, flags(p, False)),                  # shard j back to worker j
+        Step(workers, multicast, workers, flags(p, False)),                # stored to the multicast address
+        Step(multicast, workers, first, flags(p, False), whole, wrap=p),   # multicast to every worker
     )
-    return Schedule("allreduce", "nvls", p + 1, split_evenly(size_bytes, p), steps, switches=1, slices=NVLS_SLICES)
+    return Schedule("allreduce", "nvls", p + 2, split_evenly(size_bytes, p), steps, switches=2, slices=NVLS_SLICES)

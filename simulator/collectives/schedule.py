@@ -351,11 +351,11 @@ class Schedule:
         (allgather: starts with it; reduce_scatter: ends with it; alltoall:
         sends it; ps_*: the server holding shard ``c``). Filled in by default.
     servers : parameter-server ranks at the end of the rank range (ps_* only).
-    switches : in-network reducers at the end of the rank range (``nvls``: the switch is rank
-        ``ranks - 1``). A switch rank holds no input (its buffer starts at the reduction's
-        identity, like a ps_push server), has a port per link (the α-β-γ cost does not count its
-        bytes against one port) and reduces in the switch (no γ). The collective's postcondition
-        is about the ``workers`` only.
+    switches : in-network reducers at the end of the rank range (``nvls``: the switch's reduction
+        and multicast engines, ranks ``ranks - 2`` and ``ranks - 1``). A switch rank holds no input
+        (its buffer starts at the reduction's identity, like a ps_push server), has a port per link
+        (the α-β-γ cost does not count its bytes against one port) and reduces in the switch (no γ).
+        The collective's postcondition is about the ``workers`` only.
     slices : ``c >= 1``: the schedule runs as ``c`` slices of its chunks, pipelined through its
         steps, so one slice's reduction overlaps the next one's transfer (NCCL's chunked steps).
         It costs one slice's pass through every step (the pipeline fill) plus ``c - 1`` slices at

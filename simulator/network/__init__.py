@@ -413,7 +413,8 @@ class Network:
         return link_classes.reducing_switch(self.routing.graph, devices) is not None
 
     def with_switches(self, schedule: Schedule, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each group's device ranks with its reducing switch's rank appended, and each switch's efficiency.
+        """Each group's device ranks with its reducing switch's rank appended (once per switch rank), and each
+        switch's efficiency.
 
         The switch of a group is the one that reduces and every device of the group is attached to
         (``topologies.link_classes.reducing_switch``); none is an input error naming the algorithm.
@@ -429,7 +430,7 @@ class Network:
                     f"{schedule.algorithm}: reduces in a switch, but no switch that reduces (reduces: true; "
                     f"cluster.topology.reduction) is attached to all {w} of its ranks' devices "
                     f"({devices[0]}, ...); trees of reducing switches are not modelled")
-            rows.append(np.append(row[:w], r.endpoint(found[0])))
+            rows.append(np.append(row[:w], [r.endpoint(found[0])] * schedule.switches))   # all on the one switch
             effs.append(found[1])
             self._reduce_used.add(found[1])
         return np.array(rows, dtype=np.int64), np.array(effs)

@@ -39,7 +39,7 @@ def test_the_schedule_reduces_in_the_switch_and_moves_about_n_per_port(p):
     n = p * 1000
     s = schedule("nvls", p, n)
     verify(s)
-    assert (s.ranks, s.switches, s.workers, len(s.steps)) == (p + 1, 1, p, 4)
+    assert (s.ranks, s.switches, s.workers, len(s.steps)) == (p + 2, 2, p, 4)
     sent, received, reduced = port_totals(s)
     assert sent == received == n + n // p and reduced == 0     # the switch's p ports are not one port
     assert step_maxima(s) == (4, 2 * n + 2 * (n // p), 0)
@@ -224,3 +224,12 @@ def test_trainsim_run_writes_an_nvls_job_with_its_link_traffic(tmp_path):
     assert (tmp_path / "out" / "plots" / "links.png").exists()
     written = yaml.safe_load((tmp_path / "out" / "summary.json").read_text())
     assert written["algorithm"] == "nvls" and written["network_reduce_efficiency"] == 0.85
+
+
+def test_local_sgd_averages_with_nvls():
+    base = job("data", reduction={"efficiency": 0.85})
+    base["sync"] = {"mode": "local_sgd", "period": 2}
+    ring = copy.deepcopy(base)
+    ring["communication"]["algorithm"] = "ring"
+    del ring["cluster"]["topology"]["reduction"]
+    assert summary(base)["communication_s"] < summary(ring)["communication_s"]
