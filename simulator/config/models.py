@@ -641,12 +641,6 @@ class Config(StrictModel):
                     else "communication.pattern is parameter_server")
             raise ValueError(f"cluster.topology.reduction: only the nvls allreduce reduces in the switch "
                              f"(communication.algorithm: nvls or auto), but {what}; remove it")
-        if comm.algorithm == "nvls" and (self.parallelism.zero or comm.compression.method in ("qsgd", "topk")):
-            zero = self.parallelism.zero
-            what = (f"parallelism.zero: {zero} reduce-scatters and all-gathers" if zero
-                    else f"communication.compression: {comm.compression.method} all-gathers")
-            raise ValueError(f"communication.algorithm: nvls is an allreduce, but {what} the gradients (ring); "
-                             "use another algorithm")
 
     def _local_sgd_fits(self) -> None:
         comm = self.communication

@@ -187,7 +187,8 @@ def test_refusals_name_the_key():
         job("data", "ring", reduction={}))
     zero = job(reduction={})
     zero["parallelism"]["zero"] = 1
-    assert "communication.algorithm: nvls is an allreduce, but parallelism.zero: 1" in error(zero)
+    assert ("communication.algorithm: nvls has no reduce_scatter, and this job's gradients need one "
+            "(parallelism.zero: 1); choose ring or rabenseifner") in error(zero)
     two = job(reduction={})
     two["cluster"]["topology"] = {"kind": "hierarchical", "nodes": 2, "devices_per_node": 4,
                                   "intra": {"bandwidth": "450GB/s"}, "reduction": {"efficiency": 0.85},
@@ -196,6 +197,13 @@ def test_refusals_name_the_key():
     ps = job(reduction={}, pattern="parameter_server")
     del ps["communication"]["algorithm"]
     assert "communication.pattern is parameter_server" in error(ps)
+    many = job("data", "auto", reduction={"efficiency": 0.85})   # auto, but no group a switch can reduce for
+    many["cluster"]["topology"] = two["cluster"]["topology"]
+    assert error(many) == ("cluster.topology.reduction: auto cannot use the in-switch (nvls) allreduce here "
+                           "(no switch reduces for a whole data-parallel group); remove it")
+    zero_auto = job("data", "auto", reduction={"efficiency": 0.85})
+    zero_auto["parallelism"]["zero"] = 2
+    assert "(this job's gradients need a allgather and a reduce_scatter); remove it" in error(zero_auto)
     assert "efficiency" in error(job(reduction={"efficiency": 1.5}))
 
 
