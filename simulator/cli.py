@@ -40,9 +40,7 @@ def names(what: str) -> dict[str, str]:
                    f"{m.forward_flops / 1e9:,.1f} GFLOP forward per {m.sample_unit.rstrip('s')}"
                 for k, m in PRESETS.items()}
     if what == "devices":
-        from .devices import CATALOG
-
-        from .devices import WORK_KINDS
+        from .devices import CATALOG, WORK_KINDS
 
         return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
                    f"{d.memory_bytes / 1e9:,.0f} GB; efficiency "
