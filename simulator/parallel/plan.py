@@ -38,6 +38,7 @@ import numpy as np
 
 from simulator import collectives, compression, compute
 from simulator.config import Config, ConfigError
+from simulator.errors import TrainsimInputError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
 from simulator.tuner import best_algorithm
@@ -163,7 +164,10 @@ def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups
             sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info, **options)
         except collectives.ScheduleError as e:
             raise ConfigError(f"communication.algorithm: {e}") from None
-        seconds, sent = network.concurrent_schedule_cost(sched, groups)
+        try:
+            seconds, sent = network.concurrent_schedule_cost(sched, groups)
+        except TrainsimInputError as e:   # nvls: no reducing switch serves these devices
+            raise ConfigError(f"communication.algorithm: {e}") from None
         memo[key] = Collective(name, seconds, sent)
     return memo[key]
 

@@ -95,7 +95,7 @@ def test_auto_times_candidates_with_the_options_they_take():
 
 def test_refusals_are_one_line():
     assert error(job("data", "ring", {"pipeline_chunks": 16})) == (
-        "communication.algorithm_options: ring allreduce takes no options, got pipeline_chunks")
+        "communication.algorithm_options: ring allreduce takes no option 'pipeline_chunks'; it takes slices")
     msg = error(job("data", "double_binary_tree", {"inter": "ring"}))
     assert "takes no option 'inter'; it takes pipeline_chunks" in msg
     assert "pipeline_chunks must be an integer >= 1" in error(job("data", options={"pipeline_chunks": 0}))
