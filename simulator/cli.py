@@ -40,9 +40,11 @@ def names(what: str) -> dict[str, str]:
                    f"{m.forward_flops / 1e9:,.1f} GFLOP forward per {m.sample_unit.rstrip('s')}"
                 for k, m in PRESETS.items()}
     if what == "devices":
-        from .devices import CATALOG
+        from .devices import CATALOG, WORK_KINDS
 
-        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bytes / 1e9:,.0f} GB"
+        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
+                   f"{d.memory_bytes / 1e9:,.0f} GB; efficiency "
+                   + ", ".join(f"{w} {d.efficiency[w]:g}" for w in WORK_KINDS)
                 for k, d in CATALOG.items()}
     if what == "topologies":
         import topologies

@@ -159,7 +159,7 @@ class Job:
         return {"data_parallel": D, "tensor_parallel": T, "pipeline_parallel": P,
                 "microbatches": plan.microbatches, "microbatch_size": plan.microbatch_size,
                 "schedule": plan.schedule_name, "chunks": plan.chunks, "zero": plan.zero,
-                "recompute": plan.recompute,
+                "recompute": plan.recompute, "sequence_parallel": plan.sequence_parallel,
                 "pipeline_bubble_fraction": float(np.mean(stats.bubble(processes)[warmup:])),
                 "stage_layers": [len(r) for r in plan.virtual],
                 "tensor_parallel_s": float(np.mean(stats.tensor[warmup:])) / processes,
