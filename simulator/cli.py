@@ -458,7 +458,17 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=bounded(int, 0, 100_000), default=3,
                    help="untimed repetitions per point (JIT, page faults)")
     p.add_argument("--rounds", type=bounded(int, 1, 1_000), default=1,
-                   help="spread the repetitions over this many passes")
+                   help="spread the repetitions over this many passes, each in its own shuffled order")
+    p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=20240605,
+                   help="seed of the shuffled order in which points are visited")
+    p.add_argument("--cache", choices=["warm", "flush"], default="warm",
+                   help="warm: each repetition starts with its inputs just copied into place; flush: each rank first "
+                        "sweeps a private buffer larger than its caches (CPU)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin each rank to its own CPU")
+    p.add_argument("--allow-oversubscribed", action="store_true",
+                   help="fit rank counts that run with more ranks than CPUs (refused otherwise)")
+    p.add_argument("--repeat", type=bounded(int, 1, 2), default=1,
+                   help="2: run the whole validation twice and report run 1's profile on run 2's measurements")
     p.add_argument("--holdout", choices=["sizes", "ranks", "algorithms", "none"], default="sizes",
                    help="kept out of the fit: every other size (default), the largest rank count, or every "
                         "algorithm but ring and recursive_doubling")
@@ -483,7 +493,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out=out, device=args.device, algorithms=[a.strip() for a in args.algorithms.split(",") if a.strip()],
             ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
             warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
-            reference=args.reference,
+            reference=args.reference, seed=args.seed, cache=args.cache, pin=not args.no_pin,
+            allow_oversubscribed=args.allow_oversubscribed, repeat=args.repeat,
             plot=not args.no_plots, command=["trainsim", *args.argv],
             progress=lambda done, total, label: bar(done, total, label))
     _report_comparison(run.comparison, args.json, out, run.files)
@@ -506,8 +517,9 @@ def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: 
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--regimes", type=bounded(int, 1, 64), default=2,
-                   help="at most this many message-size regimes per group")
+    p.add_argument("--regimes", type=bounded(int, 1, 64), default=None,
+                   help="at most this many message-size regimes per group found by BIC (default: 1 when the "
+                        "measurements record the machine's caches, whose sizes place the bends; else 2)")
     p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
 
@@ -535,6 +547,8 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
                         "but ring and recursive_doubling; none = fit everything")
     _log_options(p)
     _fit_options(p)
+    p.add_argument("--allow-oversubscribed", action="store_true",
+                   help="fit rank counts the provenance says ran with more ranks than CPUs (refused otherwise)")
     p.add_argument("--name", help="profile name (default: <device>-<collective>)")
     p.add_argument("--json", action="store_true", help="print the profile as one JSON object on stdout")
     p.epilog = ("example: trainsim calibrate runs/val/measurements.csv --out profile.yaml "
@@ -549,7 +563,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
     refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
     profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
-                        name=args.name, command=["trainsim", *args.argv])
+                        name=args.name, command=["trainsim", *args.argv],
+                        allow_oversubscribed=args.allow_oversubscribed)
     profile.save(args.out)
     if args.json:
         emit_json(profile.model_dump(mode="json", exclude_none=True))
