@@ -494,7 +494,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
             warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
             reference=args.reference, seed=args.seed, cache=args.cache, pin=not args.no_pin,
-            allow_oversubscribed=args.allow_oversubscribed, repeat=args.repeat,
+            allow_oversubscribed=args.allow_oversubscribed, repeat=args.repeat, statistic=args.statistic,
+            cache_sizes=_cache_sizes(args),
             plot=not args.no_plots, command=["trainsim", *args.argv],
             progress=lambda done, total, label: bar(done, total, label))
     _report_comparison(run.comparison, args.json, out, run.files)
@@ -522,6 +523,18 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                         "measurements record the machine's caches, whose sizes place the bends; else 2)")
     p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
+    p.add_argument("--cache-size", action="append", default=[], metavar="LEVEL=SIZE",
+                   help="use this size for a cache level instead of the one the provenance records (e.g. "
+                        "L3=16MiB for a VM's share of a host cache); repeatable; recorded in the profile")
+    p.add_argument("--statistic", choices=["median", "p10", "min"], default="median",
+                   help="what a point's repetitions are summarised by before fitting (p10 or min on a shared "
+                        "machine: background load only adds time)")
+
+
+def _cache_sizes(args: argparse.Namespace) -> dict[str, int]:
+    from .sizes import parse_cache_size
+
+    return dict(parse_cache_size(text) for text in args.cache_size)
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -564,7 +577,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
     profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
                         name=args.name, command=["trainsim", *args.argv],
-                        allow_oversubscribed=args.allow_oversubscribed)
+                        allow_oversubscribed=args.allow_oversubscribed, statistic=args.statistic,
+                        cache_sizes=_cache_sizes(args))
     profile.save(args.out)
     if args.json:
         emit_json(profile.model_dump(mode="json", exclude_none=True))

@@ -72,8 +72,8 @@ MIN_SIZES_PER_REGIME = 2
 
 METHOD = ("non-negative weighted least squares on the schedule-derived cost t = alpha*steps + beta*bytes_moved + "
           "gamma*bytes_reduced + sigma*bytes_staged + sum over caches of delta_cache*bytes moved or staged in steps "
-          "whose working set does not fit that cache; weights 1/t (relative residuals), t = median of the "
-          "repetitions")
+          "whose working set does not fit that cache; weights 1/t (relative residuals), t = the statistic of the "
+          "repetitions (fit.statistic)")
 CRITERION = (f"a break between two fitted sizes (each side >= {MIN_SIZES_PER_REGIME} sizes) is kept when it "
              f"lowers BIC = n ln(RSS/n) + k ln(n) by more than {BIC_MARGIN:g} (k counts coefficients and the break)")
 STRUCTURE_CRITERION = (f"structures in the order joint, ranks, algorithm, algorithm+ranks; a later one replaces the "
@@ -442,7 +442,8 @@ def _oversubscribed(measurements: Measurements, fitted: Sequence[Point], allow: 
 
 def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes", max_regimes: int | None = None,
               by: str = "auto", name: str | None = None, command: Sequence[str] | None = None,
-              allow_oversubscribed: bool = False, cache_terms: bool = True) -> HardwareProfile:
+              allow_oversubscribed: bool = False, cache_terms: bool = True,
+              statistic: str = "median", cache_sizes: dict[str, int] | None = None) -> HardwareProfile:
     """Fit a :class:`~simulator.network.profile.HardwareProfile` to measured collectives.
 
     Parameters
@@ -457,6 +458,10 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         coefficients: all (``joint``), those with the same rank count, algorithm, or both.
     allow_oversubscribed : fit rank counts that ran with more ranks than CPUs (refused otherwise).
     cache_terms : use the cache levels the provenance records (``spill_<level>`` coefficients).
+    statistic : what a point's repetitions are summarised by (``median``; ``p10`` or ``min`` on a shared
+        machine); recorded as ``fit.statistic``, and ``compare`` summarises by the same.
+    cache_sizes : level -> bytes, replacing (or adding) what the provenance records, e.g. a VM's share of a
+        host's L3 that sysfs reports whole; recorded as ``fit.cache_sizes_given``.
 
     Rows from the MPI reference (``source: mpi``) are not fitted together with kernel rows; a file of MPI
     rows alone (``reference_mpi.csv``) is fitted as that implementation, like a log. Rows read from an
@@ -466,13 +471,18 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
     if not isinstance(measurements, Measurements):
         measurements = read_any(measurements)
     where = str(measurements.source_path or "measurements")
-    every = measurements.points()
+    every = measurements.points(statistic)
     points = [fitted_as(p) for p in every if p.source != MPI] or [fitted_as(p) for p in every]
     if not points:
         raise CalibrationError(f"{where}: no measurements to fit")
     device, dtype, collective, source = (uniform(points, a, where) for a in ("device", "dtype", "collective",
                                                                               "source"))
     caches = caches_of(measurements.provenance) if cache_terms else ()
+    if cache_sizes and cache_terms:
+        shared = {n: k for n, _, k in caches}
+        caches = tuple(sorted({**{n: (n, b, k) for n, b, k in caches},
+                               **{n: (n, int(b), shared.get(n, 1)) for n, b in cache_sizes.items()}}.values(),
+                              key=lambda c: c[1]))
     if max_regimes is None:
         max_regimes = 1 if caches else 2
     if max_regimes < 1:
@@ -487,7 +497,7 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
     fit_info = {
         "method": METHOD, "regime_criterion": CRITERION, "structure": structure.name,
         "structure_criterion": STRUCTURE_CRITERION, "structure_bic": table, "holdout": holdout,
-        "terms": list(terms(caches)),
+        "terms": list(terms(caches)), "statistic": statistic,
         "algorithms": sorted({p.algorithm for p in fitted}), "ranks": sorted({p.ranks for p in fitted}),
         "sizes_bytes": sorted({p.size_bytes for p in fitted}),
         "held_out_ranks": sorted({p.ranks for p in held} - {p.ranks for p in fitted}),
@@ -502,6 +512,8 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         fit_info["run_id"] = str(measurements.provenance["run_id"])
     if over:
         fit_info["oversubscribed_ranks"] = over
+    if cache_sizes and cache_terms:
+        fit_info["cache_sizes_given"] = dict(cache_sizes)
     if source in FOREIGN:
         fit_info["implementation"] = source
         fit_info["model_algorithm"] = model_algorithm(collective)

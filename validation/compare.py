@@ -3,7 +3,8 @@
 The prediction is the simulator's own: ``HardwareProfile.schedule_time`` — α, β, γ of the
 regime serving the message size, times the schedule's steps, bytes moved and bytes reduced
 (exactly what ``trainsim run`` uses with ``cluster.profile``). Error is signed,
-``(predicted - measured) / measured`` in per cent, against the *median* of the repetitions.
+``(predicted - measured) / measured`` in per cent, against the statistic of the repetitions the
+profile was fitted on (``fit.statistic``: the median unless it says ``p10`` or ``min``).
 
 A point is *held out* when it was not among those the profile was fitted on (the profile's
 ``fit`` section lists the fitted algorithms, rank counts and sizes). MAPE — the mean of
@@ -80,9 +81,10 @@ def held_out_by(profile: HardwareProfile, p: Point, run_id: str | None = None) -
 
 
 def is_noisy(p: Point) -> bool:
-    """Too noisy to judge a model to 10 %: the rounds disagree by more than :data:`NOISY_DRIFT`, or the spread of
-    the repetitions is wider than :data:`NOISY_DISPERSION` of the median."""
-    return p.drift > NOISY_DRIFT or p.dispersion > NOISY_DISPERSION
+    """Too noisy to judge a model to 10 %: measured in several rounds, the rounds' statistics disagree by more
+    than :data:`NOISY_DRIFT`; in one round, the repetitions spread wider than :data:`NOISY_DISPERSION` of the
+    median."""
+    return p.drift > NOISY_DRIFT if p.rounds > 1 else p.dispersion > NOISY_DISPERSION
 
 
 def mpi_candidates(profile: HardwareProfile, collective: str) -> list[str]:
@@ -213,7 +215,8 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
     if not isinstance(measurements, Measurements):
         measurements = read_any(measurements)
     run_id = measurements.provenance.get("run_id")
-    rows = [_row(profile, p, run_id) for p in measurements.points()]
+    statistic = profile.fit.get("statistic", "median")
+    rows = [_row(profile, p, run_id) for p in measurements.points(statistic)]
     if reference is not None:
         if not isinstance(reference, Measurements):
             reference = read_measurements(reference)
@@ -222,5 +225,6 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
             raise MeasurementError(f"{reference.source_path or 'reference'}: --reference takes MPI measurements "
                                    f"(source: mpi), got {len(theirs)} point(s) with source {theirs[0].source!r}; "
                                    "pass kernel measurements as the measurements file")
-        rows += [_row(profile, p, reference.provenance.get("run_id"), reference=True) for p in reference.points()]
+        rows += [_row(profile, p, reference.provenance.get("run_id"), reference=True)
+                 for p in reference.points(statistic)]
     return Comparison(profile, rows, _summary(profile, rows))

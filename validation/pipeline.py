@@ -121,7 +121,8 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
              max_regimes: int | None = None, by: str = "auto",
              reference: str | None = None, plot: bool = True, progress: Progress | None = None,
              command: Sequence[str] | None = None, pin: bool = True, cache: str = "warm", seed: int = ORDER_SEED,
-             allow_oversubscribed: bool = False, repeat: int = 1) -> ValidationRun:
+             allow_oversubscribed: bool = False, repeat: int = 1, statistic: str = "median",
+             cache_sizes: dict[str, int] | None = None) -> ValidationRun:
     """Measure, calibrate on the non-held-out points, compare on all, and write every file into ``out``.
 
     ``repeat=2`` runs the whole validation a second time (its files in ``out/run2``, its own run id and
@@ -160,8 +161,9 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
             check_memory(sum(set(ranks)), max(sizes), processes=True)  # every rank count's executor stays open
         except KernelError as e:
             raise TrainsimInputError(f"--ranks/--sizes: {e}") from None
-    fit_args = {"holdout": holdout, "max_regimes": max_regimes, "by": by, "allow_oversubscribed": allow_oversubscribed}
-    _check_fit_plan(algorithms, ranks, sizes, **{k: v for k, v in fit_args.items() if k != "allow_oversubscribed"})
+    fit_args = {"holdout": holdout, "max_regimes": max_regimes, "by": by, "allow_oversubscribed": allow_oversubscribed,
+                "statistic": statistic, "cache_sizes": cache_sizes}
+    _check_fit_plan(algorithms, ranks, sizes, **fit_args)
     measure_args = {"algorithms": algorithms, "ranks": ranks, "sizes": sizes, "device": device, "dtype": dtype,
                     "repeats": repeats, "warmup": warmup, "rounds": rounds, "pin": pin, "cache": cache, "seed": seed}
     run = _one_run(out, measure_args, fit_args, reference, plot, command, progress)

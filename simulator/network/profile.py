@@ -80,8 +80,10 @@ class FitRecord(TypedDict, total=False):
     repetitions: Count
     rms_relative_residual: NonNegative
     measurements: str
+    statistic: Literal["median", "p10", "min"]   # what each point's repetitions were summarised by
     terms: list[str]                   # the model's terms (steps, moved, reduced, staged, beyond_<cache>)
     run_id: str                        # provenance.run_id of the measurements fitted
+    cache_sizes_given: dict[str, int]  # cache sizes given on the command line instead of the provenance's
     oversubscribed_ranks: list[int]    # rank counts fitted although they ran oversubscribed (--allow-oversubscribed)
 
 
