@@ -519,8 +519,8 @@ def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--regimes", type=bounded(int, 1, 64), default=None,
-                   help="at most this many message-size regimes per group found by BIC (default: 1 when the "
-                        "measurements record the machine's caches, whose sizes place the bends; else 2)")
+                   help="at most this many message-size regimes per group found by BIC (default: 1 for the kernels "
+                        "when the measurements record the machine's caches, whose sizes place the bends; else 2)")
     p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
     p.add_argument("--cache-size", action="append", default=[], metavar="LEVEL=SIZE",

@@ -452,8 +452,9 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         or an OSU log (:func:`validation.foreign.read_any`).
     holdout : ``sizes`` (default), ``ranks``, ``algorithms`` or ``none`` — which points :func:`split` keeps out of
         the fit; the profile records the fitted sets so ``compare`` can flag held-out points.
-    max_regimes : at most this many size regimes per group found by BIC; default 1 when the measurements'
-        provenance records the machine's caches (the cache terms put the bends where the caches end), else 2.
+    max_regimes : at most this many size regimes per group found by BIC; default 1 for the kernels when the
+        measurements' provenance records the machine's caches (the cache terms put the bends where the caches
+        end), else 2 (another implementation's protocol switches are not where a cache ends).
     by : ``auto`` (default: chosen by BIC), or one of :data:`STRUCTURES` — which points share
         coefficients: all (``joint``), those with the same rank count, algorithm, or both.
     allow_oversubscribed : fit rank counts that ran with more ranks than CPUs (refused otherwise).
@@ -483,8 +484,8 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         caches = tuple(sorted({**{n: (n, b, k) for n, b, k in caches},
                                **{n: (n, int(b), shared.get(n, 1)) for n, b in cache_sizes.items()}}.values(),
                               key=lambda c: c[1]))
-    if max_regimes is None:
-        max_regimes = 1 if caches else 2
+    if max_regimes is None:  # another implementation switches protocols at sizes no cache says: search for them
+        max_regimes = 1 if caches and source not in FOREIGN else 2
     if max_regimes < 1:
         raise CalibrationError(f"--regimes: expected at least 1, got {max_regimes}")
     allowed = _allowed(by, holdout)

@@ -139,3 +139,45 @@ def test_an_mpi_reference_alone_is_fitted_as_that_implementation():
     assert r.alpha_s == pytest.approx(2e-6, rel=0.01) and r.beta_s_per_byte == pytest.approx(1.5e-10, rel=0.01)
     summary = compare(profile, data).summary
     assert 0 < summary["held_out_points"] < summary["points"] and summary["mape_held_out_pct"] < 1
+
+
+def test_cli_cache_size_and_statistic_are_recorded_and_bad_ones_refused(tmp_path, capsys):
+    from simulator.cli import main
+    from simulator.network.profile import load_profile
+
+    data = measurements(1 << 20)
+    data.write(tmp_path)
+    out = tmp_path / "p.yaml"
+    assert main(["calibrate", str(tmp_path / "measurements.csv"), "--out", str(out), "--cache-size", "L2=4MiB",
+                 "--statistic", "p10"]) == 0
+    profile = load_profile(out)
+    assert profile.caches["L2"].bytes == 4 << 20 and profile.fit["cache_sizes_given"] == {"L2": 4 << 20}
+    assert profile.fit["statistic"] == "p10" and profile.fit["run_id"] == "run-A"
+    from validation.report import regime_rows
+
+    (row,) = regime_rows(profile)
+    assert row["cond"] != "-" and "spill_L3 no data→0" in row["fixed"] and row["spill ns/B"].startswith("L1d")
+    capsys.readouterr()
+    for bad, words in (("L2", "expected LEVEL=SIZE"), ("L2=fast", "--cache-size: "), ("L2=-1MiB", "-1MiB"), ("L2=0B", "whole number")):
+        assert main(["calibrate", str(tmp_path / "measurements.csv"), "--out", str(tmp_path / "q.yaml"),
+                     "--cache-size", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and words in err
+    assert not (tmp_path / "q.yaml").exists()
+
+
+def test_cli_compare_with_another_run_reports_it_as_held_out_by_run(tmp_path, capsys):
+    from simulator.cli import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    measurements(1 << 20, run_id="run-A").write(tmp_path / "a")
+    measurements(1 << 20, seed=8, run_id="run-B").write(tmp_path / "b")
+    assert main(["calibrate", str(tmp_path / "a" / "measurements.csv"), "--out", str(tmp_path / "p.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "p.yaml"), str(tmp_path / "b" / "measurements.csv"), "--json"]) == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["held_out_points"] == summary["points"] and summary["by_holdout"][0]["held_out_by"] == "run"
+    assert summary["mape_held_out_ge_64KiB_pct"] < 1.5   # the same synthetic machine, other noise
