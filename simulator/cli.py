@@ -503,7 +503,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: Sequence[Path]) -> None:
-    from validation.report import comparison_rows, mape_rows, regime_rows
+    from validation.report import comparison_rows, mape_rows
 
     if as_json:
         emit_json({"out": str(out) if out else None, "files": [str(f) for f in files], **comparison.summary,
@@ -511,10 +511,19 @@ def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: 
         return
     print_rows(f"predicted vs measured ({comparison.profile.name}, {comparison.profile.device})",
                comparison_rows(comparison))
-    print_rows("profile", regime_rows(comparison.profile))
+    _print_profile("profile", comparison.profile)
     print_rows("error on held-out points only (MAPE; never on fitted points)", mape_rows(comparison.summary))
     for f in files:
         stderr.print(f"[dim]wrote {f}[/dim]")
+
+
+def _print_profile(title: str, profile: Any) -> None:
+    """The profile's regimes, then each coefficient fixed at 0 with its whole reason (a table of its own)."""
+    from validation.report import fixed_rows, regime_rows
+
+    print_rows(title, [{k: v for k, v in r.items() if k != "fixed"} for r in regime_rows(profile)])
+    if profile.regimes and any(r.fixed for r in profile.regimes):
+        print_rows("coefficients fixed at 0, and why", fixed_rows(profile))
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
@@ -571,7 +580,6 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
 @command("calibrate", _configure_calibrate)
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from validation.calibrate import calibrate
-    from validation.report import regime_rows
 
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
     refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
@@ -583,8 +591,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(profile.model_dump(mode="json", exclude_none=True))
     else:
-        print_rows(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
-                   f"{profile.fit['points_held_out']} held out)", regime_rows(profile))
+        _print_profile(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
+                       f"{profile.fit['points_held_out']} held out)", profile)
     stderr.print(f"[dim]wrote {args.out}[/dim]")
     return 0
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -241,9 +241,8 @@ def _identifiable(a: np.ndarray, names: tuple[str, ...], free: list[int], fixed:
         if cond <= CONDITION_LIMIT:
             return
         into = "gamma" if name == "sigma" else "beta" if name == "gamma" else "the per-byte terms"
-        fixed[name] = (f"not identifiable (condition number {cond:.2g}): its bytes are proportional to the other "
-                       f"terms' in these measurements (measure more algorithms or sizes); folded into {into}, "
-                       "fixed at 0")
+        fixed[name] = (f"not identifiable (condition number {cond:.2g}: proportional to the other terms here); "
+                       f"folded into {into}, fixed at 0")
         free.remove(j)
     if not free or _condition(a[:, free]) > CONDITION_LIMIT:
         raise CalibrationError(f"calibrate: alpha and beta cannot be separated with sizes {sizes}; "

@@ -311,8 +311,9 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: what validate / compare write: a folder with one is ours
 OUTPUTS = ("measurements.csv", "comparison.csv", "profile.yaml", "summary.json", "predicted_vs_measured.png",
-           "reference_mpi.csv", "provenance.json", "profile_mpi.yaml")   # what validate / compare write: a folder with one is ours
+           "reference_mpi.csv", "provenance.json", "profile_mpi.yaml")
 
 
 def check_out_folder(out: str | Path) -> None:

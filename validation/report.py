@@ -8,7 +8,7 @@ from simulator.network.profile import HardwareProfile
 
 from .compare import Comparison
 
-__all__ = ["comparison_rows", "mape_rows", "regime_rows"]
+__all__ = ["comparison_rows", "fixed_rows", "mape_rows", "regime_rows"]
 
 
 def human_bytes(n: float) -> str:
@@ -89,10 +89,9 @@ def _why(reason: str) -> str:
 
 
 def _spill(r: Any) -> str:
-    parts = []
-    for level in sorted(set(r.spill_s_per_byte) | {c.removeprefix("spill_") for c in r.fixed if c.startswith("spill_")}):
-        value = r.spill_s_per_byte.get(level, 0.0)
-        parts.append(f"{level} {_coef(value, r.spill_stderr_s_per_byte.get(level), 1e9)}")
+    """The fitted cache terms (those fixed at 0 are in :func:`fixed_rows`)."""
+    parts = [f"{level} {_coef(value, r.spill_stderr_s_per_byte.get(level), 1e9)}"
+             for level, value in sorted(r.spill_s_per_byte.items()) if f"spill_{level}" not in r.fixed]
     return ", ".join(parts) or "-"
 
 
@@ -105,13 +104,16 @@ def regime_rows(profile: HardwareProfile) -> list[dict[str, Any]]:
                      "sizes": f"[{human_bytes(r.min_bytes)}, {hi})",
                      "alpha us": _coef(r.alpha_s, r.alpha_stderr_s, 1e6),
                      "beta ns/B": _coef(r.beta_s_per_byte, r.beta_stderr_s_per_byte, 1e9),
-                     "1/beta GB/s": f"{1e-9 / r.beta_s_per_byte:.3g}" if r.beta_s_per_byte > 0 else "inf",
                      "gamma ns/B": _coef(r.gamma_s_per_byte, r.gamma_stderr_s_per_byte, 1e9),
                      "sigma ns/B": _coef(r.sigma_s_per_byte, r.sigma_stderr_s_per_byte, 1e9),
                      "spill ns/B": _spill(r),
-                     "fitted sizes": "" if r.fitted_range_bytes is None else
-                     f"{human_bytes(r.fitted_range_bytes[0])}..{human_bytes(r.fitted_range_bytes[1])}",
                      "points": r.points,
                      "cond": f"{r.condition_number:.3g}" if r.condition_number is not None else "-",
                      "fixed": ", ".join(f"{c} {_why(why)}" for c, why in r.fixed.items()) or "-"})
     return rows
+
+
+def fixed_rows(profile: HardwareProfile) -> list[dict[str, Any]]:
+    """One row per coefficient fixed at 0, with the whole reason (fitted negative, not identifiable, no data)."""
+    return [{"regime": i, "coefficient": c, "why": why} for i, r in enumerate(profile.regimes)
+            for c, why in r.fixed.items()]

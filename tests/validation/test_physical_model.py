@@ -158,7 +158,8 @@ def test_cli_cache_size_and_statistic_are_recorded_and_bad_ones_refused(tmp_path
     (row,) = regime_rows(profile)
     assert row["cond"] != "-" and "spill_L3 no data→0" in row["fixed"] and row["spill ns/B"].startswith("L1d")
     capsys.readouterr()
-    for bad, words in (("L2", "expected LEVEL=SIZE"), ("L2=fast", "--cache-size: "), ("L2=-1MiB", "-1MiB"), ("L2=0B", "whole number")):
+    for bad, words in (("L2", "expected LEVEL=SIZE"), ("L2=fast", "--cache-size: "), ("L2=-1MiB", "-1MiB"),
+                       ("L2=0B", "whole number")):
         assert main(["calibrate", str(tmp_path / "measurements.csv"), "--out", str(tmp_path / "q.yaml"),
                      "--cache-size", bad]) == 2
         err = capsys.readouterr().err.strip()
