@@ -87,7 +87,8 @@ def _one_run(out: Path, measure_args: dict, fit_args: dict, reference: str | Non
     if reference == "mpi":
         ref = measure_mpi(measure_args["ranks"], measure_args["sizes"], dtype=measure_args["dtype"],
                           repeats=measure_args["repeats"], warmup=measure_args["warmup"],
-                          device=measure_args["device"], progress=progress)
+                          device=measure_args["device"], rounds=measure_args["rounds"], seed=measure_args["seed"],
+                          progress=progress)
         measured.provenance.update(ref.provenance)
         ref.provenance = measured.provenance
         ref.source_path = out / "reference_mpi.csv"
