@@ -478,7 +478,8 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip predicted_vs_measured.png")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.epilog = ("example: trainsim validate --device cpu --algorithms ring,recursive_doubling --ranks 2,4 "
-                "--sizes 4KiB..64MiB:x4 --out runs/val")
+                "--sizes 4KiB..64MiB:x4 --out runs/val (on fewer than 4 CPUs: --ranks 2; on a shared machine add "
+                "--rounds 5 --statistic p10 --repeat 2)")
 
 
 @command("validate", _configure_validate)
