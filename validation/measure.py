@@ -102,6 +102,8 @@ def measure(algorithms: Sequence[str] = ("ring", "recursive_doubling"), ranks: S
         (``seed``), rank counts interleaved too (one executor per rank count stays open), so a burst of background
         load spreads over points instead of spoiling every repetition of one, and what ran just before a point
         varies. Each row records its round; :class:`~validation.records.Point` reports the drift between rounds.
+    mode : the CPU executor's rank model (``"process"``: one OS process per rank; ``"thread"`` is never pinned).
+    seed : of the shuffled visiting order (the same command and seed visit points in the same order).
     pin : CPU: pin each rank to its own CPU when there are enough (the provenance records which rank counts were
         pinned and which were oversubscribed: more ranks than CPUs).
     cache : ``"warm"`` (each repetition starts right after its inputs were copied into place: the buffers are in

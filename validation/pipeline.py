@@ -180,6 +180,8 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
             "mape_ge_64KiB_quiet_pct": again["mape_held_out_ge_64KiB_quiet_pct"],
             "run2_mape_held_out_ge_64KiB_pct": second.comparison.summary["mape_held_out_ge_64KiB_pct"],
         }
-        (out / "summary.json").write_text(json.dumps(run.comparison.summary, indent=2) + "\n")
+        from topologies.io import write_atomically
+
+        write_atomically(out / "summary.json", json.dumps(run.comparison.summary, indent=2) + "\n")
         run.files = sorted([*run.files, *second.files])
     return run
