@@ -55,17 +55,23 @@ _TIE = 1e-12  # links whose fair share is within this of the lowest saturate in 
 
 # columns of the per-slot arrays
 _REM, _RATE, _SIZE, _LAT = 0, 1, 2, 3           # _f: float64[slots, 4]
-_HOPS, _GROUP, _LINK0 = 0, 1, 2                 # _s: int64[slots, 2 + max hops]; hops 0 = a free slot
+_HOPS, _GROUP, _CLS, _LINK0 = 0, 1, 2, 3        # _s: int64[slots, 3 + max hops]; hops 0 = a free slot
 # columns of the per-link arrays
 _CAP, _LEFT, _SHARE = 0, 1, 2                  # _lf: float64[links, 3]
-_LIVE, _COUNT, _POS, _SAT = 0, 1, 2, 3          # _li: int64[links, 4]
+_LIVE, _COUNT, _POS, _SAT, _CLASS = 0, 1, 2, 3, 4   # _li: int64[links, 5]; _CLASS: the class it bottlenecks
+# bottleneck classes (see ``_class_fill``): _ci int64[classes, 3], _cf float64[classes, 2], _lc int64[links, classes]
+_CL, _CN, _CSTATE = 0, 1, 2                      # its bottleneck link, its live flows, 0 open / 1 frozen / 2 now
+_CRATE, _CSHARE = 0, 1
+_MAX_CLASSES = 32                                # more distinct bottlenecks than this: the flow-by-flow filling
 # entries of the int64 meta array
-_HW, _NFREE, _NACTIVE, _NDONE, _STAMP = 0, 1, 2, 3, 4
+_HW, _NFREE, _NACTIVE, _NDONE, _STAMP, _NCLS, _VALID, _NFAST, _NFULL = 0, 1, 2, 3, 4, 5, 6, 7, 8
+_FEASIBLE = 1e-12  # a link loaded above capacity by more than this fraction: the classes' rates are not max-min
 
 
 @njit(cache=True, nogil=True)
-def _add(links, hops, nbytes, latency, group, f, s, li, active, free, meta):  # pragma: no cover - compiled
-    """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links."""
+def _add(links, hops, nbytes, latency, group, f, s, li, active, free, lc, ci, cf, meta):  # pragma: no cover
+    """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links;
+    each joins the class of the slowest bottleneck its route crosses (none: the next filling is flow by flow)."""
     hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
     for k in range(len(hops)):
         if nfree > 0:
@@ -89,7 +95,28 @@ def _add(links, hops, nbytes, latency, group, f, s, li, active, free, meta):  # 
         f[i, _RATE] = 0.0
         f[i, _SIZE] = nbytes[k]
         f[i, _LAT] = latency[k]
+        s[i, _CLS] = -1
+        if meta[_VALID]:
+            _join(i, h, s, li, lc, ci, cf, meta)
     meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
+
+
+@njit(cache=True, nogil=True)
+def _join(i, h, s, li, lc, ci, cf, meta):  # pragma: no cover - compiled
+    """Slot ``i``'s new flow joins the class, among those bottlenecked on its route, with the lowest rate (a
+    guess that ``_class_fill`` checks); with none on its route the classes are dropped until the next filling."""
+    best, low = -1, np.inf
+    for q in range(h):
+        c = li[s[i, _LINK0 + q], _CLASS]
+        if c >= 0 and cf[c, _CRATE] < low:
+            best, low = c, cf[c, _CRATE]
+    if best < 0:
+        meta[_VALID] = 0
+        return
+    s[i, _CLS] = best
+    ci[best, _CN] += 1
+    for q in range(h):
+        lc[s[i, _LINK0 + q], best] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -109,7 +136,7 @@ def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta):  # pragma: no cover
+def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, meta):  # pragma: no cover
     """Advance the live flows by ``dt`` and retire the finished ones; the live ones go to ``act`` (how many:
     returned), the groups that completed to ``done`` (how many: ``meta[_NDONE]``), in slot order, as the
     flow loop this replaced finished them."""
@@ -126,6 +153,11 @@ def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act,
             s[i, _HOPS] = 0
             free[nfree] = i
             nfree += 1
+            c = s[i, _CLS]
+            if c >= 0:
+                ci[c, _CN] -= 1
+                for q in range(h):
+                    lc[s[i, _LINK0 + q], c] -= 1
             nactive = _unlink(i, h, s, li, active, nactive)
             g = s[i, _GROUP]
             done_at[g] = max(done_at[g], now + f[i, _LAT])
@@ -174,6 +206,7 @@ def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover -
         for q in range(h):
             if li[s[i, _LINK0 + q], _SAT] == stamp:
                 hit = True
+                s[i, _CLS] = s[i, _LINK0 + q]     # its bottleneck (a link id until ``_classify``)
                 break
         if hit:
             f[i, _RATE] = level
@@ -189,18 +222,158 @@ def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work,
+def _class_shares(k, lf, lc, ci, cf):  # pragma: no cover - compiled
+    """Fair share at each open class's bottleneck into ``cf[:, _CSHARE]``; returns the lowest."""
+    level = np.inf
+    for c in range(k):
+        if ci[c, _CSTATE] != 0:
+            continue
+        b = ci[c, _CL]
+        load, count = 0.0, 0
+        for d in range(k):
+            n = lc[b, d]
+            if n > 0:
+                if ci[d, _CSTATE] == 0:
+                    count += n
+                else:
+                    load += n * cf[d, _CRATE]
+        share = (lf[b, _CAP] - load) / count
+        cf[c, _CSHARE] = share
+        level = min(level, share)
+    return level
+
+
+@njit(cache=True, nogil=True)
+def _class_freeze(k, level, lc, ci, cf):  # pragma: no cover - compiled
+    """Freeze the open classes whose bottleneck is at ``level`` (within ``_TIE``); returns their flows, or -1
+    when a saturated bottleneck is crossed by an open class of another bottleneck (the classes are stale)."""
+    threshold = level * (1.0 + _TIE)
+    frozen = 0
+    for c in range(k):
+        if ci[c, _CSTATE] == 0 and cf[c, _CSHARE] <= threshold:
+            ci[c, _CSTATE] = 2
+            cf[c, _CRATE] = level
+            frozen += ci[c, _CN]
+    for c in range(k):
+        if ci[c, _CSTATE] == 2:
+            b = ci[c, _CL]
+            for d in range(k):
+                if lc[b, d] > 0 and ci[d, _CSTATE] == 0:
+                    return -1
+    for c in range(k):
+        if ci[c, _CSTATE] == 2:
+            ci[c, _CSTATE] = 1
+    return frozen
+
+
+@njit(cache=True, nogil=True)
+def _feasible(k, top, lf, li, active, lc, cf, meta):  # pragma: no cover - compiled
+    """No live link carries more than its capacity at the classes' rates (``top``: the highest of them)."""
+    for t in range(meta[_NACTIVE]):
+        link = active[t]
+        cap = lf[link, _CAP]
+        if li[link, _LIVE] * top <= cap:
+            continue
+        load = 0.0
+        for d in range(k):
+            n = lc[link, d]
+            if n > 0:
+                load += n * cf[d, _CRATE]
+        if load > cap * (1.0 + _FEASIBLE):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta):  # pragma: no cover - compiled
+    """Max-min rates per bottleneck class, if the classes still describe the allocation; returns the soonest
+    completion, or -1.0 when they do not (the caller then fills flow by flow).
+
+    A class is the live flows that the last filling froze at one link (its bottleneck); flows with the same
+    bottleneck get the same rate, so progressive filling can run over the classes' bottleneck links with
+    the flows on them counted per class (``lc``), not flow by flow. The result is the max-min allocation
+    exactly when it passes two checks (Bertsekas & Gallager §6.5.2: feasible, and every flow crosses a
+    saturated link on which its rate is the highest): a class freezes only when its own bottleneck
+    saturates (not some other class's), and no live link carries more than its capacity.
+    """
+    k = meta[_NCLS]
+    left = 0
+    for c in range(k):
+        ci[c, _CSTATE] = 0 if ci[c, _CN] > 0 else 1
+        left += ci[c, _CN]
+    if left != na:                     # a flow without a class
+        return -1.0
+    top = 0.0
+    while left > 0:
+        top = _class_shares(k, lf, lc, ci, cf)
+        if not top > 0.0:
+            return -1.0
+        frozen = _class_freeze(k, top, lc, ci, cf)
+        if frozen < 0:
+            return -1.0
+        left -= frozen
+    if not _feasible(k, top, lf, li, active, lc, cf, meta):
+        return -1.0
+    soonest = np.inf
+    for t in range(na):
+        i = act[t]
+        rate = cf[s[i, _CLS], _CRATE]
+        f[i, _RATE] = rate
+        soonest = min(soonest, f[i, _REM] / rate)
+    return soonest
+
+
+@njit(cache=True, nogil=True)
+def _classify(na, f, s, li, active, act, lc, ci, cf, meta):  # pragma: no cover - compiled
+    """After a flow-by-flow filling: the live flows' classes from the links that froze them (``_CLS`` holds
+    that link now); more than ``_MAX_CLASSES`` bottlenecks leave the flows without classes."""
+    for c in range(meta[_NCLS]):
+        li[ci[c, _CL], _CLASS] = -1
+    for t in range(meta[_NACTIVE]):
+        lc[active[t], :] = 0
+    k = 0
+    for t in range(na):
+        i = act[t]
+        b = s[i, _CLS]
+        c = li[b, _CLASS]
+        if c < 0:
+            if k == _MAX_CLASSES:
+                for u in range(t, na):
+                    s[act[u], _CLS] = -1
+                meta[_NCLS], meta[_VALID] = k, 0
+                return
+            c = k
+            k += 1
+            li[b, _CLASS] = c
+            ci[c, _CL], ci[c, _CN] = b, 0
+            cf[c, _CRATE] = f[i, _RATE]
+        s[i, _CLS] = c
+        ci[c, _CN] += 1
+        for q in range(s[i, _HOPS]):
+            lc[s[i, _LINK0 + q], c] += 1
+    meta[_NCLS], meta[_VALID] = k, 1
+
+
+@njit(cache=True, nogil=True)
+def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work, lc, ci, cf,
           meta):  # pragma: no cover - compiled
     """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
     and how many groups completed (their ids: ``done``).
 
-    Progressive filling: each round finds the lowest fair share over the links that carry flows,
-    marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
-    marked link at that rate.
+    The rates come from the bottleneck classes when they still hold (``_class_fill``); otherwise from
+    progressive filling flow by flow: each round finds the lowest fair share over the links that carry
+    flows, marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
+    marked link at that rate; the links that froze them are the next classes.
     """
-    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta)
+    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, meta)
     if na == 0:
         return np.inf, meta[_NDONE]
+    if meta[_VALID]:
+        soonest = _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta)
+        if soonest >= 0.0:
+            meta[_NFAST] += 1
+            return soonest, meta[_NDONE]
+    meta[_NFULL] += 1
     nl = meta[_NACTIVE]
     for t in range(nl):
         link = active[t]
@@ -224,6 +397,7 @@ def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, d
             raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
         m = kept
     meta[_STAMP] = stamp
+    _classify(na, f, s, li, active, act, lc, ci, cf, meta)
     return soonest, meta[_NDONE]
 
 
@@ -273,11 +447,15 @@ class FlowSimulator:
         n_links = len(capacity) + 1                  # the last one: padding, infinite capacity
         self._lf = np.zeros((n_links, 3))
         self._lf[:, _CAP] = np.append(capacity, np.inf)
-        self._li = np.zeros((n_links, 4), dtype=np.int64)
+        self._li = np.zeros((n_links, 5), dtype=np.int64)
         self._li[:, _POS] = -1
+        self._li[:, _CLASS] = -1
+        self._lc = np.zeros((n_links, _MAX_CLASSES), dtype=np.int64)
+        self._ci = np.zeros((_MAX_CLASSES, 3), dtype=np.int64)
+        self._cf = np.zeros((_MAX_CLASSES, 2))
         self._active = np.zeros(n_links, dtype=np.int64)
         self._lwork = np.zeros(n_links, dtype=np.int64)
-        self._meta = np.zeros(5, dtype=np.int64)
+        self._meta = np.zeros(9, dtype=np.int64)
         self._hops = 1
         self._f = np.zeros((0, 4))
         self._s = np.zeros((0, _LINK0 + 1), dtype=np.int64)
@@ -314,7 +492,8 @@ class FlowSimulator:
         """The kernel's arrays in one tuple (rebuilt whenever one of them is replaced)."""
         if hasattr(self, "_done_at"):
             self._arrays = (self._f, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
-                            self._done_at, self._free, self._done, self._act, self._work, self._meta)
+                            self._done_at, self._free, self._done, self._act, self._work, self._lc, self._ci,
+                            self._cf, self._meta)
 
     def _widen(self, hops: int) -> None:
         s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
@@ -383,7 +562,7 @@ class FlowSimulator:
             self._widen(group.links.shape[1])
         g = self._group(event, k)
         _add(group.links, group.hops, group.nbytes, group.latency, g, self._f, self._s, self._li, self._active,
-             self._free, meta)
+             self._free, self._lc, self._ci, self._cf, meta)
         for n in group.sizes:
             self.bytes_carried += n
         self.flows_started += k
