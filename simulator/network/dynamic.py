@@ -611,6 +611,10 @@ class FlowSimulator:
         links = [self._s[i, _LINK0:_LINK0 + self._s[i, _HOPS]].copy() for i in slots]
         return links, self._f[slots, _RATE].copy(), self._f[slots, _REM].copy()
 
+    def fills(self) -> tuple[int, int]:
+        """Re-allocations solved per bottleneck class and flow by flow, so far."""
+        return int(self._meta[_NFAST]), int(self._meta[_NFULL])
+
     def links_in_use(self) -> dict[int, int]:
         """Live flows per link, as kept up to date (a test recounts them from ``live``)."""
         active = self._active[: int(self._meta[_NACTIVE])]

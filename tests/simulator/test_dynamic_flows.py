@@ -87,3 +87,30 @@ def test_a_prepared_group_sent_twice_takes_what_transfer_takes():
     expected = net.finish_times(np.array(src[:2]), np.array(dst[:2]), np.array(nbytes[:2])).max()
     np.testing.assert_allclose(times, [expected, expected], rtol=1e-12)
     assert flows.flows_started == 4 and flows.bytes_carried == 6e7
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_parameter_server_traffic_takes_the_class_path_and_still_equals_a_full_re_solve(seed):
+    """Pushes and pulls of 48 workers to 3 servers (the shape the class path is for: thousands of events, a
+    handful of bottlenecks): after every event the rates equal ``max_min_rates`` from scratch to 1e-12, and
+    most events were solved per bottleneck class, not flow by flow (so the check above covers that path)."""
+    g = topologies.build("fat_tree", k=6, bandwidth=BW, latency=LAT)
+    env = simpy.Environment()
+    flows, seen = FlowSimulator(env, Network(g)), []
+    _checked(flows, seen)
+    rng = np.random.default_rng(seed)
+    servers = [51, 52, 53]
+
+    def worker(w):
+        for _ in range(6):
+            yield env.timeout(float(rng.lognormal(-7.0, 0.5)))
+            shards = rng.uniform(1e6, 4e6, 3)
+            yield flows.transfer([w] * 3, servers, shards)      # push
+            yield flows.transfer(servers, [w] * 3, shards)      # pull
+
+    for w in range(48):
+        env.process(worker(w))
+    env.run()
+    fast, full = flows.fills()
+    assert len(seen) == fast + full > 400
+    assert fast > 2 * full
