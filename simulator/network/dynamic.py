@@ -55,21 +55,27 @@ _TIE = 1e-12  # links whose fair share is within this of the lowest saturate in 
 
 # columns of the per-slot arrays
 _REM, _RATE, _SIZE, _LAT = 0, 1, 2, 3           # _f: float64[slots, 4]
-_HOPS, _GROUP, _CLS, _LINK0 = 0, 1, 2, 3        # _s: int64[slots, 3 + max hops]; hops 0 = a free slot
+_HOPS, _GROUP, _CLS, _NEW, _LINK0 = 0, 1, 2, 3, 4   # _s: int64[slots, 4 + max hops]; hops 0 = a free slot
+# _CLS: the flow's class (-1: none; then its rate is its own _RATE); _NEW: started since the last re-allocation
 # columns of the per-link arrays
 _CAP, _LEFT, _SHARE = 0, 1, 2                  # _lf: float64[links, 3]
-_LIVE, _COUNT, _POS, _SAT, _CLASS = 0, 1, 2, 3, 4   # _li: int64[links, 5]; _CLASS: the class it bottlenecks
-# bottleneck classes (see ``_class_fill``): _ci int64[classes, 3], _cf float64[classes, 2], _lc int64[links, classes]
+_LIVE, _COUNT, _POS, _SAT, _CLASS, _CPOS = 0, 1, 2, 3, 4, 5   # _li: int64[links, 6]
+# _CLASS: the class the link is the bottleneck of (-1: none); _CPOS: its place in ``crowd`` (links with more
+# than _CROWD live flows: the only ones a feasibility check must look at while the top rate is low enough)
+_CROWD = 8
+# bottleneck classes (see ``_class_fill``): _ci int64[classes, 3], _cf float64[classes + 1, 3],
+# _lc int64[links, classes]; the last row of _cf holds the lowest link capacity (_CRATE column)
 _CL, _CN, _CSTATE = 0, 1, 2                      # its bottleneck link, its live flows, 0 open / 1 frozen / 2 now
-_CRATE, _CSHARE = 0, 1
+_CRATE, _CSHARE, _CMIN = 0, 1, 2                 # its rate, its fair share now, its live flows' fewest bytes left
 _MAX_CLASSES = 32                                # more distinct bottlenecks than this: the flow-by-flow filling
 # entries of the int64 meta array
-_HW, _NFREE, _NACTIVE, _NDONE, _STAMP, _NCLS, _VALID, _NFAST, _NFULL = 0, 1, 2, 3, 4, 5, 6, 7, 8
+_HW, _NFREE, _NACTIVE, _NDONE, _STAMP, _NCLS, _VALID, _NFAST, _NFULL, _NCROWD = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 _FEASIBLE = 1e-12  # a link loaded above capacity by more than this fraction: the classes' rates are not max-min
 
 
 @njit(cache=True, nogil=True)
-def _add(links, hops, nbytes, latency, group, f, s, li, active, free, lc, ci, cf, meta):  # pragma: no cover
+def _add(links, hops, nbytes, latency, group, f, s, li, active, free, lc, ci, cf, crowd,
+         meta):  # pragma: no cover - compiled
     """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links;
     each joins the class of the slowest bottleneck its route crosses (none: the next filling is flow by flow)."""
     hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
@@ -91,11 +97,16 @@ def _add(links, hops, nbytes, latency, group, f, s, li, active, free, lc, ci, cf
                 active[nactive] = link
                 nactive += 1
             li[link, _LIVE] += 1
+            if li[link, _LIVE] == _CROWD + 1:
+                li[link, _CPOS] = meta[_NCROWD]
+                crowd[meta[_NCROWD]] = link
+                meta[_NCROWD] += 1
         f[i, _REM] = nbytes[k]
         f[i, _RATE] = 0.0
         f[i, _SIZE] = nbytes[k]
         f[i, _LAT] = latency[k]
         s[i, _CLS] = -1
+        s[i, _NEW] = 1
         if meta[_VALID]:
             _join(i, h, s, li, lc, ci, cf, meta)
     meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
@@ -120,11 +131,19 @@ def _join(i, h, s, li, lc, ci, cf, meta):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
-    """Slot ``i``'s flow leaves its links; a link left with no flow leaves ``active`` (the last takes its place)."""
+def _unlink(i, h, s, li, active, nactive, crowd, meta):  # pragma: no cover - compiled
+    """Slot ``i``'s flow leaves its links; a link left with no flow leaves ``active`` (the last takes its place),
+    one left with ``_CROWD`` leaves ``crowd`` (the same way)."""
     for q in range(h):
         link = s[i, _LINK0 + q]
         li[link, _LIVE] -= 1
+        if li[link, _LIVE] == _CROWD:
+            n = meta[_NCROWD] - 1
+            p = li[link, _CPOS]
+            last = crowd[n]
+            crowd[p] = last
+            li[last, _CPOS] = p
+            meta[_NCROWD] = n
         if li[link, _LIVE] == 0:
             p = li[link, _POS]
             last = active[nactive - 1]
@@ -136,29 +155,41 @@ def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, meta):  # pragma: no cover
-    """Advance the live flows by ``dt`` and retire the finished ones; the live ones go to ``act`` (how many:
-    returned), the groups that completed to ``done`` (how many: ``meta[_NDONE]``), in slot order, as the
-    flow loop this replaced finished them."""
-    hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
+def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, cf, crowd,
+            meta):  # pragma: no cover - compiled
+    """Advance the live flows by ``dt`` at their rates (their class's, or their own without one; none for
+    a flow started since) and retire the finished ones; the live ones go to ``act`` (how many: returned),
+    their classes' fewest bytes left to ``cf[:, _CMIN]``, the groups that completed to ``done`` (how many:
+    ``meta[_NDONE]``), in slot order, as the flow loop this replaced finished them."""
+    hw, nfree = meta[_HW], meta[_NFREE]
+    nactive = meta[_NACTIVE]
+    for c in range(meta[_NCLS]):
+        cf[c, _CMIN] = np.inf
     ndone = 0
     na = 0
     for i in range(hw):
         h = s[i, _HOPS]
         if h == 0:
             continue
-        rem = f[i, _REM] - f[i, _RATE] * dt
+        c = s[i, _CLS]
+        if s[i, _NEW]:
+            s[i, _NEW] = 0
+            rate = 0.0
+        elif c >= 0:
+            rate = cf[c, _CRATE]
+        else:
+            rate = f[i, _RATE]
+        rem = f[i, _REM] - rate * dt
         f[i, _REM] = rem
-        if rem <= _DONE * f[i, _SIZE] or rem <= f[i, _RATE] * slack:
+        if rem <= _DONE * f[i, _SIZE] or rem <= rate * slack:
             s[i, _HOPS] = 0
             free[nfree] = i
             nfree += 1
-            c = s[i, _CLS]
             if c >= 0:
                 ci[c, _CN] -= 1
                 for q in range(h):
                     lc[s[i, _LINK0 + q], c] -= 1
-            nactive = _unlink(i, h, s, li, active, nactive)
+            nactive = _unlink(i, h, s, li, active, nactive, crowd, meta)
             g = s[i, _GROUP]
             done_at[g] = max(done_at[g], now + f[i, _LAT])
             pending[g] -= 1
@@ -168,6 +199,8 @@ def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act,
         else:
             act[na] = i
             na += 1
+            if c >= 0 and rem < cf[c, _CMIN]:
+                cf[c, _CMIN] = rem
     meta[_NDONE] = ndone
     if na == 0:                                       # nothing live: the slots start again from 0
         hw, nfree = 0, 0
@@ -267,10 +300,12 @@ def _class_freeze(k, level, lc, ci, cf):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _feasible(k, top, lf, li, active, lc, cf, meta):  # pragma: no cover - compiled
-    """No live link carries more than its capacity at the classes' rates (``top``: the highest of them)."""
-    for t in range(meta[_NACTIVE]):
-        link = active[t]
+def _feasible(k, top, lf, li, active, lc, cf, crowd, meta):  # pragma: no cover - compiled
+    """No live link carries more than its capacity at the classes' rates (``top``: the highest of them); while
+    ``_CROWD`` flows at ``top`` fit on the narrowest link, only the links in ``crowd`` can be over."""
+    links, n = (crowd, meta[_NCROWD]) if _CROWD * top <= cf[_MAX_CLASSES, _CRATE] else (active, meta[_NACTIVE])
+    for t in range(n):
+        link = links[t]
         cap = lf[link, _CAP]
         if li[link, _LIVE] * top <= cap:
             continue
@@ -285,7 +320,7 @@ def _feasible(k, top, lf, li, active, lc, cf, meta):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta):  # pragma: no cover - compiled
+def _class_fill(lf, li, active, lc, ci, cf, crowd, meta):  # pragma: no cover - compiled
     """Max-min rates per bottleneck class, if the classes still describe the allocation; returns the soonest
     completion, or -1.0 when they do not (the caller then fills flow by flow).
 
@@ -294,15 +329,15 @@ def _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta):  # pragma: no 
     the flows on them counted per class (``lc``), not flow by flow. The result is the max-min allocation
     exactly when it passes two checks (Bertsekas & Gallager §6.5.2: feasible, and every flow crosses a
     saturated link on which its rate is the highest): a class freezes only when its own bottleneck
-    saturates (not some other class's), and no live link carries more than its capacity.
+    saturates (not some other class's), and no live link carries more than its capacity. Every live flow
+    has a class here (``meta[_VALID]``); the rates stay per class (``cf``), and the soonest completion is each
+    class's fewest bytes left over its rate (the same float as the lowest bytes / rate over its flows).
     """
     k = meta[_NCLS]
     left = 0
     for c in range(k):
         ci[c, _CSTATE] = 0 if ci[c, _CN] > 0 else 1
         left += ci[c, _CN]
-    if left != na:                     # a flow without a class
-        return -1.0
     top = 0.0
     while left > 0:
         top = _class_shares(k, lf, lc, ci, cf)
@@ -312,14 +347,12 @@ def _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta):  # pragma: no 
         if frozen < 0:
             return -1.0
         left -= frozen
-    if not _feasible(k, top, lf, li, active, lc, cf, meta):
+    if not _feasible(k, top, lf, li, active, lc, cf, crowd, meta):
         return -1.0
     soonest = np.inf
-    for t in range(na):
-        i = act[t]
-        rate = cf[s[i, _CLS], _CRATE]
-        f[i, _RATE] = rate
-        soonest = min(soonest, f[i, _REM] / rate)
+    for c in range(k):
+        if ci[c, _CN] > 0:
+            soonest = min(soonest, cf[c, _CMIN] / cf[c, _CRATE])
     return soonest
 
 
@@ -356,7 +389,7 @@ def _classify(na, f, s, li, active, act, lc, ci, cf, meta):  # pragma: no cover 
 
 @njit(cache=True, nogil=True)
 def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work, lc, ci, cf,
-          meta):  # pragma: no cover - compiled
+          crowd, meta):  # pragma: no cover - compiled
     """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
     and how many groups completed (their ids: ``done``).
 
@@ -365,11 +398,11 @@ def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, d
     flows, marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
     marked link at that rate; the links that froze them are the next classes.
     """
-    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, meta)
+    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, cf, crowd, meta)
     if na == 0:
         return np.inf, meta[_NDONE]
     if meta[_VALID]:
-        soonest = _class_fill(na, f, s, lf, li, active, act, lc, ci, cf, meta)
+        soonest = _class_fill(lf, li, active, lc, ci, cf, crowd, meta)
         if soonest >= 0.0:
             meta[_NFAST] += 1
             return soonest, meta[_NDONE]
@@ -447,15 +480,17 @@ class FlowSimulator:
         n_links = len(capacity) + 1                  # the last one: padding, infinite capacity
         self._lf = np.zeros((n_links, 3))
         self._lf[:, _CAP] = np.append(capacity, np.inf)
-        self._li = np.zeros((n_links, 5), dtype=np.int64)
+        self._li = np.zeros((n_links, 6), dtype=np.int64)
         self._li[:, _POS] = -1
         self._li[:, _CLASS] = -1
         self._lc = np.zeros((n_links, _MAX_CLASSES), dtype=np.int64)
         self._ci = np.zeros((_MAX_CLASSES, 3), dtype=np.int64)
-        self._cf = np.zeros((_MAX_CLASSES, 2))
+        self._cf = np.zeros((_MAX_CLASSES + 1, 3))
+        self._cf[_MAX_CLASSES, _CRATE] = float(np.min(capacity)) if len(capacity) else np.inf
+        self._crowd = np.zeros(n_links, dtype=np.int64)
         self._active = np.zeros(n_links, dtype=np.int64)
         self._lwork = np.zeros(n_links, dtype=np.int64)
-        self._meta = np.zeros(9, dtype=np.int64)
+        self._meta = np.zeros(10, dtype=np.int64)
         self._hops = 1
         self._f = np.zeros((0, 4))
         self._s = np.zeros((0, _LINK0 + 1), dtype=np.int64)
@@ -493,7 +528,7 @@ class FlowSimulator:
         if hasattr(self, "_done_at"):
             self._arrays = (self._f, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
                             self._done_at, self._free, self._done, self._act, self._work, self._lc, self._ci,
-                            self._cf, self._meta)
+                            self._cf, self._crowd, self._meta)
 
     def _widen(self, hops: int) -> None:
         s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
@@ -562,7 +597,7 @@ class FlowSimulator:
             self._widen(group.links.shape[1])
         g = self._group(event, k)
         _add(group.links, group.hops, group.nbytes, group.latency, g, self._f, self._s, self._li, self._active,
-             self._free, self._lc, self._ci, self._cf, meta)
+             self._free, self._lc, self._ci, self._cf, self._crowd, meta)
         for n in group.sizes:
             self.bytes_carried += n
         self.flows_started += k
@@ -609,11 +644,17 @@ class FlowSimulator:
         hw = int(self._meta[_HW])
         slots = np.flatnonzero(self._s[:hw, _HOPS] > 0)
         links = [self._s[i, _LINK0:_LINK0 + self._s[i, _HOPS]].copy() for i in slots]
-        return links, self._f[slots, _RATE].copy(), self._f[slots, _REM].copy()
+        cls = self._s[slots, _CLS]
+        rate = np.where(cls >= 0, self._cf[np.maximum(cls, 0), _CRATE], self._f[slots, _RATE])
+        return links, rate, self._f[slots, _REM].copy()
 
     def fills(self) -> tuple[int, int]:
         """Re-allocations solved per bottleneck class and flow by flow, so far."""
         return int(self._meta[_NFAST]), int(self._meta[_NFULL])
+
+    def crowded(self) -> set[int]:
+        """Links with more than ``_CROWD`` live flows, as kept up to date (a test recounts them)."""
+        return set(self._crowd[: int(self._meta[_NCROWD])].tolist())
 
     def links_in_use(self) -> dict[int, int]:
         """Live flows per link, as kept up to date (a test recounts them from ``live``)."""

@@ -8,7 +8,7 @@ import simpy
 
 import topologies
 from simulator.network import Network
-from simulator.network.dynamic import FlowSimulator
+from simulator.network.dynamic import _CROWD, FlowSimulator
 from simulator.network.fluid import max_min_rates
 
 BW, LAT = 10e9, 1e-6
@@ -16,7 +16,8 @@ BW, LAT = 10e9, 1e-6
 
 def _checked(flows: FlowSimulator, seen: list[int]) -> None:
     """After every re-allocation: the live flows' rates are the max-min rates solved from scratch over the
-    live flows, and the live-flows-per-link counts kept as flows come and go equal a recount."""
+    live flows, and the live-flows-per-link counts (and the crowded links) kept as flows come and go equal a
+    recount."""
     inner = flows._reallocate
 
     def reallocate(event=None):
@@ -32,6 +33,7 @@ def _checked(flows: FlowSimulator, seen: list[int]) -> None:
         assert (remaining > 0).all()
         used, count = np.unique(link_of, return_counts=True)
         assert flows.links_in_use() == dict(zip(used.tolist(), count.tolist(), strict=True))
+        assert flows.crowded() == set(used[count > _CROWD].tolist())
         seen.append(len(links))
 
     flows._reallocate = reallocate
