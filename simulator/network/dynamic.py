@@ -25,13 +25,20 @@ to now, retires the finished ones (returning the groups that completed, in slot 
 and re-runs progressive filling over the live flows. Arrivals at the same simulated
 instant are re-shared once (a zero-delay event).
 
-Why every live flow is re-filled on each event and not only the changed component of
-the flow–link graph: under max-min fairness a component's allocation depends only on
-that component, but with k servers every push shares a server's inbound link and every
-pull its outbound one, and a stage's k flows share its own link, so in parameter-server
-traffic the live flows form one component (measured: benchmarks/README.md, issue 19).
-The filling's arithmetic is the same as the kernel it replaced (same levels, same
-saturation test, the same subtractions per link), so rates are bit-identical to it.
+Why not re-fill only the changed component of the flow–link graph: under max-min
+fairness a component's allocation depends only on that component, but with k servers
+every push shares a server's inbound link and every pull its outbound one, and a stage's
+k flows share its own link, so in parameter-server traffic the live flows form one
+component (measured: benchmarks/README.md, issue 19). What that traffic does have is few
+distinct rates: the flows frozen at one link (a server's) share a rate. So rates are kept
+per *bottleneck class* (``_class_fill``): the filling runs over the classes' bottleneck
+links, then the max-min characterisation is checked (each class's bottleneck saturates and
+no open class of another bottleneck crosses it; no link over capacity), and when it fails
+(or a new flow crosses no class's bottleneck) the flow-by-flow filling runs and its
+freezing links are the next classes. That filling's arithmetic is the kernel it replaced
+(same levels, saturation test and subtractions); the class filling sums ``count × rate``
+per link instead of subtracting flow by flow, so its rates agree with a from-scratch
+``max_min_rates`` to 1e-12 relative (tested after every event), not bit for bit.
 
 Numba is imported with this module; :func:`load_kernels` loads the cached kernels
 ahead of a timed region.
