@@ -508,7 +508,7 @@ class FlowSimulator:
         self._pack()
         self._free_groups: list[int] = []
         self._last = 0.0                  # simulated time the remaining bytes refer to
-        self._generation = 0              # a timer from an older allocation is ignored
+        self._timer: simpy.Event | None = None   # the next completion's; an older one is ignored
         self._pending_allocation = False
         self.bytes_carried = 0.0
         self.flows_started = 0
@@ -623,26 +623,25 @@ class FlowSimulator:
         self._last = now
         slack = 1e-13 * max(1.0, now)  # float round-off of the clock, in seconds
         soonest, n = _step(now, dt, slack, *self._arrays)
-        self._generation += 1
         if n:
-            groups = self._done[:n].tolist()
-            ends = self._done_at[groups].tolist()
-            events, free = self._events, self._free_groups
-            for g, end in zip(groups, ends, strict=True):
+            done, done_at, events, free = self._done, self._done_at, self._events, self._free_groups
+            for j in range(n):
                 # succeed the group's event after its last flow's path latency: what Event.succeed does,
                 # with a delay (one event instead of a timeout plus a callback)
+                g = int(done[j])
                 event = events[g]
                 events[g] = None
                 free.append(g)
                 event._ok, event._value = True, None
-                env.schedule(event, delay=max(0.0, end - now))
+                env.schedule(event, delay=max(0.0, float(done_at[g]) - now))
         if soonest == np.inf:
+            self._timer = None
             return
-        generation = self._generation
-        env.timeout(soonest).callbacks.append(lambda _: self._on_timer(generation))
+        timer = self._timer = env.timeout(soonest)   # an older timer still in the queue is ignored
+        timer.callbacks.append(self._on_timer)
 
-    def _on_timer(self, generation: int) -> None:
-        if generation == self._generation:
+    def _on_timer(self, timer: simpy.Event) -> None:
+        if timer is self._timer:
             self._reallocate()
 
     # -- for tests ------------------------------------------------------------------------
