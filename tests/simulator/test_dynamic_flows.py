@@ -116,3 +116,27 @@ def test_parameter_server_traffic_takes_the_class_path_and_still_equals_a_full_r
     fast, full = flows.fills()
     assert len(seen) == fast + full > 400
     assert fast > 2 * full
+
+
+def test_more_bottlenecks_than_classes_fall_back_to_the_flow_by_flow_filling():
+    """80 disjoint pairs on a switch, with a third of them also crossing a shared device: far more distinct
+    bottleneck links than the kernel keeps classes for, so flows go without a class and use their own
+    rates; after every event the rates still equal a from-scratch solve, and every transfer ends."""
+    g = topologies.build("switch", n=161, bandwidth=BW, latency=LAT)
+    env = simpy.Environment()
+    flows, seen, done = FlowSimulator(env, Network(g)), [], []
+    _checked(flows, seen)
+    rng = np.random.default_rng(3)
+
+    def pair(i):
+        yield env.timeout(float(rng.uniform(0, 1e-4)))
+        for _ in range(3):
+            dst = [2 * i + 1] + ([160] if i % 3 == 0 else [])
+            yield flows.transfer([2 * i] * len(dst), dst, rng.uniform(1e5, 1e6, len(dst)))
+            done.append(i)
+
+    for i in range(80):
+        env.process(pair(i))
+    env.run()
+    assert len(done) == 240 and max(seen) > 80
+    assert flows.fills()[1] > 0
