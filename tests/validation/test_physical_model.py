@@ -182,3 +182,13 @@ def test_cli_compare_with_another_run_reports_it_as_held_out_by_run(tmp_path, ca
     summary = json.loads(capsys.readouterr().out)
     assert summary["held_out_points"] == summary["points"] and summary["by_holdout"][0]["held_out_by"] == "run"
     assert summary["mape_held_out_ge_64KiB_pct"] < 1.5   # the same synthetic machine, other noise
+
+
+def test_a_profile_with_physical_terms_refuses_a_schedule_in_slices():
+    """Its staging and spill terms are fitted on whole steps: a pipelined schedule is refused, not mis-timed."""
+    from simulator.network.profile import ProfileError
+
+    profile = calibrate(measurements(1 << 20), holdout="none")
+    assert profile.regime(4 << 20, "ring", 2).physical
+    with pytest.raises(ProfileError, match="pipelined in 4 slices cannot use them"):
+        profile.schedule_time(schedule("ring", 2, 4 << 20, slices=4))
