@@ -1,4 +1,9 @@
-"""Hierarchical (2-D ring) allreduce for ``nodes x devices_per_node`` ranks.
+"""Hierarchical (2-D ring) allreduce, reduce-scatter and all-gather for ``nodes x devices_per_node`` ranks.
+
+The reduce-scatter and all-gather (what ZeRO and all-gathering codecs run under
+``communication.algorithm: hierarchical``) are at the end of this module: two levels each,
+ordered so that the fewest bytes cross the nodes (:func:`hierarchical_reduce_scatter`,
+:func:`hierarchical_allgather`). The allreduce:
 
 Ranks are host-major: ``rank = node * g + local`` with ``g = devices_per_node``
 and ``m = p / g`` nodes. Three phases, each a ring:
