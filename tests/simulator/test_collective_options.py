@@ -172,3 +172,25 @@ def test_hierarchical_reduce_scatter_and_allgather_times_are_an_intra_and_an_int
     intra_s = level(intra, g, n, 2 * li, 1 / bi)                          # device -> node switch -> device
     inter_s = level(inter, m, n / g, 2 * li + 2 * le, g / be)             # ... NIC -> switch -> NIC ...
     assert simulated == pytest.approx(intra_s + inter_s, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+def test_cli_times_the_hierarchical_reduce_scatter_and_allgather(capsys, collective):
+    """``trainsim collective --collective ... --algorithm hierarchical``: the simulated time is the network's
+    time of the schedule with the --param options, and an option the phase does not take is refused."""
+    from simulator.cli import main
+
+    args = ["collective", "--collective", collective, "--algorithm", "hierarchical", "--ranks", "16", "--size",
+            "64MiB", "--topology", "hierarchical", "--param", "nodes=4", "--param", "devices_per_node=4",
+            "--param", "intra_bandwidth=300GB/s", "--param", "inter_bandwidth=100Gbps", "--param", "intra_latency=1us",
+            "--param", "inter_latency=2us", "--json"]
+    assert main([*args, "--param", "inter=rabenseifner"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["collective"], row["algorithm"]) == (collective, "hierarchical")
+    graph = topologies.build("hierarchical", nodes=4, devices_per_node=4, intra_bandwidth=300e9,
+                             inter_bandwidth=100e9 / 8, intra_latency=1e-6, inter_latency=2e-6)
+    sched = schedule("hierarchical", 16, 64 * 2**20, collective, devices_per_node=4, inter="rabenseifner")
+    assert row["simulated_s"] == pytest.approx(Network(graph).schedule_time(sched, np.arange(16)), rel=1e-12)
+    assert main([*args, "--param", "inter=double_binary_tree"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"hierarchical {collective}: inter must be one of ring, rabenseifner" in err
