@@ -49,6 +49,8 @@ allreduce); P. Patarasuk and X. Yuan, JPDC 69(2), 2009 (the rings).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ._build import counts, flags, frozen, int_option, require_power_of_two
@@ -241,9 +243,17 @@ def _two_level(collective: str, ranks: int, size_bytes: int, options: dict) -> S
     if ranks % g:
         raise ScheduleError(f"{where} needs p to be a multiple of devices_per_node, got p={ranks}, "
                             f"devices_per_node={g}")
-    m = ranks // g
     choices = PHASE_CHOICES[collective]
     inter, intra = (_choice(options, key, choices, where) for key in ("inter", "intra"))
+    steps = _two_level_steps(collective, ranks, g, inter, intra)
+    return Schedule(collective, "hierarchical", ranks, split_evenly(size_bytes, ranks), steps)
+
+
+@lru_cache(maxsize=8)
+def _two_level_steps(collective: str, ranks: int, g: int, inter: str, intra: str) -> tuple[Step, ...]:
+    """The steps of :func:`_two_level`, built once per shape: they are frozen, so the schedules of every
+    message size (a job's buckets) share them, as the ring's do."""
+    m = ranks // g
     node, local = np.arange(m, dtype=np.int32), np.arange(g, dtype=np.int32)
     by_node = node[:, None] * g + local[None, :]                  # [m, g]: (node, local) -> rank, and chunk
     # intra: group = node, sub-rank = local, sub-chunk j = shard j = chunks j, g + j, ... (every node alike)
@@ -252,8 +262,7 @@ def _two_level(collective: str, ranks: int, size_bytes: int, options: dict) -> S
     # inter: group = local l, sub-rank = node, sub-chunk j = chunk j * g + l
     inter_steps = [_spread(st, by_node.T, by_node.T[:, :, None]) for st in
                    _phase(collective, inter, m, f"{collective} with inter: {inter} (nodes)", "inter: ring")]
-    steps = intra_steps + inter_steps if collective == "reduce_scatter" else inter_steps + intra_steps
-    return Schedule(collective, "hierarchical", ranks, split_evenly(size_bytes, ranks), tuple(steps))
+    return tuple(intra_steps + inter_steps if collective == "reduce_scatter" else inter_steps + intra_steps)
 
 
 def _phase(collective: str, name: str, size: int, what: str, instead: str) -> list[Step]:
