@@ -211,8 +211,10 @@ def hierarchical_reduce_scatter(ranks: int, size_bytes: int, **options: object) 
 
     Intra first is the order that sends the fewest bytes across the nodes: each rank's NIC carries
     ``(m-1)/m n/g`` (inter first would carry ``(m-1)/m n``, ``g`` times more, and leave the cheap
-    intra-node links the small part). ``inter`` / ``intra`` (options, default ``ring``):
-    ``rabenseifner`` makes that phase recursive halving (``log2`` steps in place of ``m-1`` or
+    intra-node links the small part). That is the gain with a NIC per device; where a node's ``g``
+    devices share one NIC it carries ``(m-1)/m n``, about a flat ring's ``(p-1)/p n``, and the gain
+    is the ``m - 1`` inter-node steps in place of ``p - 1``. ``inter`` / ``intra`` (options, default
+    ``ring``): ``rabenseifner`` makes that phase recursive halving (``log2`` steps in place of ``m-1`` or
     ``g-1``; ``m`` or ``g`` a power of two).
     """
     return _two_level("reduce_scatter", ranks, size_bytes, options)
@@ -230,7 +232,8 @@ def hierarchical_allgather(ranks: int, size_bytes: int, **options: object) -> Sc
 
     Inter first is the order that sends the fewest bytes across the nodes: each rank's NIC carries
     ``(m-1)/m n/g``; intra first would make every rank hold its node's ``g`` chunks before crossing,
-    and carry ``(m-1)/m n``, ``g`` times more. ``inter`` / ``intra`` (options, default ``ring``):
+    and carry ``(m-1)/m n``, ``g`` times more (one NIC shared by a node's ``g`` devices: as for the
+    reduce-scatter, :func:`hierarchical_reduce_scatter`). ``inter`` / ``intra`` (options, default ``ring``):
     ``rabenseifner`` or ``recursive_doubling`` makes that phase recursive doubling (``log2`` steps;
     ``m`` or ``g`` a power of two).
     """
