@@ -29,9 +29,10 @@ Conventions callers rely on
 * *Algorithm options* are the keys a user chooses rather than the topology
   dictates: :data:`OPTIONS` lists them per algorithm (``pipeline_chunks`` of
   ``double_binary_tree``; ``inter``, ``intra``, ``pipeline_chunks`` of
-  ``hierarchical``; ``inter``, ``intra`` of its reduce_scatter and allgather), and :func:`check_options` refuses, in one line, a key the
-  algorithm does not take (config files and the CLI call it, so nothing a user
-  types is ignored). They travel to the builder with the topology info.
+  ``hierarchical``; ``inter``, ``intra`` of its reduce_scatter and allgather),
+  and :func:`check_options` refuses, in one line, a key the algorithm does not
+  take (config files and the CLI call it, so nothing a user types is ignored).
+  They travel to the builder with the topology info.
 """
 
 from __future__ import annotations
