@@ -29,9 +29,10 @@ Conventions callers rely on
 * *Algorithm options* are the keys a user chooses rather than the topology
   dictates: :data:`OPTIONS` lists them per algorithm (``pipeline_chunks`` of
   ``double_binary_tree``; ``inter``, ``intra``, ``pipeline_chunks`` of
-  ``hierarchical``), and :func:`check_options` refuses, in one line, a key the
-  algorithm does not take (config files and the CLI call it, so nothing a user
-  types is ignored). They travel to the builder with the topology info.
+  ``hierarchical``; ``inter``, ``intra`` of its reduce_scatter and allgather),
+  and :func:`check_options` refuses, in one line, a key the algorithm does not
+  take (config files and the CLI call it, so nothing a user types is ignored).
+  They travel to the builder with the topology info.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from functools import lru_cache
 from ._build import int_option
 from .analytic import pipelined_cost, port_totals, step_maxima
 from .bruck import bruck_allgather
-from .hierarchical import hierarchical_allreduce
+from .hierarchical import hierarchical_allgather, hierarchical_allreduce, hierarchical_reduce_scatter
 from .in_network import nvls_allreduce
 from .pairwise import pairwise_alltoall, pairwise_reduce_scatter
 from .parameter_server import sharded_pull, sharded_push
@@ -89,9 +90,11 @@ ALGORITHMS: dict[tuple[str, str], Builder] = {
     ("reduce_scatter", "ring"): ring_reduce_scatter,
     ("reduce_scatter", "recursive_halving"): recursive_halving_reduce_scatter,
     ("reduce_scatter", "pairwise"): pairwise_reduce_scatter,
+    ("reduce_scatter", "hierarchical"): hierarchical_reduce_scatter,
     ("allgather", "ring"): ring_allgather,
     ("allgather", "recursive_doubling"): recursive_doubling_allgather,
     ("allgather", "bruck"): bruck_allgather,
+    ("allgather", "hierarchical"): hierarchical_allgather,
     ("broadcast", "binomial_tree"): binomial_broadcast,
     ("broadcast", "scatter_allgather"): scatter_allgather_broadcast,
     ("reduce", "binomial_tree"): binomial_reduce,
@@ -106,6 +109,8 @@ _PARAMETER_SERVER = ("ps_push", "ps_pull")
 OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("allreduce", "double_binary_tree"): ("pipeline_chunks",),
     ("allreduce", "hierarchical"): ("inter", "intra", "pipeline_chunks"),
+    ("reduce_scatter", "hierarchical"): ("inter", "intra"),
+    ("allgather", "hierarchical"): ("inter", "intra"),
 }
 # ``slices`` (Schedule.slices: the schedule pipelined in c slices, reductions overlapping transfers)
 # applies to every collective schedule; parameter-server pushes and pulls are not collectives

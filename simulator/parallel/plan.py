@@ -154,9 +154,11 @@ PHASES: dict[str, dict[str, str]] = {
     "ring": {"reduce_scatter": "ring", "allgather": "ring"},
     "rabenseifner": {"reduce_scatter": "recursive_halving", "allgather": "recursive_doubling"},
     "recursive_doubling": {"allgather": "recursive_doubling"},
+    "hierarchical": {"reduce_scatter": "hierarchical", "allgather": "hierarchical"},
 }
 """An allreduce algorithm's own reduce-scatter and all-gather (Rabenseifner = recursive halving, then
-recursive doubling): what ``communication.algorithm`` runs where ZeRO or an all-gathering codec needs one."""
+recursive doubling; hierarchical = its two-level intra/inter phases, taking its ``inter`` / ``intra``):
+what ``communication.algorithm`` runs where ZeRO or an all-gathering codec needs one."""
 
 
 def phase_algorithm(algorithm: str, name: str, why: str) -> str:
@@ -178,10 +180,11 @@ def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups
         ranks = groups.shape[-1]
         alg = phase_algorithm(algorithm, name, why)
         takes = collectives.OPTIONS.get((name, alg), ())
-        if alg != algorithm and any(k not in takes for k in options):
+        if any(k not in takes for k in options):
+            runs = f"which runs {alg}" if alg != algorithm else f"whose {alg} schedule takes {', '.join(takes)}"
             raise ConfigError(f"communication.algorithm_options: {', '.join(k for k in options if k not in takes)} "
                               f"configure(s) the {algorithm} allreduce, but this job's gradients need a {name} "
-                              f"({why}), which runs {alg}; remove them")
+                              f"({why}), {runs}; remove them")
         try:
             sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info, **options)
         except collectives.ScheduleError as e:
@@ -440,9 +443,12 @@ def _algorithm(config: Config, network: Network, placement: Placement, parts: tu
         for name, own in PHASES.items():
             if phases <= own.keys():
                 options = algorithm_options(config, name)
-                totals[name] = sum(network.schedule_time(collectives.schedule(
-                    own[ph], len(group), n, collective=ph, **info, **options), group)
-                    for n in sizes for ph in sorted(phases))
+                try:
+                    totals[name] = sum(network.schedule_time(collectives.schedule(
+                        own[ph], len(group), n, collective=ph, **info, **options), group)
+                        for n in sizes for ph in sorted(phases))
+                except collectives.ScheduleError:
+                    continue  # cannot run on this node structure / with these options (as best_algorithm)
         best = min(totals, key=lambda k: (totals[k], list(totals).index(k)))
     if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in totals:
         why = (f"this job's gradients need a {' and a '.join(sorted(phases))}" if phases

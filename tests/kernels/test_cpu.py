@@ -182,3 +182,19 @@ def test_algorithm_options_run_on_the_thread_executor(algorithm, ranks, info):
             s = element_schedule(algorithm, ranks, 203, dtype, **info)
             bufs = inputs(ranks, 203, dtype, seed=7)
             assert_matches(s, bufs, ex.run(s, bufs), "sum", f"thread {algorithm} {info} {dtype}")
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+@pytest.mark.parametrize("ranks, info", [
+    (8, {"devices_per_node": 2, "inter": "rabenseifner", "intra": "rabenseifner"}),
+    (8, {"devices_per_node": 4, "intra": "rabenseifner"}),
+    (6, {"devices_per_node": 2}),
+    (6, {"devices_per_node": 3}),
+])
+def test_hierarchical_reduce_scatter_and_allgather_run_on_the_thread_executor(collective, ranks, info):
+    """Two levels with strided shards (rank r owns chunk r, a message carries chunks l, g + l, ...) agree with numpy."""
+    with kernels.executor("cpu", ranks, mode="thread") as ex:
+        for dtype in ("float64", "int32"):
+            s = element_schedule("hierarchical", ranks, 203, dtype, collective, **info)
+            bufs = inputs(ranks, 203, dtype, seed=11)
+            assert_matches(s, bufs, ex.run(s, bufs), "sum", f"thread hierarchical {collective} {info} {dtype}")

@@ -106,13 +106,25 @@ def test_refusals_are_one_line():
     ps = job("data", options={"pipeline_chunks": 4}, pattern="parameter_server")
     del ps["communication"]["algorithm"]
     assert "parameter_server no collective carries the gradients" in error(ps)
-    zero = job("data", "hierarchical", {"inter": "rabenseifner"})
+    zero = job("data", "binomial_tree")
     zero["parallelism"]["zero"] = 1
-    assert error(zero) == ("communication.algorithm: hierarchical has no reduce_scatter, and this job's gradients "
-                           "need one (parallelism.zero: 1); choose ring or rabenseifner")
+    assert error(zero) == ("communication.algorithm: binomial_tree has no reduce_scatter, and this job's gradients "
+                           "need one (parallelism.zero: 1); choose ring or rabenseifner or hierarchical")
     topk = job("data", options={"pipeline_chunks": 4}, compression={"method": "topk"})
     assert "double_binary_tree has no allgather" in error(topk)
-    assert "(communication.compression.method: topk); choose ring or rabenseifner or recursive_doubling" in error(topk)
+    assert ("(communication.compression.method: topk); choose ring or rabenseifner or recursive_doubling or "
+            "hierarchical") in error(topk)
+    # hierarchical's own phases: an inter-node allreduce they have no reduce-scatter / all-gather of, and
+    # pipeline_chunks (the inter tree's), are refused, not dropped
+    zero = job("data", "hierarchical", {"inter": "recursive_doubling"})
+    zero["parallelism"]["zero"] = 2
+    assert error(zero) == ("communication.algorithm: hierarchical reduce_scatter: inter must be one of ring, "
+                           "rabenseifner, got 'recursive_doubling'")
+    topk = job("data", "hierarchical", {"inter": "double_binary_tree", "pipeline_chunks": 4},
+               compression={"method": "topk"})
+    assert error(topk) == ("communication.algorithm_options: pipeline_chunks configure(s) the hierarchical allreduce, "
+                           "but this job's gradients need a allgather (communication.compression.method: topk), "
+                           "whose hierarchical schedule takes inter, intra, slices; remove them")
 
 
 ZERO_AND_CODECS = [({"zero": 1}, {}), ({"zero": 3}, {}), ({}, {"method": "topk", "ratio": 0.01}),
@@ -123,7 +135,8 @@ ZERO_AND_CODECS = [({"zero": 1}, {}), ({"zero": 3}, {}), ({}, {"method": "topk",
 @pytest.mark.parametrize("zero, codec", ZERO_AND_CODECS)
 def test_the_configured_algorithm_runs_the_reduce_scatter_and_all_gather_it_has(parallel, zero, codec):
     """ZeRO and all-gathering codecs run the algorithm's own phases (Rabenseifner: recursive halving, then
-    doubling); ZeRO's reduce-scatters are the network's time of exactly those schedules."""
+    doubling; hierarchical: its intra/inter levels); ZeRO's reduce-scatters and the all-gathers are the
+    network's time of exactly those schedules."""
     from simulator import collectives
     from simulator.parallel.plan import PHASES
 
@@ -132,8 +145,8 @@ def test_the_configured_algorithm_runs_the_reduce_scatter_and_all_gather_it_has(
         cfg["parallelism"].update(zero)
         assert "zero 3 shards gradients per microbatch and does not combine with pipeline > 1" in error(cfg)
         return
-    times = {}
-    for algorithm in ("ring", "rabenseifner", "recursive_doubling"):
+    times, two_level = {}, False
+    for algorithm in ("ring", "rabenseifner", "recursive_doubling", "hierarchical"):
         cfg = job(parallel, algorithm, compression=codec) if codec else job(parallel, algorithm)
         cfg["parallelism"].update(zero)
         if zero and algorithm == "recursive_doubling":
@@ -141,23 +154,42 @@ def test_the_configured_algorithm_runs_the_reduce_scatter_and_all_gather_it_has(
             continue
         result = simulate(load_config(cfg))
         plan, network = result.context["plan"], result.context["network"]
+        groups = plan.placement.device[:, 0, :].T
+        p, info = groups.shape[-1], {"devices_per_node": plan.placement.devices_per_node_in(groups[0])}
+        two_level = 1 < info["devices_per_node"] < p
+        gathers = [c for c in plan.grad_sync[0][0][0] + plan.after_step[0] if c.name == "allgather"]
         if zero:
-            groups = plan.placement.device[:, 0, :].T
-            info = {"devices_per_node": plan.placement.devices_per_node_in(groups[0])}
             for part, (coll,) in zip(plan.parts[0], plan.grad_sync[0][0], strict=True):
-                sched = collectives.schedule(PHASES[algorithm]["reduce_scatter"], groups.shape[-1], part.bytes,
+                sched = collectives.schedule(PHASES[algorithm]["reduce_scatter"], p, part.bytes,
                                              collective="reduce_scatter", **info)
                 assert coll.seconds == network.concurrent_schedule_cost(sched, groups)[0]
+        if zero.get("zero") == 3:
+            gathers = [collectives_like(plan.gather[0, 0], plan.gather_bytes[0, 0])]
+        assert gathers
+        for coll in gathers:   # every all-gather sends (p - 1) n bytes in all, whatever the algorithm
+            n = round(coll.bytes / (len(groups) * (p - 1)))
+            sched = collectives.schedule(PHASES[algorithm]["allgather"], p, n, collective="allgather", **info)
+            assert coll.seconds == network.concurrent_schedule_cost(sched, groups)[0]
         times[algorithm] = result.summary["iteration_time_s"]
     if PARALLEL[parallel]["data"] > 2:   # on 2 ranks ring and Rabenseifner are the same one exchange
         assert times["ring"] != times["rabenseifner"]   # before, every algorithm but ring silently ran ring
+    if two_level:   # data-parallel groups with several devices on each of several nodes
+        assert times["hierarchical"] < times["ring"]    # before, hierarchical was refused (and ran ring silently)
+    else:           # one level: the hierarchical phases are that level's ring
+        assert times["hierarchical"] == times["ring"]
+
+
+def collectives_like(seconds: float, nbytes: float):
+    from simulator.parallel.plan import Collective
+
+    return Collective("allgather", float(seconds), float(nbytes))
 
 
 def test_auto_with_zero_chooses_among_the_algorithms_that_have_its_phases():
     cfg = job("data", "auto")
     cfg["parallelism"]["zero"] = 2
     chosen = summary(cfg)
-    assert set(chosen["auto_candidates_s"]) == {"ring", "rabenseifner"}
+    assert set(chosen["auto_candidates_s"]) == {"ring", "rabenseifner", "hierarchical"}
     assert chosen["algorithm"] == min(chosen["auto_candidates_s"], key=chosen["auto_candidates_s"].get)
     fixed = job("data", chosen["algorithm"])
     fixed["parallelism"]["zero"] = 2

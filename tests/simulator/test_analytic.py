@@ -116,6 +116,8 @@ def test_analytic_time_equals_the_closed_form(collective, algorithm, p, form):
 def test_every_algorithm_with_a_closed_form_is_covered():
     assert set(CLOSED_FORMS) | {
         ("allreduce", "hierarchical"),
+        ("reduce_scatter", "hierarchical"),   # two levels: test_hierarchical_reduce_scatter_and_allgather_...
+        ("allgather", "hierarchical"),
         ("allreduce", "double_binary_tree"),
         ("ps_push", "sharded"),
         ("ps_pull", "sharded"),
@@ -141,6 +143,33 @@ def test_hierarchical_is_intra_reduce_scatter_inter_ring_allreduce_intra_allgath
         intra_ag = (g - 1) * a + (g - 1) / g * n * b
         got = analytic_time("hierarchical", p, n, a, b, c, devices_per_node=g)
         assert close(got, intra_rs + inter + intra_ag)
+
+
+def _level(kind: str, q: int, n: float, a: float, b: float) -> float:
+    """One level over q ranks of n bytes: a ring's q - 1 steps or halving/doubling's log2 q; (q-1)/q n either way."""
+    return (q - 1 if kind == "ring" else log2(q)) * a + (q - 1) / q * n * b
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+@pytest.mark.parametrize(("p", "g"), [(8, 2), (8, 4), (16, 4), (12, 3), (6, 6), (6, 1), (64, 8), (10, 2), (40, 8)])
+@pytest.mark.parametrize("inter", ["ring", "rabenseifner"])
+@pytest.mark.parametrize("intra", ["ring", "rabenseifner"])
+def test_hierarchical_reduce_scatter_and_allgather_are_an_intra_and_an_inter_level(collective, p, g, inter, intra):
+    """reduce_scatter: intra over the whole buffer, then inter over a shard (n/g); allgather: the mirror."""
+    m = p // g
+    if (inter != "ring" and not is_pow2(m)) or (intra != "ring" and not is_pow2(g)):
+        return
+    n = p * 5 * 1024
+    for a, b, c in COEFFICIENTS:
+        per_byte = b + (c if collective == "reduce_scatter" else 0.0)
+        want = _level(intra, g, n, a, per_byte) + _level(inter, m, n / g, a, per_byte)
+        got = analytic_time("hierarchical", p, n, a, b, c, collective=collective, devices_per_node=g,
+                            inter=inter, intra=intra)
+        assert close(got, want), (a, b, c, got, want)
+
+
+def is_pow2(q: int) -> bool:
+    return q & (q - 1) == 0
 
 
 @pytest.mark.parametrize(("p", "k"), [(1, 1), (4, 1), (4, 2), (3, 3), (2, 8)])

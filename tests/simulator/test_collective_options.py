@@ -144,3 +144,53 @@ def test_hierarchical_time_is_the_sum_of_its_phases(inter, intra):
     ag = (g - 1) * (a1 + n / g * b1)
     expected = rs + phase_closed_form(inter, m, n / g, a2, b2, gamma) + ag
     assert simulated == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+@pytest.mark.parametrize(("g", "m"), [(2, 4), (4, 2), (4, 4), (2, 8), (4, 3), (1, 5), (4, 1)])
+@pytest.mark.parametrize("inter", ["ring", "rabenseifner"])
+@pytest.mark.parametrize("intra", ["ring", "rabenseifner"])
+def test_hierarchical_reduce_scatter_and_allgather_times_are_an_intra_and_an_inter_level(collective, g, m, inter,
+                                                                                      intra):
+    """m nodes x g devices, one NIC per node into a switch: the inter level's g rings (or halvings / doublings)
+    share each NIC, the intra level's messages (a shard of m chunks each) stay on the node's switch."""
+    if (inter != "ring" and m & (m - 1)) or (intra != "ring" and g & (g - 1)):
+        return
+    n, gamma = g * m * 3 * 2**18, 2e-12
+    bi, li, be, le = 300e9, 1e-6, 12.5e9, 2e-6
+    graph = topologies.build("hierarchical", nodes=m, devices_per_node=g, intra_bandwidth=bi, intra_latency=li,
+                             inter_bandwidth=be, inter_latency=le, inter_kind="switch")
+    net = Network(graph, "fluid", gamma=gamma)
+    sched = schedule("hierarchical", g * m, n, collective, devices_per_node=g, inter=inter, intra=intra)
+    simulated = net.schedule_time(sched, np.arange(g * m))
+    c = gamma if collective == "reduce_scatter" else 0.0
+
+    def level(kind: str, q: int, size: float, a: float, b: float) -> float:
+        steps = q - 1 if kind == "ring" else int(math.log2(q))
+        return steps * a + (q - 1) / q * size * (b + c)
+
+    intra_s = level(intra, g, n, 2 * li, 1 / bi)                          # device -> node switch -> device
+    inter_s = level(inter, m, n / g, 2 * li + 2 * le, g / be)             # ... NIC -> switch -> NIC ...
+    assert simulated == pytest.approx(intra_s + inter_s, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+def test_cli_times_the_hierarchical_reduce_scatter_and_allgather(capsys, collective):
+    """``trainsim collective --collective ... --algorithm hierarchical``: the simulated time is the network's
+    time of the schedule with the --param options, and an option the phase does not take is refused."""
+    from simulator.cli import main
+
+    args = ["collective", "--collective", collective, "--algorithm", "hierarchical", "--ranks", "16", "--size",
+            "64MiB", "--topology", "hierarchical", "--param", "nodes=4", "--param", "devices_per_node=4",
+            "--param", "intra_bandwidth=300GB/s", "--param", "inter_bandwidth=100Gbps", "--param", "intra_latency=1us",
+            "--param", "inter_latency=2us", "--json"]
+    assert main([*args, "--param", "inter=rabenseifner"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["collective"], row["algorithm"]) == (collective, "hierarchical")
+    graph = topologies.build("hierarchical", nodes=4, devices_per_node=4, intra_bandwidth=300e9,
+                             inter_bandwidth=100e9 / 8, intra_latency=1e-6, inter_latency=2e-6)
+    sched = schedule("hierarchical", 16, 64 * 2**20, collective, devices_per_node=4, inter="rabenseifner")
+    assert row["simulated_s"] == pytest.approx(Network(graph).schedule_time(sched, np.arange(16)), rel=1e-12)
+    assert main([*args, "--param", "inter=double_binary_tree"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"hierarchical {collective}: inter must be one of ring, rabenseifner" in err

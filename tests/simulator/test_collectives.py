@@ -26,6 +26,7 @@ from simulator.collectives import (
     Step,
     Transfer,
     algorithms,
+    check_options,
     schedule,
     verify,
 )
@@ -41,8 +42,8 @@ EXPECTED_TABLE = {
         "double_binary_tree",
         "hierarchical",
     },
-    "reduce_scatter": {"ring", "recursive_halving", "pairwise"},
-    "allgather": {"ring", "recursive_doubling", "bruck"},
+    "reduce_scatter": {"ring", "recursive_halving", "pairwise", "hierarchical"},
+    "allgather": {"ring", "recursive_doubling", "bruck", "hierarchical"},
     "broadcast": {"binomial_tree", "scatter_allgather"},
     "reduce": {"binomial_tree"},
     "alltoall": {"pairwise"},
@@ -151,6 +152,51 @@ def test_hierarchical_needs_devices_per_node_dividing_p():
         schedule("hierarchical", 10, 100, devices_per_node=4)
     with pytest.raises(ScheduleError, match="devices_per_node must be an integer >= 1"):
         schedule("hierarchical", 8, 100, devices_per_node=0)
+
+
+@pytest.mark.parametrize("collective", ["reduce_scatter", "allgather"])
+@pytest.mark.parametrize("g", [1, 2, 4])
+@pytest.mark.parametrize("m", [2, 3, 5, 8])
+def test_hierarchical_reduce_scatter_and_allgather_keep_the_contract_and_cross_the_nodes_once(collective, g, m):
+    """Rank r ends with (starts with) chunk r, the ring's numbering; each rank's NIC carries its shard once,
+    in the inter-node phase, which comes second for reduce_scatter and first for allgather."""
+    p = g * m
+    pow2 = [o for o in ("ring", "rabenseifner") if o == "ring" or is_power_of_two(m)]
+    for n in (0, 1, p - 1, p * 1000 + 7):
+        for inter in pow2:
+            for intra in ("ring", "rabenseifner") if is_power_of_two(g) else ("ring",):
+                s = schedule("hierarchical", p, n, collective, devices_per_node=g, inter=inter, intra=intra)
+                verify(s)
+                assert s.chunk_owner.tolist() == list(range(p))
+                assert s.chunk_bytes.tolist() == list(split_evenly(n, p))
+                crossing = np.zeros(p)
+                phases = []
+                for step in s.steps:
+                    across = step.src // g != step.dst // g
+                    assert across.all() or not across.any()          # a step is intra- or inter-node
+                    phases.append(bool(across.any()))
+                    ends = step.src if collective == "reduce_scatter" else step.dst
+                    np.add.at(crossing, ends[across], s.chunk_bytes[step.chunk[across]])
+                assert phases == sorted(phases, reverse=collective == "allgather")
+                # across the nodes a rank sends (reduce_scatter) or receives (allgather) exactly its local index's
+                # shard, chunks l, g + l, ..., but its own chunk, once: (m-1)/m n/g when p divides n
+                shard = [sum(s.chunk_bytes[node * g + local] for node in range(m)) for local in range(g)]
+                assert crossing.tolist() == [shard[r % g] - s.chunk_bytes[r] for r in range(p)]
+
+
+def test_hierarchical_phases_refuse_what_they_cannot_build_in_one_line():
+    with pytest.raises(ScheduleError, match=r"^hierarchical reduce_scatter: inter must be one of ring, rabenseifner, "
+                                            r"got 'recursive_doubling'$"):
+        schedule("hierarchical", 8, 100, "reduce_scatter", devices_per_node=2, inter="recursive_doubling")
+    with pytest.raises(ScheduleError, match="intra must be one of ring, rabenseifner, recursive_doubling"):
+        schedule("hierarchical", 8, 100, "allgather", devices_per_node=2, intra="double_binary_tree")
+    with pytest.raises(ScheduleError, match=r"allgather with inter: rabenseifner \(nodes\) needs a power-of-two.*p=3"):
+        schedule("hierarchical", 6, 100, "allgather", devices_per_node=2, inter="rabenseifner")
+    with pytest.raises(ScheduleError, match=r"multiple of devices_per_node.*p=10"):
+        schedule("hierarchical", 10, 100, "reduce_scatter", devices_per_node=4)
+    check_options("hierarchical", {"inter": "ring", "intra": "rabenseifner", "slices": 2}, "allgather")
+    with pytest.raises(ScheduleError, match="takes no option 'pipeline_chunks'; it takes inter, intra, slices"):
+        check_options("hierarchical", {"pipeline_chunks": 4}, "reduce_scatter")
 
 
 def test_root_out_of_range_is_a_schedule_error():
