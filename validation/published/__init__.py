@@ -174,8 +174,11 @@ def predict(row: Row, folder: Path = HERE) -> float:
 
 
 def evaluate(table: Table, *, folder: Path = HERE, only: Iterable[str] | None = None,
-             progress: Callable[[str, float], None] | None = None) -> list[Outcome]:
-    """Run every row (or the ``only`` ones and the rows they are relative to), in the file's order."""
+             progress: Callable[[str, float, float], None] | None = None) -> list[Outcome]:
+    """Run every row (or the ``only`` ones and the rows they are relative to), in the file's order.
+
+    ``progress(row id, wall seconds, CPU seconds)`` is called after each row.
+    """
     import time
 
     wanted = set(only) if only is not None else {r.id for r in table.rows}
@@ -189,10 +192,10 @@ def evaluate(table: Table, *, folder: Path = HERE, only: Iterable[str] | None = 
         if row.pending is not None:
             out.append(Outcome(row, None))
             continue
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         values[row.id] = predict(row, folder)
         if progress:
-            progress(row.id, time.perf_counter() - start)
+            progress(row.id, time.perf_counter() - start, time.process_time() - cpu)
         value = values[row.id] / values[row.relative_to] if row.relative_to else values[row.id]
         out.append(Outcome(row, value))
     return out

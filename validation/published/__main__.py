@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             if wanted not in known:
                 raise TrainsimInputError(f"--only {wanted}: expected one of {', '.join(sorted(known))}")
         outcomes = evaluate(table, only=args.only,
-                            progress=lambda rid, s: print(f"{rid}: {s:.1f} s", file=sys.stderr))
+                            progress=lambda rid, s, cpu: print(f"{rid}: {s:.1f} s ({cpu:.1f} s CPU)", file=sys.stderr))
         text = render(table, outcomes)
         problems = check(table, outcomes)
         if args.write or args.check:
