@@ -1,20 +1,26 @@
 """Roofline compute times: how long a layer, a pass or an iteration takes on one device.
 
-Every layer is timed as the slower of its arithmetic and its memory traffic
-(Williams, Waterman & Patterson 2009, "Roofline")::
+A layer's forward work comes in pieces of one kind each (``Layer.work``: GEMM, attention,
+elementwise, embedding; a transformer block has one of each of the first three). Every piece is
+timed as the slower of its arithmetic and its memory traffic (Williams, Waterman & Patterson 2009,
+"Roofline"), divided by the fraction of that roofline its kind reaches on the device
+(``Device.efficiency``, :class:`simulator.devices.Efficiency`)::
 
-    t = max(flops / (peak_flops * efficiency), bytes / memory_bandwidth)
+    t = max(flops / peak_flops, bytes / memory_bandwidth) / efficiency[kind]
+
+so a compute-bound GEMM runs at ``efficiency.gemm`` of peak FLOP/s and a memory-bound elementwise
+kernel at ``efficiency.elementwise`` of the memory bandwidth. A layer takes the sum of its pieces.
 
 The rules, kept deliberately simple and consistent:
 
-* forward: ``flops = batch * layer.forward_flops``;
-  ``bytes = batch * layer.forward_bytes + params * WEIGHT_BYTES``
+* forward: ``flops = batch * work.flops``;
+  ``bytes = batch * work.bytes + work.params * WEIGHT_BYTES``
   (activations in and out for every sample, 16-bit weights read once per batch);
 * backward: twice the forward flops *and* bytes (gradients with respect to the
   activations and to the weights each cost about one forward; the saved
   activations and incoming gradients are read, outgoing gradients written);
 * optimizer step: memory-bound streaming over the parameters,
-  ``OPTIMIZER_BYTES_PER_PARAM`` bytes each.
+  ``OPTIMIZER_BYTES_PER_PARAM`` bytes each, an elementwise kernel.
 
 Nothing here knows about communication, overlap or stragglers: the engine adds
 those. :func:`iteration_compute_time` is the single-worker, communication-free
@@ -26,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.devices import Device
-from simulator.workloads import Layer, Model
+from simulator.workloads import Layer, Model, Work
 
 __all__ = [
     "BACKWARD_FACTOR",
@@ -41,6 +47,7 @@ __all__ = [
     "reduce_time_per_byte",
     "server_apply_time",
     "step_time",
+    "work_time",
 ]
 
 WEIGHT_BYTES = 2
@@ -63,8 +70,19 @@ REDUCE_BYTES_PER_BYTE = 3.0
 _PASSES = {"forward": 1.0, "backward": BACKWARD_FACTOR}
 
 
-def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forward") -> float:
-    """Roofline time of one layer for one batch.
+def work_time(work: Work, device: Device, batch: int, factor: float = 1.0) -> float:
+    """Seconds of one piece of work for one batch: its roofline time over its kind's efficiency.
+
+    ``factor`` scales FLOPs and bytes alike (backward: ``BACKWARD_FACTOR``).
+    """
+    flops = factor * batch * work.flops
+    moved = factor * (batch * work.bytes + work.params * WEIGHT_BYTES)
+    return max(flops / device.peak_flops, moved / device.memory_bandwidth) / device.efficiency[work.kind]
+
+
+def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forward",
+               kinds: tuple[str, ...] | None = None) -> float:
+    """Roofline time of one layer for one batch: the sum of its pieces of work.
 
     Parameters
     ----------
@@ -74,11 +92,13 @@ def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forwar
         Samples per batch on this device (> 0).
     pass_ : {"forward", "backward"}
         Backward costs ``BACKWARD_FACTOR`` times the forward FLOPs and bytes.
+    kinds : tuple of str, optional
+        Only the pieces of these kinds (selective recomputation re-runs the attention core).
 
     Returns
     -------
     float
-        Seconds: ``max(flops / (peak_flops * efficiency), bytes / memory_bandwidth)``.
+        Seconds: ``sum over pieces of max(flops / peak_flops, bytes / memory_bandwidth) / efficiency[kind]``.
 
     Examples
     --------
@@ -93,9 +113,7 @@ def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forwar
     if not batch > 0:
         raise ValueError(f"batch must be > 0, got {batch!r}")
     factor = _PASSES[pass_]
-    flops = factor * batch * layer.forward_flops
-    moved = factor * (batch * layer.forward_bytes + layer.params * WEIGHT_BYTES)
-    return max(flops / device.sustained_flops, moved / device.memory_bandwidth)
+    return float(sum(work_time(w, device, batch, factor) for w in layer.work if kinds is None or w.kind in kinds))
 
 
 def forward_time(model: Model, device: Device, batch: int) -> float:
@@ -133,7 +151,8 @@ def reduce_time_per_byte(device: Device) -> float:
 def step_time(
     model: Model, device: Device, *, bytes_per_param: float = OPTIMIZER_BYTES_PER_PARAM
 ) -> float:
-    """Optimizer update time, seconds: memory-bound streaming over every parameter.
+    """Optimizer update time, seconds: memory-bound streaming over every parameter (an elementwise
+    kernel: at ``efficiency.elementwise`` of the memory bandwidth).
 
     Parameters
     ----------
@@ -144,7 +163,7 @@ def step_time(
     """
     if not bytes_per_param >= 0:
         raise ValueError(f"bytes_per_param must be >= 0, got {bytes_per_param!r}")
-    return model.parameters * bytes_per_param / device.memory_bandwidth
+    return model.parameters * bytes_per_param / (device.memory_bandwidth * device.efficiency.elementwise)
 
 
 def iteration_compute_time(model: Model, device: Device, batch: int) -> float:

@@ -2,7 +2,8 @@
 
 A :class:`Device` is the whole description of one worker's compute that the
 simulator needs: :mod:`simulator.compute` turns a layer's FLOPs and bytes into
-seconds with ``max(flops / (peak_flops * efficiency), bytes / memory_bandwidth)``.
+seconds with ``max(flops / peak_flops, bytes / memory_bandwidth) / efficiency[kind]`` per piece of work
+(:class:`Efficiency`, one fraction per kind of work).
 ``CATALOG`` holds datasheet numbers for the devices a config may name
 (``cluster.device: a100``); a config may also give the numbers itself, which the
 config layer maps onto :class:`Device`.
@@ -16,11 +17,60 @@ All quantities are SI: FLOP/s, bytes/s, bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
-__all__ = ["CATALOG", "KINDS", "Device", "get_device"]
+__all__ = ["CATALOG", "KINDS", "WORK_KINDS", "Device", "Efficiency", "get_device"]
 
 KINDS = ("cpu", "gpu", "tpu")
+
+WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")
+"""What a piece of a layer's work is, for its efficiency (:class:`Efficiency`): dense matrix products
+(fully-connected layers, convolutions, a transformer's projections and MLP), the attention core
+(scores, softmax, context), memory-bound elementwise work (normalisation, activations, dropout,
+residual adds, pooling) and embedding gathers."""
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """The fraction of the device's roofline each kind of work reaches, each in (0, 1].
+
+    A piece of work of kind ``k`` takes ``max(flops / peak_flops, bytes / memory_bandwidth) / e_k``:
+    a compute-bound GEMM runs at ``e_gemm`` of peak FLOP/s, a memory-bound elementwise kernel at
+    ``e_elementwise`` of the HBM bandwidth. These are single-kernel figures, not end-to-end MFU
+    (which already holds pipeline bubbles and communication, which the engine adds).
+    """
+
+    gemm: float = 0.5
+    attention: float = 0.5
+    elementwise: float = 0.5
+    embedding: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Reject fractions outside (0, 1]."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not 0 < value <= 1:
+                raise ValueError(f"efficiency {f.name} must be in (0, 1], got {value!r}")
+
+    @classmethod
+    def of(cls, value: float | Mapping[str, float] | Efficiency) -> Efficiency:
+        """An ``Efficiency`` from a scalar (every kind), a mapping of kinds, or an ``Efficiency``."""
+        if isinstance(value, Efficiency):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**{k: float(v) for k, v in value.items()})
+        return cls(*(float(value),) * len(WORK_KINDS))
+
+    def __getitem__(self, kind: str) -> float:
+        """The fraction for one of :data:`WORK_KINDS`."""
+        if kind not in WORK_KINDS:
+            raise KeyError(f"unknown work kind {kind!r}; expected one of {', '.join(WORK_KINDS)}")
+        return getattr(self, kind)
+
+    def replace(self, **kinds: float) -> Efficiency:
+        """A copy with some kinds changed."""
+        return Efficiency(**{**{k: getattr(self, k) for k in WORK_KINDS}, **kinds})
 
 
 @dataclass(frozen=True)
@@ -40,11 +90,9 @@ class Device:
         Peak DRAM/HBM bandwidth, bytes/s.
     memory_bytes : float
         Device memory capacity, bytes.
-    efficiency : float, default 0.5
-        Fraction of ``peak_flops`` that a real training kernel reaches on a
-        compute-bound layer, in (0, 1]. Memory-bound work is modelled separately
-        by the roofline, so this is the ceiling for large GEMMs/convolutions,
-        not an end-to-end utilisation.
+    efficiency : float, mapping or Efficiency, default 0.5
+        The fraction of the roofline each kind of work reaches (:class:`Efficiency`); a scalar
+        means every kind. Stored as an :class:`Efficiency`.
     """
 
     name: str
@@ -52,7 +100,7 @@ class Device:
     peak_flops: float
     memory_bandwidth: float
     memory_bytes: float
-    efficiency: float = 0.5
+    efficiency: Efficiency = Efficiency()
 
     def __post_init__(self) -> None:
         """Reject unknown kinds, non-positive quantities and efficiencies outside (0, 1]."""
@@ -64,43 +112,54 @@ class Device:
             value = getattr(self, field)
             if not value > 0:
                 raise ValueError(f"device {self.name!r}: {field} must be > 0, got {value!r}")
-        if not 0 < self.efficiency <= 1:
-            raise ValueError(
-                f"device {self.name!r}: efficiency must be in (0, 1], got {self.efficiency!r}"
-            )
+        try:
+            object.__setattr__(self, "efficiency", Efficiency.of(self.efficiency))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"device {self.name!r}: {e}") from None
 
     @property
     def sustained_flops(self) -> float:
-        """FLOP/s a compute-bound training kernel sustains: ``peak_flops * efficiency``."""
-        return self.peak_flops * self.efficiency
+        """FLOP/s a compute-bound GEMM sustains: ``peak_flops * efficiency.gemm``."""
+        return self.peak_flops * self.efficiency.gemm
 
 
-# Efficiencies (fraction of dense peak reached by compute-bound training kernels):
-#   GPUs/TPUs: Narayanan et al. 2021 (Megatron-LM, SC'21) sustain 138-163 TFLOP/s per
-#   A100 on GPT models (44-52 % of 312); Chowdhery et al. 2022 (PaLM) reach 46 % MFU on
-#   TPU v4; Dubey et al. 2024 (Llama 3, Table 4) report 38-43 % MFU on H100;
-#   Shoeybi et al. 2019 sustain 39 TFLOP/s (31 %) on one V100, cuDNN convolutions do
-#   better (~50 %). Elementwise work (BatchNorm, ReLU, softmax) is memory-bound and is
-#   charged to bandwidth by the roofline, so these are kernel ceilings, not end-to-end
-#   utilisation. CPU: oneDNN fp32 GEMM/conv reach 60-80 % of base-clock peak, but heavy
-#   AVX-512 code runs below base clock; 0.4 covers both.
+# Per-kind efficiencies: single-device, single-kernel figures (not end-to-end MFU, which already
+# holds pipeline bubbles and communication that the engine adds). Sources, per number:
+#   gemm   - A100 SXM 0.87, H100 SXM 0.80: S. Bekman, "Machine Learning Engineering Open Book",
+#            compute/accelerator, "Maximum Achievable Matmul FLOPS comparison table" (mamf-finder,
+#            BF16, torch 2.6/2.7): 271.2 of 312 TFLOP/s (86.9 %), 794.5 of 989 (80.3 %).
+#            V100 0.75, TPU v4 0.75, CPU 0.4: ASSUMPTIONS (no single-kernel figure found to cite;
+#            V100 tensor-core cuBLAS GEMMs are commonly quoted at ~90-100 of 125 TFLOP/s; CPU: oneDNN
+#            fp32 GEMM reaches 60-80 % of base-clock peak but AVX-512 code runs below base clock).
+#   attention - A100 0.6: Dao 2023, FlashAttention-2 (arXiv:2307.08691): forward reaches 50-73 % of
+#            A100 peak (backward lower); 0.6 for forward and backward together.
+#            H100 0.6: Shah et al. 2024, FlashAttention-3 (arXiv:2407.08608): FP16 up to 740 TFLOP/s
+#            (75 %) forward, FlashAttention-2 35 % on H100; 0.6 for a mixed forward/backward.
+#            V100 0.4, TPU v4 0.5, CPU 0.3: ASSUMPTIONS (FlashAttention does not run on Volta; an
+#            unfused attention is partly memory-bound).
+#   elementwise (fraction of memory bandwidth) - V100 0.83: Jia et al. 2018, "Dissecting the NVIDIA
+#            Volta GPU Architecture via Microbenchmarking" (arXiv:1804.06826), ~750 of 900 GB/s
+#            measured global-memory bandwidth. A100 0.85, H100 0.85, TPU v4 0.8, CPU 0.75:
+#            ASSUMPTIONS in line with STREAM/BabelStream-style copy kernels (measure with BabelStream
+#            and override per device).
+#   embedding (row gathers) - 0.5 on every device: ASSUMPTION (indexed rows, not one stream).
 CATALOG: dict[str, Device] = {
     # 2 x Intel Xeon Platinum 8358 (Ice Lake-SP, 32 cores, 2.6 GHz base, 2 AVX-512 FMA
     # units: 32 fp32 FLOP/cycle/core), Intel ARK: 8 channels DDR4-3200 per socket.
     # Peak = 2 * 32 * 2.6e9 * 32 = 5.32 TFLOP/s fp32; 2 * 8 * 25.6 GB/s = 409.6 GB/s;
     # 512 GB of DRAM (16 x 32 GB DIMMs, a common configuration).
-    "cpu": Device("cpu", "cpu", 2 * 32 * 2.6e9 * 32, 2 * 8 * 25.6e9, 512e9, 0.4),
+    "cpu": Device("cpu", "cpu", 2 * 32 * 2.6e9 * 32, 2 * 8 * 25.6e9, 512e9, Efficiency(0.4, 0.3, 0.75, 0.5)),
     # NVIDIA Tesla V100 SXM2 32GB datasheet: 125 TFLOPS tensor (fp16), 900 GB/s HBM2, 32 GB.
-    "v100": Device("v100", "gpu", 125e12, 900e9, 32e9, 0.4),
+    "v100": Device("v100", "gpu", 125e12, 900e9, 32e9, Efficiency(0.75, 0.4, 0.83, 0.5)),
     # NVIDIA A100 80GB SXM datasheet: 312 TFLOPS bf16/fp16 tensor dense (624 with
     # sparsity), 2,039 GB/s HBM2e, 80 GB.
-    "a100": Device("a100", "gpu", 312e12, 2.039e12, 80e9, 0.5),
+    "a100": Device("a100", "gpu", 312e12, 2.039e12, 80e9, Efficiency(0.87, 0.6, 0.85, 0.5)),
     # NVIDIA H100 SXM5 datasheet: 989 TFLOPS bf16 tensor dense (1,979 with sparsity),
     # 3.35 TB/s HBM3, 80 GB.
-    "h100": Device("h100", "gpu", 989e12, 3.35e12, 80e9, 0.4),
+    "h100": Device("h100", "gpu", 989e12, 3.35e12, 80e9, Efficiency(0.80, 0.6, 0.85, 0.5)),
     # Google Cloud TPU v4 system architecture page (Jouppi et al. 2023): 275 TFLOPS bf16
     # per chip, 1,200 GB/s HBM2, 32 GiB.
-    "tpu_v4": Device("tpu_v4", "tpu", 275e12, 1.2e12, 32 * 2**30, 0.5),
+    "tpu_v4": Device("tpu_v4", "tpu", 275e12, 1.2e12, 32 * 2**30, Efficiency(0.75, 0.5, 0.8, 0.5)),
 }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .devices import WORK_KINDS
 from .formatting import fmt, with_unit
 
 __all__ = ["EMBED_TRACE_BYTES", "REPORT", "write_run_report", "write_sweep_report"]
@@ -144,11 +145,13 @@ def _assumptions(summary: dict[str, Any], context: dict[str, Any]) -> str:
                      "congestion-control overhead (network efficiency 100 %).")
     device = _device(context)
     if device is not None:
-        items.append(f"Compute: roofline on {device.name} — each layer takes max(FLOPs ÷ (peak "
-                     f"{device.peak_flops / 1e12:,.1f} TFLOP/s × efficiency {device.efficiency:g}), bytes ÷ memory "
-                     f"bandwidth {device.memory_bandwidth / 1e9:,.0f} GB/s).")
+        eff = ", ".join(f"{k} {getattr(device.efficiency, k):g}" for k in WORK_KINDS)
+        items.append(f"Compute: roofline on {device.name} — each piece of a layer's work (GEMM, attention, "
+                     f"elementwise, embedding) takes max(FLOPs ÷ peak {device.peak_flops / 1e12:,.1f} TFLOP/s, bytes ÷ "
+                     f"memory bandwidth {device.memory_bandwidth / 1e9:,.0f} GB/s) ÷ its kind's efficiency ({eff}).")
     else:
-        items.append("Compute: roofline — max(FLOPs ÷ (peak × the device's efficiency), bytes ÷ memory bandwidth).")
+        items.append("Compute: roofline — max(FLOPs ÷ peak, bytes ÷ memory bandwidth) ÷ the efficiency of the work's "
+                     "kind (GEMM, attention, elementwise, embedding).")
     items.append("Gradient reduction costs γ per byte reduced; an optimizer step is a roofline over the parameters.")
     items.append("Not modelled: data loading and the host's input pipeline; kernel-launch and framework overheads "
                  "beyond the efficiency factor; packet-level effects (switch buffers, retransmissions, congestion "

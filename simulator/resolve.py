@@ -17,8 +17,8 @@ import networkx as nx
 import topologies
 from simulator import collectives, compute
 from simulator.config import Config, ConfigError
-from simulator.config.models import DeviceSpec, FromFile, Hierarchical
-from simulator.devices import Device, get_device
+from simulator.config.models import DeviceSpec, EfficiencySpec, FromFile, Hierarchical
+from simulator.devices import Device, Efficiency, get_device
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
 from simulator.workloads import Model, get_model, model_from_layers
@@ -80,17 +80,34 @@ def resolve_device(spec: str | DeviceSpec) -> Device:
             return get_device(spec)
         except KeyError as e:
             raise ConfigError(f"cluster.device: {e.args[0]}") from None
-    given = {k: v for k, v in spec.model_dump(exclude={"memory"}).items() if v is not None}
+    given = {k: v for k, v in spec.model_dump(exclude={"memory", "efficiency"}).items() if v is not None}
     if spec.memory is not None:
         given["memory_bytes"] = spec.memory
     try:
-        return dataclasses.replace(get_device(spec.name), **given)
+        base = get_device(spec.name)
     except KeyError:
         missing = [k for k in ("kind", "peak_flops", "memory_bandwidth", "memory_bytes") if k not in given]
         if missing:
             names = ", ".join(m.replace("memory_bytes", "memory") for m in missing)
             raise ConfigError(f"cluster.device: {spec.name!r} is not in the catalog, so it needs {names}") from None
-        return Device(**given)
+        base = None
+    eff = spec.efficiency
+    if isinstance(eff, EfficiencySpec):   # only the kinds given change: the catalog's (or 0.5) for the rest
+        given["efficiency"] = (base.efficiency if base is not None else Efficiency()).replace(**eff.given())
+    elif eff is not None:
+        given["efficiency"] = Efficiency.of(eff)
+    return dataclasses.replace(base, **given) if base is not None else Device(**given)
+
+
+def check_efficiency_kinds(spec: str | DeviceSpec, model: Model, where: str) -> None:
+    """A per-kind efficiency the model has no work of is refused (it would change nothing)."""
+    if not isinstance(spec, DeviceSpec) or not isinstance(spec.efficiency, EfficiencySpec):
+        return
+    present = {w.kind for la in model.layers for w in la.work} | {"elementwise"}   # the optimizer step
+    for kind in spec.efficiency.given():
+        if kind not in present:
+            raise ConfigError(f"{where}.efficiency.{kind}: {model.name} has no {kind} work, so it would change "
+                              "nothing; remove it")
 
 
 def resolve_model(config: Config) -> Model:
@@ -101,7 +118,10 @@ def resolve_model(config: Config) -> Model:
         except KeyError as e:
             raise ConfigError(f"workload.model: {e.args[0]}") from None
     else:
-        model = model_from_layers(spec.name, [layer.model_dump() for layer in spec.layers])
+        try:
+            model = model_from_layers(spec.name, [layer.model_dump() for layer in spec.layers])
+        except ValueError as e:
+            raise ConfigError(f"workload.model: {e}") from None
     # gradients as the collective sums them: fp16/bf16 in 2 bytes; fp32 (and what other methods start from) in 4
     from simulator.compression import INPLACE
 
@@ -146,6 +166,9 @@ def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedH
     parallel = model_parallel(config.parallelism)  # groups inside a node: simulator.parallel.placement
     device = resolve_device(config.cluster.device)
     model = resolve_model(config)
+    check_efficiency_kinds(config.cluster.device, model, "cluster.device")
+    for i, share in enumerate(config.stragglers.heterogeneity):
+        check_efficiency_kinds(share.device, model, f"stragglers.heterogeneity.{i}.device")
     info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
     algorithm = resolve_algorithm(config, workers, {"devices_per_node": 1} if parallel else info)
     gamma = compute.reduce_time_per_byte(device)

@@ -27,10 +27,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "ACT_BYTES",
+    "LAYER_KINDS",
     "PRESETS",
     "Bucket",
     "Layer",
     "Model",
+    "Work",
+    "block_work",
     "get_model",
     "gradient_buckets",
     "megatron_iteration_flops",
@@ -41,6 +44,41 @@ ACT_BYTES = 2
 """Bytes per activation element (fp16/bf16 mixed-precision training)."""
 
 _Shape = tuple[int, int, int]  # (channels, height, width) of a CNN feature map
+
+WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")   # as simulator.devices.WORK_KINDS
+
+LAYER_KINDS = (*WORK_KINDS, "transformer", "lm_head")
+"""A layer's kind: one piece of work of a :data:`WORK_KINDS` kind, a ``transformer`` block (its GEMM,
+attention and elementwise parts; tensor-parallel), or the ``lm_head`` (vocabulary-parallel logits)."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One piece of a layer's forward work, timed at its kind's efficiency (:mod:`simulator.compute`).
+
+    Parameters
+    ----------
+    kind : {"gemm", "attention", "elementwise", "embedding"}
+    flops : float
+        Forward FLOPs per sample.
+    bytes : float
+        Activation bytes read and written per sample (weights excluded).
+    params : int, default 0
+        Parameters whose weights this piece reads once per batch.
+    """
+
+    kind: str
+    flops: float
+    bytes: float
+    params: float = 0
+
+    def __post_init__(self) -> None:
+        """Check the kind and that every quantity is non-negative."""
+        if self.kind not in WORK_KINDS:
+            raise ValueError(f"work kind must be one of {', '.join(WORK_KINDS)}, got {self.kind!r}")
+        for name in ("flops", "bytes", "params"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"work {name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -61,12 +99,18 @@ class Layer:
         Activation bytes read and written per sample by the forward pass, bytes
         (weights excluded: they are read once per batch). 0 means derive it as
         ``2 * activation_bytes`` (input about as large as the output).
-    kind : str, default "layer"
-        What tensor parallelism may do with it (:mod:`simulator.parallel.tensor`):
-        ``"transformer"`` (a block), ``"embedding"``, ``"lm_head"``, or ``"layer"`` (anything else).
+    kind : str, default "gemm"
+        One of :data:`LAYER_KINDS`: what its work is timed as, and what tensor parallelism may do
+        with it (:mod:`simulator.parallel.tensor` splits ``"transformer"``, ``"embedding"`` and
+        ``"lm_head"``). ``"layer"`` is read as ``"gemm"``.
     matrices : tuple of (rows, cols), default ()
         Its weight matrices as 2-D views (a convolution's ``(out, in·k·k)``), what low-rank gradient
         compression (PowerSGD) factorises; the rest of ``params`` (biases, norms) are vectors.
+    work : tuple of Work, default ()
+        Its forward work in pieces of one kind each (a transformer block: GEMMs, attention core,
+        elementwise); their FLOPs and bytes add up to ``forward_flops`` and ``forward_bytes``.
+        Empty: one piece of the layer's own kind (``gemm`` for a ``transformer`` or ``lm_head``
+        built without parts).
     """
 
     name: str
@@ -74,11 +118,12 @@ class Layer:
     forward_flops: float
     activation_bytes: float
     memory_bytes: float = 0.0
-    kind: str = "layer"
+    kind: str = "gemm"
     matrices: tuple[tuple[int, int], ...] = ()
+    work: tuple[Work, ...] = ()
 
     def __post_init__(self) -> None:
-        """Check that every quantity is non-negative and ``params`` is whole."""
+        """Check that every quantity is non-negative, ``params`` is whole and the work adds up."""
         if int(self.params) != self.params:
             raise ValueError(f"layer {self.name!r}: params must be an integer, got {self.params!r}")
         object.__setattr__(self, "params", int(self.params))
@@ -89,6 +134,28 @@ class Layer:
         object.__setattr__(self, "matrices", tuple((int(m), int(n)) for m, n in self.matrices))
         if any(m < 1 or n < 1 for m, n in self.matrices):
             raise ValueError(f"layer {self.name!r}: matrices must be positive shapes, got {list(self.matrices)}")
+        if self.kind == "layer":
+            object.__setattr__(self, "kind", "gemm")
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"layer {self.name!r}: kind must be one of {', '.join(LAYER_KINDS)}, got {self.kind!r}")
+        self._check_work()
+
+    def _check_work(self) -> None:
+        if not self.work:
+            kind = self.kind if self.kind in WORK_KINDS else "gemm"
+            object.__setattr__(self, "work", (Work(kind, self.forward_flops, self.forward_bytes, self.params),))
+            return
+        object.__setattr__(self, "work", tuple(self.work))
+        checks = [("forward_flops", self.forward_flops, sum(w.flops for w in self.work))]
+        if self.memory_bytes > 0:
+            checks.append(("memory_bytes", self.memory_bytes, sum(w.bytes for w in self.work)))
+        for what, total, parts in checks:
+            if abs(total - parts) > 1e-9 * max(abs(total), 1.0):
+                raise ValueError(f"layer {self.name!r}: its work adds up to {parts:g} {what}, not {total:g}")
+
+    def work_of(self, kind: str) -> float:
+        """Forward FLOPs per sample of its pieces of ``kind``."""
+        return float(sum(w.flops for w in self.work if w.kind == kind))
 
     @property
     def forward_bytes(self) -> float:
@@ -193,7 +260,7 @@ def _elementwise(name: str, x: _Shape, *, params: int = 0, flops: float, passes:
     """Build a memory-bound op over a feature map: ``flops`` and ``passes`` per element."""
     elements = x[0] * x[1] * x[2]
     size = elements * ACT_BYTES
-    return Layer(name, params, flops * elements, size, passes * size)
+    return Layer(name, params, flops * elements, size, passes * size, kind="elementwise")
 
 
 def _bn(name: str, x: _Shape, relu: bool = True) -> Layer:
@@ -210,14 +277,15 @@ def _pool(name: str, x: _Shape, k: int, stride: int, pad: int = 0) -> tuple[Laye
     c, h, w = x
     out = (c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
     n_out = out[0] * out[1] * out[2]
-    layer = Layer(name, 0, float(k * k * n_out), n_out * ACT_BYTES, (c * h * w + n_out) * ACT_BYTES)
+    layer = Layer(name, 0, float(k * k * n_out), n_out * ACT_BYTES, (c * h * w + n_out) * ACT_BYTES,
+                  kind="elementwise")
     return layer, out
 
 
 def _global_pool(name: str, x: _Shape) -> Layer:
     """Global average pooling to C x 1 x 1: one add per input element."""
     c, h, w = x
-    return Layer(name, 0, float(c * h * w), c * ACT_BYTES, (c * h * w + c) * ACT_BYTES)
+    return Layer(name, 0, float(c * h * w), c * ACT_BYTES, (c * h * w + c) * ACT_BYTES, kind="elementwise")
 
 
 def _fc(name: str, n_in: int, n_out: int) -> Layer:
@@ -434,26 +502,47 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
     )
 
 
+def block_work(s: int, h: int) -> tuple[Work, Work, Work]:
+    """A transformer block's forward work per sequence: its GEMMs, its attention core, its elementwise ops.
+
+    - ``gemm``: QKV, projection and the two 4h MLP matrices, 24·s·h² FLOPs (Narayanan et al. 2021,
+      appendix); activations in and out, 16-bit: QKV 2sh + 6sh, projection 2sh + 2sh, MLP 2sh + 8sh and
+      8sh + 2sh = 32·s·h bytes; weights 12h² + 9h (the biases).
+    - ``attention``: scores QKᵀ, softmax and context AV, 4·s²·h FLOPs, one fused kernel
+      (FlashAttention-style: the a·s² scores stay on chip): reads Q, K, V and writes the context,
+      8·s·h bytes.
+    - ``elementwise``: two LayerNorms (read and write: 2 × 4sh), two dropout + residual adds (read
+      2 × 2sh, write 2sh and a 1-byte mask sh: 2 × 7sh) and GeLU on 4h (8sh + 8sh): 38·s·h bytes; the
+      LayerNorms' 4h weights. Their FLOPs are not counted (memory-bound; Narayanan's count).
+    """
+    return (Work("gemm", 24.0 * s * h * h, 32.0 * s * h, 12 * h * h + 9 * h),
+            Work("attention", 4.0 * s * s * h, 8.0 * s * h),
+            Work("elementwise", 0.0, 38.0 * s * h, 4 * h))
+
+
 def _block(name: str, s: int, h: int, heads: int) -> Layer:
-    """One pre/post-LN transformer block: attention + 4h MLP.
+    """One pre/post-LN transformer block: attention + 4h MLP, as its GEMM, attention and elementwise work.
 
     Params 12h^2 + 13h. Forward FLOPs per token 24h^2 (QKV, projection, MLP GEMMs)
-    + 4sh (scores QK^T and context AV), Narayanan et al. 2021, appendix.
-    Activation traffic: Korthikanti et al. 2022 store s*h*(34 + 5*a*s/h) bytes per
-    sequence per layer with 16-bit activations; each is written once and read at
-    least once, hence twice that moved.
+    + 4sh (scores QK^T and context AV), Narayanan et al. 2021, appendix; bytes moved as
+    :func:`block_work` counts them. (What a block *keeps* for backward is Korthikanti et al.
+    2022's s·h·(34 + 5·a·s/h) bytes: :mod:`simulator.parallel.memory`.)
     """
-    per_token = 24.0 * h * h + 4.0 * s * h
-    stored = s * h * (34 + 5 * heads * s / h)
-    return Layer(name, 12 * h * h + 13 * h, per_token * s, s * h * ACT_BYTES, 2.0 * stored, kind="transformer",
-                 matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)))   # QKV, projection, MLP in and out
+    work = block_work(s, h)
+    return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * ACT_BYTES,
+                 sum(w.bytes for w in work), kind="transformer",
+                 matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)),   # QKV, projection, MLP in and out
+                 work=work)
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:
     """Build the final LayerNorm (2h params) + logits through the tied embedding (no extra params).
 
-    FLOPs 2*h*vocab per token; the logits are written and read back by softmax-CE.
+    FLOPs 2*h*vocab per token (a GEMM reading s·h and writing the s·vocab logits); the LayerNorm
+    (read and write s·h) and softmax-CE (reads the logits back) are elementwise.
     """
+    work = (Work("gemm", 2.0 * h * vocab * s, (s * h + s * vocab) * ACT_BYTES),
+            Work("elementwise", 0.0, (2 * s * h + s * vocab) * ACT_BYTES, 2 * h))
     return Layer(
         "lm_head",
         2 * h,
@@ -461,6 +550,7 @@ def _lm_head(s: int, h: int, vocab: int) -> Layer:
         s * vocab * ACT_BYTES,
         (3 * s * h + 2 * s * vocab) * ACT_BYTES,
         kind="lm_head",
+        work=work,
     )
 
 
@@ -561,7 +651,8 @@ def get_model(name: str) -> Model:
     return PRESETS[key]
 
 
-_LAYER_KEYS = {"name", "params", "forward_flops", "activation_bytes", "memory_bytes", "matrices"}
+_LAYER_KEYS = {"name", "kind", "params", "forward_flops", "activation_bytes", "memory_bytes", "matrices"}
+_BLOCK_KEYS = {"name", "kind", "hidden", "heads", "seq_len"}
 
 
 def model_from_layers(
@@ -578,9 +669,13 @@ def model_from_layers(
     name : str
         Model label.
     layers : iterable of mapping
-        Forward order; each has ``name``, ``params`` (count), ``forward_flops``
-        (FLOP per sample), ``activation_bytes`` (bytes per sample) and optionally
-        ``memory_bytes`` (bytes per sample), all already numbers.
+        Forward order. Each has ``name`` and optionally ``kind`` (``gemm`` by default,
+        ``attention``, ``elementwise``, ``embedding``: the efficiency its work runs at). Such a layer
+        gives ``params`` (count), ``forward_flops`` (FLOP per sample) and optionally
+        ``activation_bytes`` and ``memory_bytes`` (bytes per sample) and ``matrices``, all already
+        numbers. ``kind: transformer_block`` gives its shape instead (``hidden``, ``heads``,
+        ``seq_len``) and is built like the presets' blocks (GEMM, attention and elementwise work,
+        12h² + 13h params), so it can be tensor-split; the model then has that shape.
     bytes_per_param : int, default 4
         Gradient bytes per parameter.
     sample_unit : str, default "samples"
@@ -594,15 +689,23 @@ def model_from_layers(
     ValueError
         Naming the layer index and the missing or unexpected key.
     """
-    built = []
+    built, shape = [], {}
     for i, spec in enumerate(layers):
-        missing = sorted(_LAYER_KEYS - {"memory_bytes", "matrices"} - set(spec))
-        unexpected = sorted(set(spec) - _LAYER_KEYS)
+        block = spec.get("kind") == "transformer_block"
+        allowed, optional = (_BLOCK_KEYS, {"kind"}) if block else \
+            (_LAYER_KEYS, {"kind", "activation_bytes", "memory_bytes", "matrices"})
+        missing = sorted(allowed - optional - {k for k, v in spec.items() if v is not None})
+        unexpected = sorted(k for k, v in spec.items() if k not in allowed and v not in (None, (), 0, 0.0))
         if missing or unexpected:
             problem = f"missing {missing}" if missing else f"unexpected {unexpected}"
             raise ValueError(f"model {name!r}: layers[{i}]: {problem}")
-        built.append(Layer(**spec))  # type: ignore[arg-type]
-    return Model(name, tuple(built), bytes_per_param=bytes_per_param, sample_unit=sample_unit)
+        if block:
+            s, h, a = int(spec["seq_len"]), int(spec["hidden"]), int(spec["heads"])  # type: ignore[call-overload]
+            built.append(_block(str(spec["name"]), s, h, a))
+            shape = {"seq_len": s, "hidden": h, "heads": a}
+            continue
+        built.append(Layer(**{k: v for k, v in spec.items() if k in _LAYER_KEYS}))  # type: ignore[arg-type]
+    return Model(name, tuple(built), bytes_per_param=bytes_per_param, sample_unit=sample_unit, **shape)
 
 
 def megatron_iteration_flops(model: Model, batch: int, *, recompute: bool = True) -> float:

@@ -45,6 +45,14 @@ def test_run_json_is_one_clean_object(config_file, tmp_path):
     ("workload.model=alexnet9000", "workload.model:"),
     ("cluster.device=abacus", "cluster.device:"),
     ("workload.batch_per_device=100000", "needs"),
+    ("workload.model=[{name: a, params: many, forward_flops: 1}]", "workload.model.layers.0.params: expected a whole"),
+    ("workload.model=[{name: a, kind: gemm}]", "workload.model.layers.0.params: required, but missing"),
+    ("workload.model={name: m, layers: [{name: b, kind: transformer_block, hidden: 64}]}",
+     "workload.model.layers.0.kind: transformer_block needs heads, seq_len"),
+    ("workload.model=7", "workload.model: expected a preset name"),
+    ("parallelism.sequence_parallel=true", "parallelism.sequence_parallel: "),
+    ("parallelism.recompute=selective", "parallelism.recompute: selective recomputation"),
+    ("cluster.device={name: a100, efficiency: {attention: 0.5}}", "cluster.device.efficiency.attention: resnet50"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(config_file, tmp_path, override, expected):
     out = tmp_path / "out"

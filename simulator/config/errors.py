@@ -102,7 +102,8 @@ def describe(err: ValidationError, source: str, blame=None) -> str:
     msg = _words(e)
     whole_section = isinstance(e.get("input"), dict)  # a cross-key check: the message names the keys
     key = re.match(r"(\w+): ", msg)
-    if whole_section and key and key.group(1) in e["input"]:   # "iterations: expected ..." from a section check
+    named_key = key and (key.group(1) in e["input"] or msg[key.end():].startswith("required, but missing"))
+    if whole_section and named_key:   # "iterations: expected ..." from a section check
         where = f"{where}.{key.group(1)}" if where else key.group(1)
         msg = msg[key.end():]
     named = blame(where) if blame is not None else None

@@ -13,7 +13,16 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from topologies.link_classes import CLASSES as LINK_CLASSES
 from topologies.units import UnitError, parse
@@ -21,7 +30,8 @@ from topologies.units import UnitError, parse
 from .units import Bandwidth, ByteSize, Duration, FlopCount, FlopRate
 
 __all__ = [
-    "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "Link", "Network", "Output",
+    "Cluster", "Communication", "Config", "Convergence", "DeviceShare", "DeviceSpec", "EfficiencySpec", "LayerSpec",
+    "Link", "Network", "Output",
     "Checkpoint", "Compression", "FailureLaw", "Faults", "LinkFailures", "Parallelism", "Recovery", "ScheduledFault",
     "Stragglers",
     "Sync", "TopologySpec", "Training", "Workload",
@@ -185,6 +195,21 @@ TopologySpec = Annotated[
 # --- hardware and workload ---------------------------------------------------------
 
 
+_Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class EfficiencySpec(StrictModel):
+    """Per-kind shares of the roofline (``simulator.devices.Efficiency``); a kind left out keeps the device's."""
+
+    gemm: _Fraction | None = Field(None, description="matrix products: linear layers, convolutions, projections")
+    attention: _Fraction | None = Field(None, description="the attention core (scores, softmax, context)")
+    elementwise: _Fraction | None = Field(None, description="memory-bound work, as a share of memory bandwidth")
+    embedding: _Fraction | None = Field(None, description="embedding gathers")
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class DeviceSpec(StrictModel):
     """A catalog device with overrides, or a custom one (all four numbers given)."""
 
@@ -193,28 +218,77 @@ class DeviceSpec(StrictModel):
     peak_flops: FlopRate | None = None
     memory_bandwidth: Bandwidth | None = None
     memory: ByteSize | None = None
-    efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    efficiency: _Fraction | EfficiencySpec | None = Field(
+        None, description="share of the roofline: a number (every kind) or {gemm, attention, elementwise, embedding}")
+
+
+LAYER_KINDS = ("gemm", "attention", "elementwise", "embedding", "transformer_block")
 
 
 class LayerSpec(StrictModel):
+    """One layer of a custom model: its numbers, or (``kind: transformer_block``) a block's shape."""
+
     name: str
-    params: Annotated[int, Field(ge=0)]
-    forward_flops: FlopCount = Field(description="per sample")
+    kind: Literal[LAYER_KINDS] = Field(  # type: ignore[valid-type]
+        "gemm", description="gemm | attention | elementwise | embedding | transformer_block")
+    params: Annotated[int, Field(ge=0)] | None = Field(None, description="required unless transformer_block")
+    forward_flops: FlopCount | None = Field(None, description="per sample; required unless transformer_block")
     activation_bytes: ByteSize = 0.0
+    memory_bytes: ByteSize = Field(0.0, description="activation bytes read + written per sample; 0: 2 x activation")
     matrices: tuple[tuple[PositiveInt, PositiveInt], ...] = Field(
         (), description="its weight matrices (rows, cols), for PowerSGD; the rest of params are vectors")
+    hidden: PositiveInt | None = Field(None, description="transformer_block: hidden size h")
+    heads: PositiveInt | None = Field(None, description="transformer_block: attention heads a")
+    seq_len: PositiveInt | None = Field(None, description="transformer_block: sequence length s")
 
     @model_validator(mode="after")
-    def _matrices_fit(self) -> LayerSpec:
+    def _fields_fit_kind(self) -> LayerSpec:
+        shape = {k: getattr(self, k) for k in ("hidden", "heads", "seq_len")}
+        if self.kind == "transformer_block":
+            missing = [k for k, v in shape.items() if v is None]
+            if missing:
+                raise ValueError(f"kind: transformer_block needs {', '.join(missing)} (its shape: hidden, heads, "
+                                 "seq_len)")
+            numbers = [k for k in ("params", "forward_flops", "activation_bytes", "memory_bytes", "matrices")
+                       if k in self.model_fields_set]
+            if numbers:
+                raise ValueError(f"{numbers[0]}: a transformer_block's numbers come from its shape (hidden, heads, "
+                                 "seq_len); remove it")
+            if self.hidden % self.heads:  # type: ignore[operator]
+                raise ValueError(f"heads: {self.heads} heads must divide hidden {self.hidden}")
+            return self
+        given = [k for k, v in shape.items() if v is not None]
+        if given:
+            raise ValueError(f"{given[0]}: applies to kind: transformer_block only (kind is {self.kind})")
+        for key in ("params", "forward_flops"):
+            if getattr(self, key) is None:
+                raise ValueError(f"{key}: required, but missing (a {self.kind} layer gives params and forward_flops)")
         inside = sum(m * n for m, n in self.matrices)
-        if inside > self.params:
+        if inside > self.params:  # type: ignore[operator]
             raise ValueError(f"matrices hold {inside} values, more than the layer's {self.params} params")
         return self
 
 
 class CustomModel(StrictModel):
-    name: str
+    name: str = "custom"
     layers: Annotated[tuple[LayerSpec, ...], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_bare_list(cls, value: Any) -> Any:
+        """``model: [layer, ...]`` is a layer list too (DESIGN.md: "preset, or a layer list")."""
+        return {"layers": value} if isinstance(value, list | tuple) else value
+
+    @model_validator(mode="after")
+    def _blocks_agree(self) -> CustomModel:
+        shapes = {(la.hidden, la.seq_len) for la in self.layers if la.kind == "transformer_block"}
+        if len(shapes) > 1:
+            raise ValueError("layers: every transformer_block of a model needs the same hidden and seq_len (the "
+                             f"tensor-parallel messages are s·h), got {sorted(shapes)}")
+        heads = {la.heads for la in self.layers if la.kind == "transformer_block"}
+        if len(heads) > 1:
+            raise ValueError(f"layers: every transformer_block of a model needs the same heads, got {sorted(heads)}")
+        return self
 
 
 class Cluster(StrictModel):
@@ -224,7 +298,8 @@ class Cluster(StrictModel):
 
 
 class Workload(StrictModel):
-    model: str | CustomModel = "resnet50"
+    model: StrictStr | CustomModel = Field(
+        "resnet50", description="a preset name, {name, layers: [...]}, or a bare list of layers")
     batch_per_device: PositiveInt = 32
 
     @model_validator(mode="before")
@@ -233,6 +308,9 @@ class Workload(StrictModel):
         if isinstance(value, dict) and "gradient_bytes_per_param" in value:
             raise ValueError("gradient_bytes_per_param moved to communication.compression: fp32 (4 bytes), "
                              "fp16 or bf16 (2 bytes)")
+        if isinstance(value, dict) and not isinstance(value.get("model", ""), str | dict | list | tuple):
+            raise ValueError(f"model: expected a preset name (e.g. resnet50), a mapping {{name, layers: [...]}} or a "
+                             f"list of layers, got {value['model']!r}")
         return value
 
 
@@ -248,7 +326,16 @@ class Parallelism(StrictModel):
     order: tuple[Literal["tensor", "pipeline", "data"], ...] = Field(
         ("tensor", "pipeline", "data"), description="placement, fastest-varying first")
     zero: Literal[0, 1, 2, 3] = Field(0, description="ZeRO stage of the data-parallel sharding")
-    recompute: bool = Field(False, description="recompute transformer-layer activations in backward")
+    recompute: Literal["none", "selective", "full"] | bool = Field(
+        "none", description="activation recomputation of transformer blocks: none, selective (the attention core, "
+                            "Korthikanti et al. 2022) or full; true means full, false none")
+    sequence_parallel: bool = Field(False, description="Korthikanti et al. 2022: split the blocks' elementwise "
+                                                       "work and activations along the sequence (needs tensor > 1)")
+
+    @field_validator("recompute", mode="after")
+    @classmethod
+    def _recompute_word(cls, value: str | bool) -> str:
+        return {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Parallelism:
@@ -262,6 +349,9 @@ class Parallelism(StrictModel):
         if self.zero >= 2 and self.pipeline > 1:
             raise ValueError(f"zero {self.zero} shards gradients per microbatch and does not combine with "
                              f"pipeline > 1 (as in DeepSpeed); use zero 0 or 1")
+        if self.sequence_parallel and self.tensor == 1:
+            raise ValueError("sequence_parallel: splits the work of a tensor-parallel group along the sequence; it "
+                             "needs tensor > 1 (tensor is 1)")
         return self
 
 

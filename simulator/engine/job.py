@@ -159,7 +159,7 @@ class Job:
         return {"data_parallel": D, "tensor_parallel": T, "pipeline_parallel": P,
                 "microbatches": plan.microbatches, "microbatch_size": plan.microbatch_size,
                 "schedule": plan.schedule_name, "chunks": plan.chunks, "zero": plan.zero,
-                "recompute": plan.recompute,
+                "recompute": plan.recompute, "sequence_parallel": plan.sequence_parallel,
                 "pipeline_bubble_fraction": float(np.mean(stats.bubble(processes)[warmup:])),
                 "stage_layers": [len(r) for r in plan.virtual],
                 "tensor_parallel_s": float(np.mean(stats.tensor[warmup:])) / processes,
@@ -277,6 +277,9 @@ def server_device(config: Config, hw: ResolvedHardware):
     spec = config.communication.server_device
     if spec is None:
         return hw.device if config.communication.server_placement == "colocated" else resolve_device("cpu")
+    if getattr(spec, "efficiency", None) is not None:
+        raise ConfigError("communication.server_device.efficiency: a server only applies pushed gradients, timed at "
+                          "its memory bandwidth (3 bytes moved per byte); remove it")
     try:
         return resolve_device(spec)
     except ConfigError as e:

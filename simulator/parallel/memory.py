@@ -17,11 +17,23 @@ stage  bytes per device                    7.5 B params, N_d = 64
 where Ψ is the parameters a device holds before sharding (its stage's layers, 1/T
 of every tensor-parallel one).
 
-Activations (Korthikanti et al. 2022, "Reducing activation recomputation", Eq. 2):
-a transformer block keeps ``s·b·h·(10 + 24/T + 5·a·s/(h·T))`` bytes per microbatch
-of ``b`` sequences with T-way tensor parallelism (no sequence parallelism); with
-full recomputation it keeps only its input, ``2·s·b·h``, and the block being
-recomputed needs its full activations once more while its backward runs. Other
+Activations (Korthikanti et al. 2022, "Reducing activation recomputation", Table 2):
+a transformer block keeps, per microbatch of ``b`` sequences with T-way tensor parallelism,
+
+===================================================  ================================
+                                                     bytes per block
+===================================================  ================================
+no parallelism (T = 1)                               ``s·b·h·(34 + 5·a·s/h)``
+tensor parallel (baseline)                           ``s·b·h·(10 + 24/T + 5·a·s/(h·T))``
+tensor + sequence parallel                           ``s·b·h·(34/T + 5·a·s/(h·T))``
+tensor parallel + selective recomputation            ``s·b·h·(10 + 24/T)``
+tensor + sequence parallel + selective               ``s·b·h·34/T``
+full recomputation                                   ``2·s·b·h``
+===================================================  ================================
+
+(selective recomputation drops the attention core's ``5·a·s/h`` term: the scores, softmax
+and its dropout are rebuilt in backward). With full recomputation the block being
+recomputed needs its activations once more while its backward runs. Other
 layers keep their output (``Layer.activation_bytes``; the vocabulary-parallel
 ``lm_head`` 1/T of it). A stage holds one set per microbatch in flight; how many are
 in flight at the peak is read off the pipeline schedule
@@ -64,21 +76,32 @@ def model_state_bytes(params: float, zero: int = 0, data_parallel: int = 1) -> f
     raise ValueError(f"ZeRO stage must be 0..3, got {zero!r}")
 
 
-def layer_activation_bytes(layer: Layer, model: Model, tensor: int = 1, recompute: bool = False) -> float:
-    """Bytes ``layer`` keeps for its backward, per sample (one sequence or image)."""
+def layer_activation_bytes(layer: Layer, model: Model, tensor: int = 1, recompute: str | bool = "none",
+                           sequence_parallel: bool = False) -> float:
+    """Bytes ``layer`` keeps for its backward, per sample (one sequence or image): Table 2 above."""
+    recompute = {True: "full", False: "none"}.get(recompute, recompute) if isinstance(recompute, bool) else recompute
     if layer.kind == "transformer" and model.hidden and model.seq_len:
         s, h, a = model.seq_len, model.hidden, model.heads or 1
-        if recompute:
+        if recompute == "full":
             return 2.0 * s * h
-        return s * h * (10 + 24 / tensor + 5 * a * s / (h * tensor))
+        attention = 0.0 if recompute == "selective" else 5 * a * s / (h * tensor)
+        rest = 34 / tensor if sequence_parallel else 10 + 24 / tensor
+        return s * h * (rest + attention)
     if layer.kind == "lm_head":
         return layer.activation_bytes / tensor
     return layer.activation_bytes
 
 
-def recompute_working_bytes(layers: Iterable[Layer], model: Model, tensor: int) -> float:
-    """Per sample: the largest block's full activations, rebuilt while its backward runs."""
-    return max((layer_activation_bytes(la, model, tensor) for la in layers if la.kind == "transformer"), default=0.0)
+def recompute_working_bytes(layers: Iterable[Layer], model: Model, tensor: int, recompute: str = "full",
+                            sequence_parallel: bool = False) -> float:
+    """Per sample: what the largest block rebuilds while its backward runs (full: all its activations;
+    selective: its attention core's)."""
+    def rebuilt(la: Layer) -> float:
+        whole = layer_activation_bytes(la, model, tensor, "none", sequence_parallel)
+        return whole if recompute == "full" else whole - layer_activation_bytes(la, model, tensor, recompute,
+                                                                                 sequence_parallel)
+    return max((rebuilt(la) for la in layers if la.kind == "transformer"), default=0.0) if recompute != "none" \
+        else 0.0
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class ParallelSizes:
 
 def model_parallel(par: Parallelism) -> bool:
     """Anything beyond bucketed data parallelism: tensor, pipeline, microbatches, ZeRO or recompute."""
-    return par.tensor > 1 or par.pipeline > 1 or par.microbatches > 1 or par.zero > 0 or par.recompute
+    return par.tensor > 1 or par.pipeline > 1 or par.microbatches > 1 or par.zero > 0 or par.recompute != "none"
 
 
 def parallel_sizes(par: Parallelism, n_devices: int) -> ParallelSizes:

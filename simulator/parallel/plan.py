@@ -54,7 +54,7 @@ from .memory import (
 from .placement import ParallelSizes, Placement, parallel_sizes, place
 from .schedules import Schedule, build_schedule, peak_in_flight
 from .stages import balance
-from .tensor import ALLREDUCES, check_tensor_parallel, message_bytes, split_layer
+from .tensor import ALLREDUCES, check_recompute, check_tensor_parallel, message_bytes, split_layer
 
 __all__ = ["Collective", "GradientPart", "ParallelPlan", "build_plan", "explain", "memory_summary", "stage_rows"]
 
@@ -122,12 +122,13 @@ class ParallelPlan:
     tensor_bytes_per_block_pass: float  # bytes one device sends per block, microbatch and pass
     auto_candidates_s: dict[str, float]  # algorithm: auto — every candidate's seconds
     zero: int                           # ZeRO stage
-    recompute: bool
+    recompute: str                      # none | selective | full
     wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
     compression: str = "fp32"
     average: tuple[tuple[Collective, ...], ...] = ()   # [P] local SGD: fp32 parameter allreduces, bucket by bucket
     priority: bool = False                              # communication.priority
     algorithm_options: tuple[tuple[str, object], ...] = ()  # the ones the algorithm that ran took
+    sequence_parallel: bool = False                      # parallelism.sequence_parallel
 
     @property
     def virtual_stages(self) -> int:
@@ -139,7 +140,7 @@ class ParallelPlan:
     @property
     def model_parallel(self) -> bool:
         """More than bucketed data parallelism: tensor, pipeline, microbatches, ZeRO or recompute."""
-        return self.sizes.model_parallel or self.microbatches > 1 or self.zero > 0 or self.recompute
+        return self.sizes.model_parallel or self.microbatches > 1 or self.zero > 0 or self.recompute != "none"
 
 
 def algorithm_options(config: Config, algorithm: str) -> dict:
@@ -175,6 +176,7 @@ def _sizes_and_schedule(config: Config, network: Network, model: Model) -> tuple
         raise ConfigError(f"workload.batch_per_device: {batch} samples per replica do not split into "
                           f"parallelism.microbatches = {m} equal microbatches")
     check_tensor_parallel(model, sizes.tensor)
+    check_recompute(model, par.recompute)
     v = par.chunks if par.schedule == "interleaved" else 1
     if sizes.pipeline * v > len(model.layers):
         raise ConfigError(f"parallelism: {sizes.pipeline} stages × {v} chunks need at least as many layers, "
@@ -183,33 +185,55 @@ def _sizes_and_schedule(config: Config, network: Network, model: Model) -> tuple
 
 
 def _compute(config: Config, hw: ResolvedHardware, split: list[Layer], b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-layer forward and backward seconds per microbatch (recomputation adds a forward to blocks)."""
+    """Per-layer forward and backward seconds per microbatch (recomputation adds to blocks' backward:
+    full, their whole forward; selective, their attention core's forward)."""
     fwd = np.array([compute.layer_time(la, hw.device, b) for la in split])
     bwd = np.array([compute.layer_time(la, hw.device, b, pass_="backward") for la in split])
-    if config.parallelism.recompute:
-        bwd = bwd + np.where([la.kind == "transformer" for la in split], fwd, 0.0)
+    mode, block = config.parallelism.recompute, np.array([la.kind == "transformer" for la in split])
+    if mode == "full":
+        bwd = bwd + np.where(block, fwd, 0.0)
+    elif mode == "selective":
+        again = np.array([compute.layer_time(la, hw.device, b, kinds=("attention",)) for la in split])
+        bwd = bwd + np.where(block, again, 0.0)
     return fwd, bwd
 
 
+def _tensor_collective(network: Network, placement: Placement, t_: int, nbytes: int, sequence_parallel: bool
+                       ) -> tuple[np.ndarray, float]:
+    """Seconds [D, P] of one tensor-parallel all-reduce of ``nbytes`` per group, and the bytes a rank sends.
+
+    With sequence parallelism it is a reduce-scatter then an all-gather (Korthikanti et al. 2022, §4.2.2):
+    on a ring the same bytes as the all-reduce, as two collectives.
+    """
+    names = ("reduce_scatter", "allgather") if sequence_parallel else ("allreduce",)
+    scheds = [collectives.schedule("ring", t_, nbytes, collective=name) for name in names]
+    d_, p_, _ = placement.device.shape
+    one, sent = np.zeros((d_, p_)), 0.0
+    for d in range(d_):
+        for s in range(p_):
+            costs = [network.schedule_cost(sched, placement.tensor_group(d, s)) for sched in scheds]
+            one[d, s], sent = sum(c[0] for c in costs), sum(c[1] for c in costs)
+    return one, sent
+
+
 def _tensor_costs(network: Network, placement: Placement, model: Model, virtual: tuple[range, ...], b: int,
-                  recompute: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Tensor-parallel all-reduce seconds [D, V] forward and backward, bytes [V], bytes per block-pass."""
+                  recompute: str, sequence_parallel: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Tensor-parallel all-reduce seconds [D, V] forward and backward, bytes [V], bytes per block-pass.
+
+    Full recomputation re-runs a block's forward all-reduces in backward; selective recomputation re-runs
+    only the attention core, which needs none."""
     d_, p_, t_ = placement.device.shape
     counts = np.zeros((len(virtual), 2))
     for u, layers in enumerate(virtual):
         for i in layers:
             kind = model.layers[i].kind
             fwd, bwd = ALLREDUCES.get(kind, (0, 0)) if t_ > 1 else (0, 0)
-            counts[u] += (fwd, bwd + (fwd if recompute and kind == "transformer" else 0))
+            counts[u] += (fwd, bwd + (fwd if recompute == "full" and kind == "transformer" else 0))
     if t_ == 1:
         zero = np.zeros((d_, len(virtual)))
         return zero, zero.copy(), np.zeros(len(virtual)), 0.0
-    sched = collectives.schedule("ring", t_, message_bytes(model, b))
-    one = np.zeros((d_, p_))
-    sent = 0.0
-    for d in range(d_):
-        for s in range(p_):
-            one[d, s], sent = network.schedule_cost(sched, placement.tensor_group(d, s))
+    one, sent = _tensor_collective(network, placement, t_, message_bytes(model, b), sequence_parallel)
     stage = np.arange(len(virtual)) % p_
     per_block_pass = ALLREDUCES["transformer"][0] * sent / t_
     return counts[:, 0] * one[:, stage], counts[:, 1] * one[:, stage], counts.sum(axis=1) * sent, per_block_pass
@@ -344,11 +368,12 @@ def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual:
     out = []
     for s in range(p_):
         chunks = [virtual[u] for u in range(s, len(virtual), p_)]
-        per_chunk = [b * sum(layer_activation_bytes(model.layers[i], model, t_, par.recompute) for i in r)
+        sp = par.sequence_parallel
+        per_chunk = [b * sum(layer_activation_bytes(model.layers[i], model, t_, par.recompute, sp) for i in r)
                      for r in chunks]
         acts = peak_in_flight(ops[s], per_chunk)
-        if par.recompute:
-            acts += b * recompute_working_bytes([model.layers[i] for r in chunks for i in r], model, t_)
+        acts += b * recompute_working_bytes([model.layers[i] for r in chunks for i in r], model, t_,
+                                            par.recompute, sp)
         states = model_state_bytes(stage_params[s], par.zero, d_)
         out.append(DeviceMemory(int(placement.device[0, s, 0]), s, float(stage_params[s]), states, acts,
                                 peak_in_flight(ops[s])))
@@ -364,7 +389,8 @@ def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config
         check_fits(worst, hw.device, "workload", f"{hw.model.name} with batch {config.workload.batch_per_device}")
         return
     what = f"{hw.model.name} ({par.schedule}, {par.microbatches} microbatches, ZeRO-{par.zero})"
-    hint = "" if par.recompute else "; try parallelism.recompute: true, more stages, ZeRO or fewer microbatches"
+    hint = "" if par.recompute == "full" else \
+        "; try parallelism.recompute: full (or selective), more stages, ZeRO or fewer microbatches"
     check_fits(worst, hw.device, "parallelism", what, hint)
 
 
@@ -387,13 +413,14 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     sizes, b, v, ops = _sizes_and_schedule(config, network, model)
     placement = place(sizes, par.order, hw.graph)
     t_, p_ = sizes.tensor, sizes.pipeline
-    split = [split_layer(la, t_) for la in model.layers]
+    split = [split_layer(la, t_, par.sequence_parallel) for la in model.layers]
     fwd, bwd = _compute(config, hw, split, b)
     virtual = balance(fwd + bwd, p_ * v)
     compute_f = np.array([fwd[list(r)].sum() for r in virtual])
     compute_b = np.array([bwd[list(r)].sum() for r in virtual])
     parts = _parts(split, model.bytes_per_param, virtual, bwd, comm.bucket_size)
-    tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b, par.recompute)
+    tensor_f, tensor_b, tensor_bytes, per_block = _tensor_costs(network, placement, model, virtual, b, par.recompute,
+                                                                par.sequence_parallel)
     send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
     chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
@@ -405,7 +432,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
                                                                   for i in virtual[u])), hw.device)
                           for s in range(p_)]) / zero_shards
     memory = _memory(config, hw, placement, virtual, ops, b, chunk_params.sum(axis=1))
-    model_parallel = sizes.model_parallel or par.microbatches > 1 or par.zero > 0 or par.recompute
+    model_parallel = sizes.model_parallel or par.microbatches > 1 or par.zero > 0 or par.recompute != "none"
     if check:
         _check_memory(memory, hw, config, model_parallel)
     layer_bytes = np.array([la.params * model.bytes_per_param for la in split], dtype=float)
@@ -416,7 +443,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
                         memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
                         comm.compression.method, average, comm.priority,
-                        tuple(sorted(algorithm_options(config, algorithm).items())))
+                        tuple(sorted(algorithm_options(config, algorithm).items())), par.sequence_parallel)
 
 
 def memory_summary(plan: ParallelPlan, device) -> dict[str, float]:

@@ -32,7 +32,7 @@ import dataclasses
 from simulator.config import ConfigError
 from simulator.workloads import ACT_BYTES, Layer, Model
 
-__all__ = ["ALLREDUCES", "check_tensor_parallel", "message_bytes", "split_layer"]
+__all__ = ["ALLREDUCES", "check_recompute", "check_tensor_parallel", "message_bytes", "split_layer"]
 
 #: layer kind -> (all-reduces in forward, all-reduces in backward) within the tensor group
 ALLREDUCES: dict[str, tuple[int, int]] = {"transformer": (2, 2), "embedding": (1, 0), "lm_head": (0, 1)}
@@ -44,22 +44,38 @@ def check_tensor_parallel(model: Model, tensor: int) -> None:
         return
     if model.hidden is None or model.seq_len is None or not any(la.kind == "transformer" for la in model.layers):
         raise ConfigError(f"parallelism.tensor: {tensor}-way tensor parallelism splits transformer blocks, "
-                          f"and {model.name} has none (use bert_large, gpt2_xl, gpt3_175b or a megatron_* preset, "
-                          "or tensor: 1)")
+                          f"and {model.name} has none (use bert_large, gpt2_xl, gpt3_175b, a megatron_* preset, "
+                          "layers of kind: transformer_block, or tensor: 1)")
     for what, value in (("attention heads", model.heads), ("hidden size", model.hidden)):
         if value is not None and value % tensor:
             raise ConfigError(f"parallelism.tensor: {tensor} must divide {model.name}'s {value} {what}")
 
 
-def split_layer(layer: Layer, tensor: int) -> Layer:
-    """The 1/T share of ``layer`` one device holds and computes (the whole layer if it does not split)."""
+def check_recompute(model: Model, recompute: str) -> None:
+    """``ConfigError`` when recomputation is asked of a model without transformer blocks (nothing to re-run)."""
+    if recompute != "none" and not any(la.kind == "transformer" for la in model.layers):
+        what = "the attention core of" if recompute == "selective" else "the activations of"
+        raise ConfigError(f"parallelism.recompute: {recompute} recomputation re-runs {what} transformer blocks, and "
+                          f"{model.name} has none; use recompute: none")
+
+
+def split_layer(layer: Layer, tensor: int, sequence_parallel: bool = False) -> Layer:
+    """The 1/T share of ``layer`` one device holds and computes (the whole layer if it does not split).
+
+    A split layer's GEMM and attention work is divided by T; its elementwise work (LayerNorm,
+    dropout, residual adds, GeLU of a block; the head's LayerNorm and softmax) is replicated on
+    every rank of the group unless ``sequence_parallel`` splits it along the sequence
+    (Korthikanti et al. 2022, §4.2.2). Parameters are divided by T either way (as before).
+    """
     if tensor == 1 or layer.kind not in ALLREDUCES:
         return layer
     # each weight matrix is split along its longer side (Megatron's column / row parallel GEMMs)
     matrices = tuple((-(-m // tensor), n) if m >= n else (m, -(-n // tensor)) for m, n in layer.matrices)
-    return dataclasses.replace(layer, params=-(-layer.params // tensor), forward_flops=layer.forward_flops / tensor,
+    work = tuple(dataclasses.replace(w, flops=w.flops / tensor, bytes=w.bytes / tensor, params=w.params / tensor)
+                 if w.kind != "elementwise" or sequence_parallel else w for w in layer.work)
+    return dataclasses.replace(layer, params=-(-layer.params // tensor), forward_flops=sum(w.flops for w in work),
                                activation_bytes=layer.activation_bytes / tensor,
-                               memory_bytes=layer.forward_bytes / tensor, matrices=matrices)
+                               memory_bytes=sum(w.bytes for w in work), matrices=matrices, work=work)
 
 
 def message_bytes(model: Model, microbatch: int) -> int:

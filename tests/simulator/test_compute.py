@@ -19,8 +19,8 @@ from simulator.compute import (
     layer_time,
     step_time,
 )
-from simulator.devices import Device, get_device
-from simulator.workloads import Layer, Model, get_model
+from simulator.devices import Device, Efficiency, get_device
+from simulator.workloads import Layer, Model, Work, block_work, get_model
 
 # 100 TFLOP/s peak at 40 % -> 40 TFLOP/s sustained; 1 TB/s: ridge at 40 FLOP/byte.
 TOY = Device(
@@ -35,13 +35,55 @@ def test_compute_bound_layer_takes_flops_over_sustained_peak():
     assert layer_time(GEMM, TOY, batch) == pytest.approx(batch * 1e10 / (100e12 * 0.4), rel=1e-12)
 
 
-def test_memory_bound_layer_takes_bytes_over_bandwidth():
-    batch = 8
-    assert layer_time(RELU, TOY, batch) == pytest.approx(batch * 3e6 / 1e12, rel=1e-12)
+def test_memory_bound_layer_takes_bytes_over_its_share_of_bandwidth():
+    batch = 8   # a scalar efficiency is every kind's share of the roofline, bandwidth included
+    assert layer_time(RELU, TOY, batch) == pytest.approx(batch * 3e6 / (1e12 * 0.4), rel=1e-12)
     # weights are read once per batch at WEIGHT_BYTES each; memory_bytes=0 derives 2 x output
     layer = Layer("w", params=10**6, forward_flops=0.0, activation_bytes=5e5)
-    expected = (batch * 2 * 5e5 + 10**6 * WEIGHT_BYTES) / 1e12
+    expected = (batch * 2 * 5e5 + 10**6 * WEIGHT_BYTES) / (1e12 * 0.4)
     assert layer_time(layer, TOY, batch) == pytest.approx(expected, rel=1e-12)
+
+
+def test_efficiency_one_is_the_plain_roofline():
+    ideal = Device("ideal", "gpu", peak_flops=100e12, memory_bandwidth=1e12, memory_bytes=16e9, efficiency=1.0)
+    assert layer_time(GEMM, ideal, 8) == pytest.approx(8 * 1e10 / 100e12, rel=1e-15)
+    assert layer_time(RELU, ideal, 8) == pytest.approx(8 * 3e6 / 1e12, rel=1e-15)
+
+
+KINDS = Device("kinds", "gpu", peak_flops=100e12, memory_bandwidth=1e12, memory_bytes=16e9,
+               efficiency=Efficiency(gemm=0.8, attention=0.5, elementwise=0.9, embedding=0.25))
+
+
+@pytest.mark.parametrize(("kind", "share"), [("gemm", 0.8), ("attention", 0.5), ("elementwise", 0.9),
+                                             ("embedding", 0.25)])
+def test_each_kind_runs_at_its_own_share_of_the_roofline(kind, share):
+    compute_bound = Layer("c", 0, 1e10, 1.0, 1.0, kind=kind)
+    memory_bound = Layer("m", 0, 1.0, 1.0, 1e8, kind=kind)
+    assert layer_time(compute_bound, KINDS, 4) == pytest.approx(4 * 1e10 / (100e12 * share), rel=1e-12)
+    assert layer_time(memory_bound, KINDS, 4) == pytest.approx(4 * 1e8 / (1e12 * share), rel=1e-12)
+
+
+def test_a_transformer_block_is_the_sum_of_its_gemm_attention_and_elementwise_parts():
+    s, h, heads, b = 512, 1024, 16, 4
+    block = get_model("bert_large").layers[1]
+    assert block.kind == "transformer"
+    # by hand: GEMMs 24 s h^2 FLOPs (compute-bound), attention 4 s^2 h FLOPs over 8 s h bytes (intensity
+    # s/2 = 256 > the ridge of 100), elementwise 38 s h bytes; weights 2 bytes each, GEMMs 12h^2 + 9h, LN 4h
+    gemm = b * 24 * s * h * h / (100e12 * 0.8)
+    attention = b * 4 * s * s * h / (100e12 * 0.5)
+    elementwise = (b * 38 * s * h + 4 * h * WEIGHT_BYTES) / (1e12 * 0.9)
+    assert b * 32 * s * h + (12 * h * h + 9 * h) * WEIGHT_BYTES < b * 24 * s * h * h / 100   # GEMMs compute-bound
+    assert layer_time(block, KINDS, b) == pytest.approx(gemm + attention + elementwise, rel=1e-12)
+    assert [w.kind for w in block_work(s, h)] == ["gemm", "attention", "elementwise"]
+    assert sum(w.flops for w in block.work) == block.forward_flops == s * (24 * h * h + 4 * s * h)
+    assert heads  # the block's time does not depend on the head count (its memory does: parallel.memory)
+
+
+def test_work_must_add_up_to_the_layer():
+    with pytest.raises(ValueError, match="adds up"):
+        Layer("x", 0, 10.0, 1.0, 4.0, work=(Work("gemm", 5.0, 4.0),))
+    with pytest.raises(ValueError, match="kind"):
+        Layer("x", 0, 10.0, 1.0, kind="convolution")
 
 
 @pytest.mark.parametrize("layer", [GEMM, RELU])
@@ -59,7 +101,7 @@ def test_backward_costs_twice_forward(layer):
 def test_layer_time_is_the_larger_roofline_bound(flops, act, params, batch):
     layer = Layer("x", params, flops, act)
     compute_s = batch * flops / TOY.sustained_flops
-    memory_s = (batch * layer.forward_bytes + params * WEIGHT_BYTES) / TOY.memory_bandwidth
+    memory_s = (batch * layer.forward_bytes + params * WEIGHT_BYTES) / (TOY.memory_bandwidth * 0.4)
     assert layer_time(layer, TOY, batch) == pytest.approx(max(compute_s, memory_s), rel=1e-12)
 
 
@@ -74,8 +116,9 @@ def test_model_times_add_up_in_layer_order():
 
 def test_step_time_streams_every_parameter():
     model = Model("two", (GEMM, RELU))
-    assert step_time(model, TOY) == pytest.approx(1000 * OPTIMIZER_BYTES_PER_PARAM / 1e12)
-    assert step_time(model, TOY, bytes_per_param=28) == pytest.approx(1000 * 28 / 1e12)
+    assert step_time(model, TOY) == pytest.approx(1000 * OPTIMIZER_BYTES_PER_PARAM / (1e12 * 0.4))
+    assert step_time(model, TOY, bytes_per_param=28) == pytest.approx(1000 * 28 / (1e12 * 0.4))
+    assert step_time(model, KINDS) == pytest.approx(1000 * OPTIMIZER_BYTES_PER_PARAM / (1e12 * 0.9))  # elementwise
 
 
 def test_iteration_is_forward_plus_backward_plus_step():
@@ -107,14 +150,17 @@ def test_resnet50_is_held_back_by_memory_bound_layers():
     assert iteration_compute_time(model, device, 32) > 1.5 * flop_only
 
 
-def test_large_transformers_are_compute_bound():
-    # Forward + backward of GPT-3 run at the sustained FLOP rate (the optimizer step,
-    # streaming 175 B parameters, is memory-bound and excluded here).
+def test_large_transformers_are_gemm_bound():
+    # Forward + backward of GPT-3: the GEMMs at the GEMM rate and the attention core at the attention
+    # rate are all but the whole time (elementwise work is under 2 %); the optimizer step, streaming
+    # 175 B parameters, is memory-bound at the elementwise share of the bandwidth.
     model, device = get_model("gpt3_175b"), get_device("a100")
-    flop_only = 3 * model.forward_flops / device.sustained_flops
+    eff = device.efficiency
+    flop_only = 3 * sum(la.work_of("gemm") / eff.gemm + la.work_of("attention") / eff.attention
+                        for la in model.layers) / device.peak_flops
     passes = forward_time(model, device, 1) + backward_times(model, device, 1).sum()
-    assert passes == pytest.approx(flop_only, rel=0.01)
-    assert step_time(model, device) == pytest.approx(model.parameters * 16 / 2.039e12)
+    assert flop_only < passes < 1.02 * flop_only
+    assert step_time(model, device) == pytest.approx(model.parameters * 16 / (2.039e12 * eff.elementwise))
 
 
 def test_faster_devices_give_faster_iterations():

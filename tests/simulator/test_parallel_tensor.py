@@ -68,12 +68,39 @@ def test_tensor_all_reduce_time_is_the_ring_closed_form_on_a_switch():
     assert plan.tensor_b[0, 0] == pytest.approx(24 * 2 * ring, rel=1e-9)
 
 
+def _roofline(flops: float, moved: float, share: float) -> float:
+    a100 = get_device("a100")
+    return max(flops / a100.peak_flops, moved / a100.memory_bandwidth) / share
+
+
+def _block_forward(b: int, tensor: int, split_elementwise: bool) -> float:
+    """BERT-large block forward on an A100 by hand: GEMMs and attention split T ways; elementwise T ways
+    only with sequence parallelism (Korthikanti et al. 2022, §4.2.2)."""
+    s, h, eff = 512, 1024, get_device("a100").efficiency
+    e = tensor if split_elementwise else 1
+    gemm = _roofline(b * 24 * s * h * h / tensor, b * 32 * s * h / tensor + 2 * (12 * h * h + 9 * h) / tensor,
+                     eff.gemm)
+    attention = _roofline(b * 4 * s * s * h / tensor, b * 8 * s * h / tensor, eff.attention)
+    elementwise = _roofline(0.0, b * 38 * s * h / e + 2 * 4 * h / e, eff.elementwise)
+    return gemm + attention + elementwise
+
+
 @pytest.mark.parametrize("tensor", [2, 4, 8])
-def test_compute_per_layer_divides_by_t(tensor):
+@pytest.mark.parametrize("sp", [False, True])
+def test_compute_per_block_splits_gemm_and_attention_and_elementwise_only_with_sequence_parallelism(tensor, sp):
+    raw = bert(tensor)
+    raw["parallelism"]["sequence_parallel"] = sp
+    split, _ = plan_of(raw)
     one, _ = plan_of(bert(1))
-    split, _ = plan_of(bert(tensor))
-    assert split.compute_f[0] == pytest.approx(one.compute_f[0] / tensor, rel=1e-9)
-    assert split.compute_b[0] == pytest.approx(one.compute_b[0] / tensor, rel=1e-9)
+    b = 4                                                   # batch 8 in 2 microbatches
+    block = split.forward_layers[0][1]                      # layer 0 is the embedding
+    assert block == pytest.approx(_block_forward(b, tensor, sp), rel=1e-9)
+    assert one.forward_layers[0][1] == pytest.approx(_block_forward(b, 1, False), rel=1e-9)
+    if sp:   # every piece split: the whole pass divides by T (the embedding splits too)
+        assert split.compute_f[0] == pytest.approx(one.compute_f[0] / tensor, rel=1e-9)
+        assert split.compute_b[0] == pytest.approx(one.compute_b[0] / tensor, rel=1e-9)
+    else:    # the replicated elementwise work keeps it above 1/T
+        assert split.compute_f[0] > 1.05 * one.compute_f[0] / tensor
     assert split.memory[0].params == pytest.approx(get_model("bert_large").parameters / tensor, rel=1e-6)
 
 

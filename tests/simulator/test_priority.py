@@ -77,12 +77,14 @@ def test_the_first_layer_no_longer_waits_behind_the_big_last_layer():
 
 
 def test_partition_lets_a_later_part_overtake_and_costs_latency():
-    cfg = three_layers(True)
+    # 2e10 FLOPs a layer: backward long enough (on an A100's 0.87 GEMM share) that the first layer is released
+    # while most of the big layer's pieces still queue
+    cfg = three_layers(True, 2e10)
     cfg["communication"]["partition"] = "8MiB"
     parted = build_job(load_config(cfg)).run()
     pieces = [len(coll) for coll in parted.plan.grad_sync[0][0]]
     assert sorted(pieces) == [1, 1, 24]                        # 200 MB in 8 MiB pieces; 4 MB parts stay whole
-    whole = build_job(load_config(three_layers(True))).run().result().summary["simulated_time_s"]
+    whole = build_job(load_config(three_layers(True, 2e10))).run().result().summary["simulated_time_s"]
     parted_s = parted.result().summary["simulated_time_s"]
     assert parted_s < 0.95 * whole                                  # the first layer jumps the big one's pieces
 
