@@ -42,7 +42,11 @@ def names(what: str) -> dict[str, str]:
     if what == "devices":
         from .devices import CATALOG
 
-        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bytes / 1e9:,.0f} GB"
+        from .devices import WORK_KINDS
+
+        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
+                   f"{d.memory_bytes / 1e9:,.0f} GB; efficiency "
+                   + ", ".join(f"{w} {d.efficiency[w]:g}" for w in WORK_KINDS)
                 for k, d in CATALOG.items()}
     if what == "topologies":
         import topologies

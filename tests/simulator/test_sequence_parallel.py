@@ -187,3 +187,46 @@ def test_server_device_efficiency_is_refused():
 def test_recompute_true_and_false_keep_their_meaning():
     assert load_config(job("tensor", **{"parallelism.recompute": True})).parallelism.recompute == "full"
     assert load_config(job("tensor", **{"parallelism.recompute": False})).parallelism.recompute == "none"
+
+
+def custom_blocks(n: int = 4) -> dict:
+    return {"name": "mine", "layers": [{"name": f"b{i}", "kind": "transformer_block", "hidden": H, "heads": A,
+                                        "seq_len": S} for i in range(n)]}
+
+
+@pytest.mark.parametrize(("t", "sp", "recompute"), [(1, False, "none"), (4, False, "selective"), (4, True, "full"),
+                                                    (2, True, "selective")])
+def test_a_users_transformer_blocks_split_and_recompute_like_the_presets(t, sp, recompute):
+    mine = bert(t, sp, recompute)
+    mine["workload"]["model"] = custom_blocks()
+    ours, preset = plan_of(mine), plan_of(bert(t, sp, recompute))
+    assert ours.forward_layers[0][0] == pytest.approx(preset.forward_layers[0][1], rel=1e-12)   # block 0 vs 1
+    assert ours.compute_b[0] / 4 == pytest.approx((preset.compute_b[0] - _embedding_b(preset)) / L, rel=1e-9)
+    assert ours.tensor_bytes_per_block_pass == preset.tensor_bytes_per_block_pass
+    block_bytes = 2 * layer_activation_bytes(get_model("bert_large").layers[1], get_model("bert_large"), t,
+                                             recompute, sp)
+    assert ours.memory[0].activations >= 4 * block_bytes
+
+
+def _embedding_b(plan) -> float:
+    """Backward seconds of the preset's embedding (layer 0), from the plan's per-layer numbers."""
+    from simulator import compute
+    from simulator.parallel.tensor import split_layer
+
+    t = plan.placement.device.shape[2]
+    emb = split_layer(get_model("bert_large").layers[0], t, plan.sequence_parallel)
+    return compute.layer_time(emb, get_device("a100"), plan.microbatch_size, pass_="backward")
+
+
+def test_a_custom_layers_kind_and_memory_bytes_set_its_time():
+    a100 = get_device("a100")
+    raw = bert(1)
+    raw["workload"]["model"] = [{"name": "norm", "kind": "elementwise", "params": 0, "forward_flops": 1,
+                                 "memory_bytes": "4MB"},
+                                {"name": "fc", "params": 1000, "forward_flops": 1e12}]
+    raw["parallelism"] = {"data": 1}
+    plan = plan_of(raw)
+    b = 4
+    norm, fc = plan.forward_layers[0]
+    assert norm == pytest.approx(b * 4e6 / (a100.memory_bandwidth * a100.efficiency.elementwise), rel=1e-12)
+    assert fc == pytest.approx(b * 1e12 / (a100.peak_flops * a100.efficiency.gemm), rel=1e-12)   # gemm: the default
