@@ -124,7 +124,7 @@ def _reduce(op: str, rows: np.ndarray) -> np.ndarray:
 def _cells(low: Lowered) -> tuple[np.ndarray, np.ndarray]:
     """(rank, chunk) pairs whose final contents the collective defines."""
     chunks = np.arange(low.chunk_n.shape[0])
-    every = np.repeat(np.arange(low.ranks), chunks.shape[0]), np.tile(chunks, low.ranks)
+    every = np.repeat(np.arange(low.workers), chunks.shape[0]), np.tile(chunks, low.workers)  # not switches
     owner = low.chunk_owner
     match low.collective:
         case "allreduce" | "broadcast" | "allgather":

@@ -120,6 +120,7 @@ class Lowered:
     root: int = 0
     servers: int = 0
     chunk_owner: np.ndarray | None = None
+    switches: int = 0
 
     @property
     def steps(self) -> int:
@@ -128,8 +129,8 @@ class Lowered:
 
     @property
     def workers(self) -> int:
-        """Ranks that are not parameter servers."""
-        return self.ranks - self.servers
+        """Ranks that are neither parameter servers nor switches (``Schedule.switches``)."""
+        return self.ranks - self.servers - self.switches
 
     def label(self) -> str:
         """``ring allreduce, 4 ranks`` for messages."""
@@ -169,6 +170,8 @@ def element_schedule(
         root=base.root,
         chunk_owner=base.chunk_owner,
         servers=base.servers,
+        switches=base.switches,
+        slices=base.slices,
     )
 
 
@@ -289,6 +292,7 @@ def lower(s: Schedule, itemsize: int) -> Lowered:
         grp_step_ptr=grp_step_ptr, grp_ptr=grp_ptr, grp_dst=dst[first], grp_lo=chunk_lo[chunk[first]],
         grp_n=chunk_n[chunk[first]], root=s.root, servers=s.servers,
         chunk_owner=None if s.chunk_owner is None else np.asarray(s.chunk_owner, dtype=np.int64),
+        switches=s.switches,
     )
 
 
@@ -324,8 +328,8 @@ def place_inputs(low: Lowered, buffers: list[np.ndarray], op: str = "sum") -> np
         return work
     for r, b in enumerate(flat):
         work[r] = b
-    if low.collective == "ps_push":
-        work[low.workers:] = identity(op, dtype)
+    if low.collective == "ps_push" or low.switches:
+        work[low.workers:] = identity(op, dtype)   # servers and in-network reducers hold no input
     return work
 
 
@@ -345,7 +349,7 @@ def fill_inputs(low: Lowered, rows: Any, fills: Iterable[Callable[[np.ndarray], 
         return
     for r in range(low.ranks):
         next(fills)(rows[r])
-    if low.collective == "ps_push":
+    if low.collective == "ps_push" or low.switches:
         for r in range(low.workers, low.ranks):
             rows[r][:] = identity(op, rows[r].dtype)
 

@@ -540,9 +540,38 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
     _log_options(p)
     _fit_options(p)
     p.add_argument("--name", help="profile name (default: <device>-<collective>)")
+    p.add_argument("--link-class", help="write a link profile: the fit as this link class's efficiency and "
+                                        "software latency (cluster.profile then applies them on the topology)")
+    p.add_argument("--line-rate", help="with --link-class: the measured links' rate per direction, e.g. 450GB/s")
+    p.add_argument("--hops", type=bounded(int, 1, 64), default=2,
+                   help="with --link-class: links a message crossed (default 2: device, switch, device)")
+    p.add_argument("--hop-latency", default="0", help="with --link-class: latency per hop (default 0)")
     p.add_argument("--json", action="store_true", help="print the profile as one JSON object on stdout")
     p.epilog = ("example: trainsim calibrate runs/val/measurements.csv --out profile.yaml "
-                "(or an nccl-tests log: trainsim calibrate all_reduce.log --out profile.yaml)")
+                "(or an nccl-tests log: trainsim calibrate all_reduce.log --out profile.yaml; "
+                "trainsim calibrate all_reduce.log --link-class nvlink --line-rate 450GB/s --out nvlink.yaml)")
+
+
+def _link_class_args(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``(line rate B/s, hop latency s)`` with ``--link-class``; None without; each misuse one line."""
+    from topologies.units import UnitError, parse
+
+    if args.link_class is None:
+        for flag, value, default in (("--line-rate", args.line_rate, None), ("--hops", args.hops, 2),
+                                     ("--hop-latency", args.hop_latency, "0")):
+            if value != default:
+                raise TrainsimInputError(f"{flag}: applies with --link-class only")
+        return None
+    if args.line_rate is None:
+        raise TrainsimInputError("--link-class: needs --line-rate (the measured links' rate, e.g. 450GB/s)")
+    parsed = []
+    for flag, value, kind in (("--line-rate", args.line_rate, "bandwidth"), ("--hop-latency", args.hop_latency,
+                                                                              "duration")):
+        try:
+            parsed.append(parse(value, kind))
+        except UnitError as e:
+            raise TrainsimInputError(f"{flag}: {getattr(e, 'expected', e)}") from None
+    return parsed[0], parsed[1]
 
 
 @command("calibrate", _configure_calibrate)
@@ -552,11 +581,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
     refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
+    link = _link_class_args(args)
     profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
                         name=args.name, command=["trainsim", *args.argv])
+    if link is not None:
+        from validation.calibrate import as_link_profile
+
+        profile = as_link_profile(profile, args.link_class, link[0], hops=args.hops, hop_latency=link[1])
     profile.save(args.out)
     if args.json:
         emit_json(profile.model_dump(mode="json", exclude_none=True))
+    elif link is not None:
+        (name, figures), = profile.link_classes.items()
+        print_rows(f"link profile {profile.name} ({profile.device})",
+                   [{"class": name, "efficiency": figures.efficiency, "software_latency_s": figures.software_latency_s,
+                     "gamma_s_per_byte": profile.gamma_s_per_byte}])
     else:
         print_rows(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
                    f"{profile.fit['points_held_out']} held out)", regime_rows(profile))

@@ -34,6 +34,14 @@ def _path_alpha_beta(net: Network, a: int, b: int) -> tuple[float, float]:
     return r.route_latency(links), float(1.0 / r.capacity[links].min())
 
 
+def _switch_alpha_beta(net: Network, devices: int) -> tuple[float, float]:
+    """α and β from device 0 to the switch reducing for the first ``devices`` devices (β at its efficiency)."""
+    r = net.routing
+    node, efficiency = link_classes.reducing_switch(r.graph, r.devices[:devices])
+    links = r.path_links(r.device_node(0), r.device_node(r.endpoint(node)))
+    return r.route_latency(links), float(1.0 / r.capacity[links].min()) / efficiency
+
+
 def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p: int, size: int,
          gamma: float, options: dict[str, Any]) -> dict[str, Any]:
     mine = _taken(options, algorithm, collective)
@@ -43,11 +51,16 @@ def _one(net: Network, info: dict[str, Any], algorithm: str, collective: str, p:
         sched = collectives.schedule(algorithm, p, size, collective=collective, **info)
     except (collectives.ScheduleError, ValueError) as e:
         raise TrainsimInputError(f"--algorithm {algorithm}: {e}") from None
-    if sched.ranks > net.devices:
-        raise TrainsimInputError(f"--ranks {p}: the schedule needs {sched.ranks} devices, "
+    devices = sched.ranks - sched.switches    # a switch rank is the reducing switch, not a device
+    if devices > net.devices:
+        raise TrainsimInputError(f"--ranks {p}: the schedule needs {devices} devices, "
                                  f"the topology has {net.devices}")
-    simulated = net.schedule_time(sched, np.arange(sched.ranks))
-    alpha, beta = _path_alpha_beta(net, 0, sched.ranks - 1)
+    if not net.supports(sched, np.arange(devices)):
+        raise TrainsimInputError(f"--algorithm {algorithm}: reduces in a switch, but no switch of this topology "
+                                 "reduces (--topology switch --param reduce_efficiency=0.85, or reduces: true on a "
+                                 "switch node of a topology file)")
+    simulated = net.schedule_time(sched, np.arange(devices))
+    alpha, beta = _path_alpha_beta(net, 0, devices - 1) if not sched.switches else _switch_alpha_beta(net, devices)
     analytic = collectives.analytic_time(algorithm, p, size, alpha, beta, gamma, collective=collective, **info)
     analytic += net.launch_latency
     algbw = size / simulated / 1e9 if simulated > 0 else float("inf")

@@ -74,6 +74,8 @@ class _Tally:
     def schedule(self, sched, groups: np.ndarray, times: float, kind: str) -> float:
         """Every row of ``groups`` (device ranks) runs ``sched``, ``times`` per iteration; returns its bytes sent."""
         groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
+        if sched.switches:   # nvls: the switch rank is each group's reducing switch
+            groups = self.network.with_switches(sched, groups)[0]
         key = (sched.collective, sched.algorithm, sched.ranks, tuple(sched.chunk_bytes.tolist()), groups.tobytes())
         if key not in self._memo:
             chunk = np.asarray(sched.chunk_bytes, dtype=float)

@@ -41,17 +41,74 @@ class ResolvedHardware:
         return collectives.schedule(self.algorithm, self.workers, nbytes, **self.topology_info)
 
 
-def build_topology(config: Config) -> nx.Graph:
+def build_topology(config: Config, profile: HardwareProfile | None = None) -> nx.Graph:
+    """The config's topology with its link classes, ``network.link_classes`` and a link profile's figures applied.
+
+    ``profile``: the loaded ``cluster.profile`` (loaded here when not given).
+    """
     spec = config.cluster.topology
     try:
         if isinstance(spec, FromFile):
-            return topologies.load(spec.path)
-        graph = topologies.build(spec.kind, **spec.build_params())
-        _set_link_classes(graph, spec)
-        topologies.check(graph, source=spec.kind)
-        return graph
+            graph = topologies.load(spec.path)
+        else:
+            graph = topologies.build(spec.kind, **spec.build_params())
+            _set_link_classes(graph, spec)
+            topologies.check(graph, source=spec.kind)
     except topologies.TopologyError as e:
         raise ConfigError(f"cluster.topology: {e}") from None
+    profile = load_config_profile(config) if profile is None else profile
+    given = {name: (o.efficiency, o.software_latency) for name, o in config.network.link_classes.items()}
+    if given and profile is not None and not profile.per_link:
+        raise ConfigError("network.link_classes: a calibrated cluster.profile with regimes times collectives as a "
+                          "whole-collective formula, not on the links; remove one of the two")
+    _apply_class_figures(graph, given, "network.link_classes")
+    if profile is not None and profile.per_link:
+        for name, figures in profile.link_figures().items():
+            for attr, value in zip(("efficiency", "software_latency"), figures, strict=True):
+                if value is not None and given.get(name, (None, None))[attr == "software_latency"] is not None:
+                    raise ConfigError(f"network.link_classes.{name}.{attr}: cluster.profile's link_classes set it "
+                                      "too; remove one of the two")
+        _apply_class_figures(graph, profile.link_figures(), "cluster.profile: link_classes")
+    return graph
+
+
+def _apply_class_figures(graph: nx.Graph, figures: dict[str, tuple[float | None, float | None]], where: str) -> None:
+    """Give every link of each named class the figure it does not set itself; each figure must reach a link."""
+    for name, values in figures.items():
+        edges = [data for _, _, data in graph.edges(data=True) if data.get("class") == name]
+        if not edges:
+            raise ConfigError(f"{where}.{name}: no link of cluster.topology has class {name}")
+        for attr, value in zip(("efficiency", "software_latency"), values, strict=True):
+            if value is None:
+                continue
+            free = [data for data in edges if data.get(attr) is None]
+            if not free:
+                raise ConfigError(f"{where}.{name}.{attr}: every link of class {name} sets its own {attr}")
+            for data in free:
+                data[attr] = float(value)
+
+
+def load_config_profile(config: Config) -> HardwareProfile | None:
+    """``cluster.profile`` loaded and checked against the job (None without one)."""
+    if config.cluster.profile is None:
+        return None
+    try:
+        profile = load_profile(config.cluster.profile)
+    except ProfileError as e:
+        raise ConfigError(f"cluster.profile: {e}") from None
+    if not profile.per_link:
+        if config.communication.launch_latency:
+            raise ConfigError("communication.launch_latency: a calibrated cluster.profile's fitted alpha already "
+                              "holds the launch cost of every collective; remove one of the two")
+        if config.communication.pattern == "parameter_server":
+            raise ConfigError("cluster.profile: a calibrated profile times collectives; with communication.pattern: "
+                              "parameter_server the pushes and pulls are flows on the topology's links, so remove "
+                              "one of the two (or use a link profile: trainsim calibrate --link-class)")
+    elif profile.gamma_s_per_byte is not None and config.communication.pattern == "parameter_server" \
+            and config.parallelism.tensor == 1:
+        raise ConfigError("cluster.profile: gamma_s_per_byte times reductions in collectives; a parameter-server "
+                          "job without tensor parallelism runs none (servers apply at their memory bandwidth)")
+    return profile
 
 
 def _set_link_classes(graph: nx.Graph, spec: Any) -> None:
@@ -154,13 +211,8 @@ def resolve_algorithm(config: Config, workers: int, info: dict[str, Any]) -> str
 
 def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedHardware:
     """Everything a job needs resolved; ``graph`` replaces the config's topology (a faulted variant of it)."""
-    profile = None
-    if config.cluster.profile is not None:
-        try:
-            profile = load_profile(config.cluster.profile)
-        except ProfileError as e:
-            raise ConfigError(f"cluster.profile: {e}") from None
-    graph = build_topology(config) if graph is None else graph
+    profile = load_config_profile(config)
+    graph = build_topology(config, profile) if graph is None else graph
     n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
     workers = parallel_sizes(config.parallelism, n_devices).data  # data-parallel replicas
     parallel = model_parallel(config.parallelism)  # groups inside a node: simulator.parallel.placement
@@ -171,5 +223,12 @@ def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedH
         check_efficiency_kinds(share.device, model, f"stragglers.heterogeneity.{i}.device")
     info = {"devices_per_node": int(graph.graph.get("devices_per_host", 1))}
     algorithm = resolve_algorithm(config, workers, {"devices_per_node": 1} if parallel else info)
+    if algorithm == "nvls" and not any(d.get("reduces") for _, d in graph.nodes(data=True)):
+        raise ConfigError("communication.algorithm: nvls reduces in the switch, but no switch of cluster.topology "
+                          "reduces (give the topology reduction: {efficiency: ...}, or reduces: true to a switch "
+                          "node of a topology file)")
     gamma = compute.reduce_time_per_byte(device)
+    if profile is not None and profile.per_link:   # applied on the links (build_topology); its γ times reductions
+        gamma = gamma if profile.gamma_s_per_byte is None else profile.gamma_s_per_byte
+        profile = None
     return ResolvedHardware(graph, device, model, workers, algorithm, gamma, info, profile)

@@ -62,4 +62,4 @@ def collective_time(name: str, topology: nx.Graph, size_bytes: int, ranks: int |
     p = ranks or net.devices
     info = {"devices_per_node": int(topology.graph.get("devices_per_host", 1))}
     sched = collectives.schedule(name, p, size_bytes, collective=collective, **info)
-    return net.schedule_time(sched, np.arange(sched.ranks))
+    return net.schedule_time(sched, np.arange(sched.ranks - sched.switches))

@@ -37,6 +37,8 @@ def best_algorithm(network: Network, ranks: int, sizes: Iterable[int], *, collec
             scheds = [collectives.schedule(name, ranks, n, collective=collective, **info, **mine) for n in sizes]
         except collectives.ScheduleError:
             continue  # cannot run on this many ranks / this node structure
+        if not network.supports(scheds[0], placement):
+            continue  # reduces in a switch, and no switch here does
         totals[name] = sum(network.schedule_time(s, placement) for s in scheds)
     if not totals:
         raise collectives.ScheduleError(f"no {collective} algorithm runs on {ranks} ranks")

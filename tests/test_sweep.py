@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -132,7 +131,7 @@ def test_resume_computes_only_what_is_missing(full_run, tmp_path):
     assert read_table(out) == read_table(full_run[1])
 
 
-def test_a_killed_sweep_leaves_a_readable_table_and_resumes(tmp_path):
+def test_a_killed_sweep_leaves_a_readable_table_and_resumes(tmp_path, kill_group):
     path = write_sweep(tmp_path, grid={"parallelism.data": [2, 4, 8], "communication.algorithm": ["ring", "auto"],
                                        "training.iterations": [30, 31, 32, 33]}, seeds=[1])
     out = tmp_path / "out"
@@ -147,7 +146,7 @@ def test_a_killed_sweep_leaves_a_readable_table_and_resumes(tmp_path):
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
         proc.wait()
     done = finished(out)
     if (out / "results.csv").exists():

@@ -13,7 +13,7 @@ from numbers import Integral, Real
 from .graph import TopologyError
 from .units import UnitError, parse
 
-__all__ = ["MAX_DEVICES", "MAX_NODES", "bandwidth", "devices", "duration", "integer", "ratio"]
+__all__ = ["MAX_DEVICES", "MAX_NODES", "bandwidth", "devices", "duration", "fraction", "integer", "ratio"]
 
 MAX_DEVICES = 2**17        # devices a topology may have here (a 16k-GPU job is 2^14; 2^17 takes minutes)
 MAX_NODES = 2**19          # every node (devices, NICs, switches) a built graph may have
@@ -49,6 +49,16 @@ def ratio(where: str, name: str, value: object, *, minimum: float = 1.0) -> floa
     ok = isinstance(value, Real) and not isinstance(value, bool)
     if not (ok and math.isfinite(value) and value >= minimum):
         raise TopologyError(f"{where}: {name}: expected a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def fraction(where: str, name: str, value: object) -> float | None:
+    """``None`` (not given), or ``value`` as a finite float in (0, 1] (an efficiency)."""
+    if value is None:
+        return None
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and 0 < value <= 1):
+        raise TopologyError(f"{where}: {name}: expected a number in (0, 1], got {value!r}")
     return float(value)
 
 

@@ -143,6 +143,9 @@ def _check_nodes(G: nx.Graph, source: str) -> None:
                 raise TopologyError(
                     f"{source}: node {n}: '{key}' must be a non-negative integer, got {data[key]!r}"
                 )
+        wrong = link_classes.check_node(data)
+        if wrong:
+            raise TopologyError(f"{source}: node {n}: {wrong}")
 
 
 def _check_ranks(G: nx.Graph, source: str) -> None:

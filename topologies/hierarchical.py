@@ -28,6 +28,7 @@ from .fat_tree import smallest_k
 from .graph import TopologyError, add_devices, add_link, new_graph
 from .leaf_spine import attach as attach_leaf_spine
 from .leaf_spine import fabric_params
+from .link_classes import mark_reducing
 from .switch import attach as attach_switch
 
 __all__ = ["hierarchical"]
@@ -54,6 +55,7 @@ def hierarchical(
     inter_latency: float | str = 0.0,
     inter_kind: str = "leaf_spine",
     nics_per_node: int = 1,
+    intra_reduce_efficiency: float | None = None,
     **inter_params: object,
 ) -> nx.Graph:
     r"""Return ``nodes`` servers of ``devices_per_node`` devices joined by an inter-node fabric.
@@ -89,6 +91,9 @@ def hierarchical(
         The fabric between the NICs.
     nics_per_node : int, optional
         NICs per server, >= 1 (default 1).
+    intra_reduce_efficiency : float, optional
+        Given, every intra-node switch reduces (``reduces: true``: an NVSwitch with NVLS, the
+        ``nvls`` allreduce inside a server) at this fraction (0, 1] of its ports' rate.
     **inter_params
         For ``"leaf_spine"``: ``hosts_per_leaf`` (NIC ports per leaf, default 8),
         ``spines`` (default 2) and either ``uplink_bandwidth`` or
@@ -125,6 +130,7 @@ def hierarchical(
     intra_lat = _params.duration(where, "intra_latency", intra_latency)
     inter_bw = _params.bandwidth(where, "inter_bandwidth", inter_bandwidth)
     inter_lat = _params.duration(where, "inter_latency", inter_latency)
+    reduce = _params.fraction(where, "intra_reduce_efficiency", intra_reduce_efficiency)
     _check_inter_params(inter_kind, inter_params)
 
     G = new_graph(
@@ -147,6 +153,8 @@ def hierarchical(
             add_link(G, intra, nic, inter_bw, 0.0)
             endpoints.append(nic)
     _attach_fabric(G, inter_kind, endpoints, inter_bw, inter_lat, inter_params)
+    if reduce is not None:
+        mark_reducing(G, [f"intra{host}" for host in range(nodes)], reduce)
     return G
 
 

@@ -25,6 +25,16 @@ was used. References:
 .. [nccl-tuning] NVIDIA/nccl ``src/graph/tuning.cc`` (as stored at commit 01afd20): the tuner's
    ``hwLat`` per ring step, Ring/Simple protocol, NVLink 3.4 µs, PCI 5.7 µs, network 9.6 µs, and
    ``baseLat`` Ring/Simple 8.4 µs per collective. Later NCCL versions retune these numbers.
+.. [nccl-nvls] NVIDIA/nccl ``src/graph/tuning.cc`` (2.19+; ``src/tuning/nvls.cc`` later):
+   ``nvlsEfficiency`` = 0.85 on Hopper, 0.74 on Blackwell, 0 before Hopper (no NVLS): the fraction
+   of the NVLink bandwidth NCCL's tuner expects an NVLS (in-switch reduction) collective to reach.
+
+Switches that reduce
+--------------------
+A switch node may declare ``reduces: true`` (NVLink SHARP in an NVSwitch, InfiniBand SHARP): the
+``nvls`` allreduce reduces in it. ``reduce_efficiency`` (0 < e <= 1, default 1) is the fraction of
+its ports' rate its reduce/multicast engine reaches: traffic to and from the reducing switch takes
+``1/e`` as long. :data:`NVLS_HOPPER_EFFICIENCY` is the cited value for an H100 NVSwitch.
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
-__all__ = ["CLASSES", "EDGE_KEYS", "NCCL_RING_LAUNCH_LATENCY", "LinkClass", "applied", "check_edge", "effective",
-           "set_class"]
+__all__ = ["CLASSES", "EDGE_KEYS", "NCCL_RING_LAUNCH_LATENCY", "NODE_KEYS", "NVLS_HOPPER_EFFICIENCY", "LinkClass",
+           "applied", "check_edge", "check_node", "effective", "mark_reducing", "reducing_switch",
+           "reduction_summary", "set_class"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,64 @@ NCCL_RING_LAUNCH_LATENCY = 8.4e-6
 
 #: the optional edge attributes this module reads
 EDGE_KEYS = ("class", "efficiency", "software_latency")
+
+#: the optional switch-node attributes this module reads
+NODE_KEYS = ("reduces", "reduce_efficiency")
+
+#: nvlsEfficiency on Hopper [nccl-nvls]: a value to give an H100 NVSwitch as ``reduce_efficiency``
+NVLS_HOPPER_EFFICIENCY = 0.85
+
+
+def check_node(data: dict) -> str | None:
+    """What is wrong with a node's reduction attributes (one phrase), or None."""
+    reduces, eff = data.get("reduces"), data.get("reduce_efficiency")
+    if reduces is not None and not isinstance(reduces, bool):
+        return f"'reduces' must be true or false, got {reduces!r}"
+    if reduces and data.get("role") != "switch":
+        return f"'reduces: true' applies to a switch, not a {data.get('role')}"
+    if eff is not None:
+        if not reduces:
+            return "'reduce_efficiency' applies to a switch with reduces: true"
+        if not (_number(eff) and 0 < eff <= 1):
+            return f"'reduce_efficiency' must be a number in (0, 1], got {eff!r}"
+    return None
+
+
+def mark_reducing(graph, switches, efficiency: float) -> None:
+    """Mark these switch nodes as reducing in the switch at ``efficiency`` of their ports' rate."""
+    for n in switches:
+        graph.nodes[n]["reduces"] = True
+        graph.nodes[n]["reduce_efficiency"] = float(efficiency)
+
+
+def reducing_switch(graph, device_nodes) -> tuple[object, float] | None:
+    """The reducing switch every one of ``device_nodes`` is attached to, and its reduce efficiency.
+
+    None when there is none (one switch reduces for all of them: NVLS inside an NVSwitch
+    domain, SHARP inside one switch; trees of reducing switches are not modelled). Among
+    several, the first in graph order.
+    """
+    nodes = list(device_nodes)
+    if not nodes:
+        return None
+    common = [n for n in graph.adj[nodes[0]] if graph.nodes[n].get("reduces") is True]
+    for d in nodes[1:]:
+        adj = graph.adj[d]
+        common = [n for n in common if n in adj]
+        if not common:
+            return None
+    if not common:
+        return None
+    return common[0], float(graph.nodes[common[0]].get("reduce_efficiency", 1.0))
+
+
+def reduction_summary(graph) -> dict[str, float | list[float]]:
+    """``{"reducing_switches": count, "reduce_efficiency": e or sorted distinct values}``; {} when none."""
+    effs = sorted({float(d.get("reduce_efficiency", 1.0)) for _, d in graph.nodes(data=True) if d.get("reduces")})
+    if not effs:
+        return {}
+    count = sum(1 for _, d in graph.nodes(data=True) if d.get("reduces"))
+    return {"reducing_switches": count, "reduce_efficiency": effs[0] if len(effs) == 1 else effs}
 
 
 def effective(data: dict) -> tuple[float, float]:

@@ -18,11 +18,13 @@ import networkx as nx
 
 from . import _params
 from .graph import add_devices, add_link, new_graph
+from .link_classes import mark_reducing
 
 __all__ = ["switch"]
 
 
-def switch(n: int, *, bandwidth: float | str, latency: float | str = 0.0) -> nx.Graph:
+def switch(n: int, *, bandwidth: float | str, latency: float | str = 0.0,
+           reduce_efficiency: float | None = None) -> nx.Graph:
     r"""Return a star: ``n`` devices, each with one link to the switch ``"s0"``.
 
     ::
@@ -41,6 +43,9 @@ def switch(n: int, *, bandwidth: float | str, latency: float | str = 0.0) -> nx.
         Bytes/s in each direction of every device link, or a string like ``"25GB/s"``.
     latency : float or str, optional
         Seconds per hop, or a string like ``"1us"`` (default 0).
+    reduce_efficiency : float, optional
+        Given, the switch reduces (``reduces: true``, NVLS / SHARP: the ``nvls`` allreduce) at
+        this fraction (0, 1] of its ports' rate (``topologies.link_classes``); default: it does not.
 
     Returns
     -------
@@ -60,8 +65,11 @@ def switch(n: int, *, bandwidth: float | str, latency: float | str = 0.0) -> nx.
     _params.devices("switch", n, "n")
     bw = _params.bandwidth("switch", "bandwidth", bandwidth)
     lat = _params.duration("switch", "latency", latency)
+    reduce = _params.fraction("switch", "reduce_efficiency", reduce_efficiency)
     G = new_graph("switch", hosts=n, devices_per_host=1)
     attach(G, add_devices(G, n), bandwidth=bw, latency=lat)
+    if reduce is not None:
+        mark_reducing(G, ["s0"], reduce)
     return G
 
 

@@ -56,8 +56,8 @@ from .foreign import model_algorithm, read_any
 from .provenance import collect as collect_provenance
 from .records import FOREIGN, MPI, MeasurementError, Measurements, Point, uniform
 
-__all__ = ["HOLDOUTS", "STRUCTURES", "CalibrationError", "Fit", "calibrate", "choose_structure", "features", "fit",
-           "regimes", "split"]
+__all__ = ["HOLDOUTS", "STRUCTURES", "CalibrationError", "Fit", "as_link_profile", "calibrate", "choose_structure",
+           "features", "fit", "regimes", "split"]
 
 COEFFS = ("alpha", "beta", "gamma")
 HOLDOUTS = ("sizes", "ranks", "algorithms", "none")
@@ -418,3 +418,47 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
     default = f"{source}-{collective}" if source in FOREIGN else f"{device}-{collective}"
     return HardwareProfile(format=FORMAT, device=device, name=name or default, collective=collective,
                            dtype=dtype, regimes=tuple(out), fit=fit_info, provenance=provenance)
+
+
+def as_link_profile(profile: HardwareProfile, link_class: str, line_rate: float, *, hops: int = 2,
+                    hop_latency: float = 0.0) -> HardwareProfile:
+    """The fitted α, β, γ turned into a link class's figures (a *link profile*, ``cluster.profile``).
+
+    The measured collective ran over links of ``link_class`` at ``line_rate`` bytes/s per direction,
+    each message crossing ``hops`` links of ``hop_latency`` seconds. Of the fallback group (regimes
+    fitted on every algorithm and rank count; else the first group), the largest messages' regime
+    gives the bandwidth, ``efficiency = 1 / (β · line_rate)``, and γ (unless γ was fixed, not fitted:
+    then the device's roofline γ stays); the smallest messages' regime
+    gives the per-message latency, ``software_latency = α − hops · hop_latency``. ``trainsim run`` then
+    times every collective on the real topology with them (``simulator.resolve.build_topology``).
+
+    Raises
+    ------
+    CalibrationError
+        An unknown class, or a fit that no link of that line rate could produce (1/β above the line
+        rate, α below the hops' latency).
+    """
+    from topologies.link_classes import CLASSES
+
+    if link_class not in CLASSES:
+        raise CalibrationError(f"--link-class: expected one of {', '.join(CLASSES)}, got {link_class!r}")
+    group = profile.group()
+    small, large = group[0], group[-1]
+    if large.beta_s_per_byte <= 0:
+        raise CalibrationError("--link-class: the fit has beta = 0 (no bandwidth term) to turn into an efficiency")
+    efficiency = 1.0 / (large.beta_s_per_byte * line_rate)
+    if efficiency > 1 + 1e-9:
+        raise CalibrationError(f"--line-rate: the fitted bandwidth 1/beta = {1 / large.beta_s_per_byte:.4g} B/s is "
+                               f"above the line rate {line_rate:.4g} B/s; give the links' real rate")
+    software = small.alpha_s - hops * hop_latency
+    if software < 0:
+        raise CalibrationError(f"--hop-latency: the fitted alpha {small.alpha_s:.3g} s is below {hops} hops of "
+                               f"{hop_latency:.3g} s")
+    fit = {**profile.fit, "link_class": link_class, "line_rate_Bps": float(line_rate), "hops": hops,
+           "hop_latency_s": float(hop_latency)}
+    return HardwareProfile(format=FORMAT, device=profile.device, name=profile.name, collective=profile.collective,
+                           dtype=profile.dtype,
+                           link_classes={link_class: {"efficiency": min(1.0, efficiency),
+                                                      "software_latency_s": software}},
+                           gamma_s_per_byte=None if "gamma" in large.fixed else large.gamma_s_per_byte,
+                           fit=fit, provenance=profile.provenance)

@@ -28,7 +28,7 @@ import numpy as np
 
 from simulator.collectives import algorithms as registered
 from simulator.collectives import bus_factor
-from simulator.network.profile import HardwareProfile, load_profile
+from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 
 from .calibrate import features, fitted_as
 from .foreign import read_any
@@ -189,6 +189,10 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
     """
     if not isinstance(profile, HardwareProfile):
         profile = load_profile(profile)
+    if profile.per_link:
+        raise ProfileError(f"{profile.name or 'profile'}: a link profile (link_classes) is applied on a topology "
+                           "by trainsim run; compare takes a profile with regimes (trainsim calibrate without "
+                           "--link-class)")
     if not isinstance(measurements, Measurements):
         measurements = read_any(measurements)
     points = measurements.points()

@@ -36,13 +36,16 @@ Conventions callers rely on
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable
 from functools import lru_cache
 
-from .analytic import step_maxima
+from ._build import int_option
+from .analytic import pipelined_cost, port_totals, step_maxima
 from .bruck import bruck_allgather
 from .hierarchical import hierarchical_allreduce
+from .in_network import nvls_allreduce
 from .pairwise import pairwise_alltoall, pairwise_reduce_scatter
 from .parameter_server import sharded_pull, sharded_push
 from .rabenseifner import rabenseifner_allreduce, recursive_halving_reduce_scatter
@@ -82,6 +85,7 @@ ALGORITHMS: dict[tuple[str, str], Builder] = {
     ("allreduce", "binomial_tree"): binomial_allreduce,
     ("allreduce", "double_binary_tree"): double_binary_tree_allreduce,
     ("allreduce", "hierarchical"): hierarchical_allreduce,
+    ("allreduce", "nvls"): nvls_allreduce,
     ("reduce_scatter", "ring"): ring_reduce_scatter,
     ("reduce_scatter", "recursive_halving"): recursive_halving_reduce_scatter,
     ("reduce_scatter", "pairwise"): pairwise_reduce_scatter,
@@ -103,6 +107,11 @@ OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("allreduce", "double_binary_tree"): ("pipeline_chunks",),
     ("allreduce", "hierarchical"): ("inter", "intra", "pipeline_chunks"),
 }
+# ``slices`` (Schedule.slices: the schedule pipelined in c slices, reductions overlapping transfers)
+# applies to every collective schedule; parameter-server pushes and pulls are not collectives
+for _key in ALGORITHMS:
+    if _key[0] not in ("ps_push", "ps_pull"):
+        OPTIONS[_key] = (*OPTIONS.get(_key, ()), "slices")
 
 #: options that mean something only with another option's value
 _NEEDS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
@@ -121,7 +130,7 @@ def check_options(algorithm: str, options: dict, collective: str = "allreduce") 
     >>> check_options("ring", {"pipeline_chunks": 8})
     Traceback (most recent call last):
     ...
-    simulator.collectives.schedule.ScheduleError: ring allreduce takes no options, got pipeline_chunks
+    simulator.collectives.schedule.ScheduleError: ring allreduce takes no option 'pipeline_chunks'; it takes slices
     """
     takes = OPTIONS.get((collective, algorithm), ())
     unknown = [key for key in options if key not in takes]
@@ -198,7 +207,12 @@ def schedule(
         raise ScheduleError(f"{algorithm} {collective} needs ranks >= 1, got {ranks}")
     if ranks == 1 and collective not in _PARAMETER_SERVER:
         return _single_rank(algorithm, collective, size_bytes, **topology_info)
-    return builder(ranks, size_bytes, **topology_info)
+    built = builder(ranks, size_bytes, **topology_info)
+    if "slices" in topology_info and collective not in _PARAMETER_SERVER:
+        slices = int_option(topology_info, "slices", 1, f"{algorithm} {collective}")
+        if slices != built.slices:
+            built = dataclasses.replace(built, slices=slices)
+    return built
 
 
 def _whole(value: object, name: str) -> int:
@@ -251,12 +265,17 @@ def analytic_time(
         key = tuple(sorted(topology_info.items()))
         hash(key)
     except TypeError:  # unhashable or unorderable options: skip the cache
-        busy, moved, reduced = step_maxima(
-            schedule(algorithm, ranks, size_bytes, collective, **topology_info)
-        )
+        maxima, totals, slices = _maxima(schedule(algorithm, ranks, size_bytes, collective, **topology_info))
     else:
-        busy, moved, reduced = _cached_maxima(algorithm, ranks, size_bytes, collective, key)
-    return alpha * busy + beta * moved + gamma * reduced
+        maxima, totals, slices = _cached_maxima(algorithm, ranks, size_bytes, collective, key)
+    if slices == 1:
+        busy, moved, reduced = maxima
+        return alpha * busy + beta * moved + gamma * reduced
+    return pipelined_cost(maxima, totals, slices, alpha, beta, gamma)
+
+
+def _maxima(s: Schedule) -> tuple[tuple[int, int, int], tuple[int, int, int] | None, int]:
+    return step_maxima(s), port_totals(s) if s.slices > 1 else None, s.slices
 
 
 @lru_cache(maxsize=4096)
@@ -266,8 +285,8 @@ def _cached_maxima(
     size_bytes: int,
     collective: str,
     info: tuple[tuple[str, object], ...],
-) -> tuple[int, int, int]:
-    return step_maxima(schedule(algorithm, ranks, size_bytes, collective, **dict(info)))
+) -> tuple[tuple[int, int, int], tuple[int, int, int] | None, int]:
+    return _maxima(schedule(algorithm, ranks, size_bytes, collective, **dict(info)))
 
 
 _BUS_FACTORS: dict[str, Callable[[int], float]] = {

@@ -16,6 +16,20 @@ are checked against the very algorithm the simulator times and the kernels run.
 
 This module knows nothing of topologies: contention between steps' flows on
 shared links is the network model's business.
+
+Two refinements, both said by the schedule itself:
+
+* switch ranks (``Schedule.switches``, in-switch reduction) have a port per link, so their
+  bytes are not held against one port, and reduce in the switch (no ``gamma``);
+* a schedule of ``c = Schedule.slices > 1`` runs as ``c`` pipelined slices (each a ``1/c``
+  share of every chunk), so one slice's reduction overlaps the next slice's transfer. It costs
+  the pipeline fill, one slice through every step, plus ``c - 1`` slices at the pace of the
+  busiest resource (a rank's send port, its receive port, its reductions, over all steps)::
+
+      alpha busy + (beta moved + gamma reduced) / c
+          + (c - 1) / c * max(beta max_r sent_r, beta max_r received_r, gamma max_r reduced_r)
+
+  with ``sent_r`` etc. summed over the steps. ``c = 1`` is the step-after-step sum above.
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ import numpy as np
 
 from .schedule import Schedule, Step
 
-__all__ = ["per_rank_bytes", "schedule_cost", "step_maxima"]
+__all__ = ["per_rank_bytes", "pipelined_cost", "port_totals", "schedule_cost", "step_maxima"]
 
 
 def per_rank_bytes(
@@ -66,7 +80,7 @@ def step_maxima(s: Schedule) -> tuple[int, int, int]:
     ranks cheap.
     """
     chunk_bytes = s.chunk_bytes
-    distinct: dict[int, bool] = {}  # id(array) -> all entries distinct
+    distinct: dict[int, bool] = {}  # id(array) -> all entries distinct (never, for a switch's)
     memo: dict[tuple[int, int, int, int], tuple[int, int]] = {}
     busy = moved = reduced = 0
     for step in s.steps:
@@ -75,7 +89,7 @@ def step_maxima(s: Schedule) -> tuple[int, int, int]:
         src, dst, red = step.messages()
         key = (id(src), id(dst), id(step.first), id(red), id(step.count), step.wrap)
         if key not in memo:
-            memo[key] = _step_max(step, chunk_bytes, s.ranks, distinct)
+            memo[key] = _step_max(step, chunk_bytes, s.ranks, distinct, s.switches)
         busy += 1
         moved += memo[key][0]
         reduced += memo[key][1]
@@ -83,12 +97,15 @@ def step_maxima(s: Schedule) -> tuple[int, int, int]:
 
 
 def _step_max(
-    step: Step, chunk_bytes: np.ndarray, ranks: int, distinct: dict[int, bool]
+    step: Step, chunk_bytes: np.ndarray, ranks: int, distinct: dict[int, bool], switches: int = 0
 ) -> tuple[int, int]:
     src, dst, red = step.messages()
     for arr in (src, dst):
         if id(arr) not in distinct:
             distinct[id(arr)] = bool(np.bincount(arr, minlength=ranks).max() <= 1)
+    if switches:
+        sent, received, into_rank = (a[: ranks - switches] for a in per_rank_bytes(step, chunk_bytes, ranks))
+        return int(max(sent.max(), received.max())), int(into_rank.max())
     if step.count is None:
         sizes = chunk_bytes[step.chunk]
     else:
@@ -123,4 +140,46 @@ def schedule_cost(s: Schedule, alpha: float, beta: float, gamma: float = 0.0) ->
     12.3
     """
     busy, moved, reduced = step_maxima(s)
-    return alpha * busy + beta * moved + gamma * reduced
+    if s.slices == 1:
+        return alpha * busy + beta * moved + gamma * reduced
+    return pipelined_cost((busy, moved, reduced), port_totals(s), s.slices, alpha, beta, gamma)
+
+
+def port_totals(s: Schedule) -> tuple[int, int, int]:
+    """Over all steps, the most bytes any rank sends, receives, and has reduced into it.
+
+    Switch ranks (``Schedule.switches``) are left out: they have a port per link and reduce
+    in the switch. The busiest resource of a pipelined schedule (:func:`pipelined_cost`).
+    """
+    keep = s.ranks - s.switches
+    sent = np.zeros(s.ranks, dtype=np.int64)
+    received = np.zeros(s.ranks, dtype=np.int64)
+    reduced = np.zeros(s.ranks, dtype=np.int64)
+    memo: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for step in s.steps:
+        if len(step) == 0:
+            continue
+        src, dst, red = step.messages()
+        key = (id(src), id(dst), id(step.first), id(red), id(step.count), step.wrap or 0)
+        if key not in memo:
+            memo[key] = per_rank_bytes(step, s.chunk_bytes, s.ranks)
+        a, b, c = memo[key]
+        sent += a
+        received += b
+        reduced += c
+    return int(sent[:keep].max()), int(received[:keep].max()), int(reduced[:keep].max())
+
+
+def pipelined_cost(maxima: tuple[float, float, float], totals: tuple[float, float, float], slices: int,
+                   alpha: float, beta: float, gamma: float) -> float:
+    """Seconds of a schedule pipelined in ``slices`` slices (see the module docstring).
+
+    ``maxima``: :func:`step_maxima`'s ``(busy, moved, reduced)``; ``totals``: :func:`port_totals`.
+    ``slices == 1`` gives exactly ``alpha busy + beta moved + gamma reduced``.
+    """
+    busy, moved, reduced = maxima
+    if slices == 1:
+        return alpha * busy + beta * moved + gamma * reduced
+    fill = alpha * busy + (beta * moved + gamma * reduced) / slices
+    pace = max(beta * totals[0], beta * totals[1], gamma * totals[2]) / slices
+    return fill + (slices - 1) * pace

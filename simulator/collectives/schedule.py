@@ -351,6 +351,17 @@ class Schedule:
         (allgather: starts with it; reduce_scatter: ends with it; alltoall:
         sends it; ps_*: the server holding shard ``c``). Filled in by default.
     servers : parameter-server ranks at the end of the rank range (ps_* only).
+    switches : in-network reducers at the end of the rank range (``nvls``: the switch's reduction
+        and multicast engines, ranks ``ranks - 2`` and ``ranks - 1``). A switch rank holds no input
+        (its buffer starts at the reduction's identity, like a ps_push server), has a port per link
+        (the α-β-γ cost does not count its bytes against one port) and reduces in the switch (no γ).
+        The collective's postcondition is about the ``workers`` only.
+    slices : ``c >= 1``: the schedule runs as ``c`` slices of its chunks, pipelined through its
+        steps, so one slice's reduction overlaps the next one's transfer (NCCL's chunked steps).
+        It costs one slice's pass through every step (the pipeline fill) plus ``c - 1`` slices at
+        the pace of the busiest resource (a port or link per direction, a rank's reductions);
+        ``c = 1`` is the unpipelined step-after-step cost (:mod:`~.analytic`). The steps, and
+        so ``verify`` and the kernels' result, do not depend on it.
     """
 
     collective: str
@@ -361,6 +372,8 @@ class Schedule:
     root: int = 0
     chunk_owner: np.ndarray | None = None
     servers: int = 0
+    switches: int = 0
+    slices: int = 1
 
     def __post_init__(self) -> None:
         where = f"Schedule({self.algorithm} {self.collective})"
@@ -398,6 +411,11 @@ class Schedule:
                 )
         elif self.servers != 0:
             raise ValueError(f"{where}: servers is only meaningful for ps_push / ps_pull")
+        if self.switches and (self.collective != "allreduce" or self.servers or not 0 < self.switches < self.ranks):
+            raise ValueError(f"{where}: switches (in-network reducers) need an allreduce and "
+                             f"0 < switches < ranks, got switches={self.switches}")
+        if isinstance(self.slices, bool) or not isinstance(self.slices, int) or self.slices < 1:
+            raise ValueError(f"{where}: slices must be an integer >= 1, got {self.slices!r}")
         if self.collective == "alltoall" and self.chunks != self.ranks**2:
             raise ValueError(f"{where}: needs ranks**2 chunks, got {self.chunks}")
 
@@ -452,6 +470,8 @@ class Schedule:
                 self.root,
                 self.chunk_owner,
                 self.servers,
+                self.switches,
+                self.slices,
             ),
         )
 
@@ -462,8 +482,8 @@ class Schedule:
 
     @property
     def workers(self) -> int:
-        """Ranks that are not parameter servers (``ranks - servers``)."""
-        return self.ranks - self.servers
+        """Ranks that are neither parameter servers nor switches (``ranks - servers - switches``)."""
+        return self.ranks - self.servers - self.switches
 
     @property
     def size_bytes(self) -> int:
@@ -487,6 +507,8 @@ class Schedule:
 
     def __repr__(self) -> str:
         extra = f", servers={self.servers}" if self.servers else ""
+        extra += f", switches={self.switches}" if self.switches else ""
+        extra += f", slices={self.slices}" if self.slices > 1 else ""
         extra += f", root={self.root}" if self.root else ""
         return (
             f"Schedule({self.algorithm} {self.collective}, ranks={self.ranks}{extra}, "
@@ -526,8 +548,9 @@ def verify(schedule: Schedule) -> None:
 
 
 def _label(s: Schedule) -> str:
-    if s.servers:
-        return f"{s.algorithm} {s.collective}, p={s.workers} workers + {s.servers} servers"
+    if s.servers or s.switches:
+        extra = f"{s.servers} servers" if s.servers else f"{s.switches} switch"
+        return f"{s.algorithm} {s.collective}, p={s.workers} workers + {extra}"
     return f"{s.algorithm} {s.collective}, p={s.ranks}"
 
 
@@ -650,7 +673,7 @@ class _SymbolicState:
         """(rank, chunk) cells to check, the counts each must hold, and how to say it."""
         s = self.s
         every_chunk = np.arange(s.chunks)
-        everyone = np.repeat(np.arange(s.ranks), s.chunks), np.tile(every_chunk, s.ranks)
+        everyone = np.repeat(np.arange(s.workers), s.chunks), np.tile(every_chunk, s.workers)  # not switches
         if s.collective in _SUMMING:
             ranks = {
                 "allreduce": everyone[0],

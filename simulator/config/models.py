@@ -111,8 +111,20 @@ class Ring(_Flat):
         return {"n": self.devices, "bandwidth": self.link.bandwidth, "latency": self.link.latency}
 
 
+class Reduction(StrictModel):
+    """The switch reduces in the network (NVLS / SHARP): the ``nvls`` allreduce runs there."""
+
+    efficiency: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="fraction of its ports' rate the reducing switch reaches (H100 NVSwitch: 0.85)")
+
+
 class Switch(Ring):
     kind: Literal["switch"]  # type: ignore[assignment]
+    reduction: Reduction | None = Field(None, description="the switch reduces (NVLS / SHARP); null: it does not")
+
+    def build_params(self) -> dict[str, Any]:
+        extra = {"reduce_efficiency": self.reduction.efficiency} if self.reduction is not None else {}
+        return {**super().build_params(), **extra}
 
 
 class Torus(_Flat):
@@ -162,6 +174,7 @@ class Hierarchical(StrictModel):
     intra: Link
     inter: InterFabric
     nics_per_node: Annotated[int, Field(ge=1, le=4096)] = 1
+    reduction: Reduction | None = Field(None, description="every intra-node switch reduces (NVLS); null: none does")
 
     @model_validator(mode="after")
     def _size(self) -> Hierarchical:
@@ -178,6 +191,7 @@ class Hierarchical(StrictModel):
             "intra_bandwidth": self.intra.bandwidth, "intra_latency": self.intra.latency,
             "inter_bandwidth": self.inter.bandwidth, "inter_latency": self.inter.latency,
             "inter_kind": self.inter.kind, "nics_per_node": self.nics_per_node, **inter,
+            **({"intra_reduce_efficiency": self.reduction.efficiency} if self.reduction is not None else {}),
         }
 
 
@@ -633,8 +647,23 @@ class Training(StrictModel):
         return self
 
 
+class ClassOverride(StrictModel):
+    """What every link of one class runs at (over the class's cited defaults and a link profile's)."""
+
+    efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(None, description="fraction of bandwidth")
+    software_latency: Duration | None = Field(None, description="seconds a message pays once")
+
+    @model_validator(mode="after")
+    def _something(self) -> ClassOverride:
+        if self.efficiency is None and self.software_latency is None:
+            raise ValueError("give efficiency, software_latency or both")
+        return self
+
+
 class Network(StrictModel):
     model: Literal["fluid", "alpha_beta"] = "fluid"
+    link_classes: dict[Literal[tuple(LINK_CLASSES)], ClassOverride] = Field(  # type: ignore[valid-type]
+        {}, description="per link class: efficiency / software_latency of every link of that class")
 
 
 class Output(StrictModel):
@@ -660,9 +689,6 @@ class Config(StrictModel):
     def _combinations_are_meaningful(self) -> Config:
         """Keys that cannot apply to this job are refused, naming both keys (nothing is silently ignored)."""
         comm = self.communication
-        if comm.launch_latency and self.cluster.profile is not None:
-            raise ValueError("communication.launch_latency: a calibrated cluster.profile's fitted alpha already "
-                             "holds the launch cost of every collective; remove one of the two")
         if comm.launch_latency and comm.pattern == "parameter_server" and self.parallelism.tensor == 1:
             raise ValueError("communication.launch_latency: a parameter-server job without tensor parallelism "
                              "runs no collective (pushes and pulls are point-to-point); remove it")
@@ -677,10 +703,6 @@ class Config(StrictModel):
                     raise ValueError(f"communication.{key} applies to communication.pattern: parameter_server only "
                                      f"(pattern is allreduce); remove it")
         else:
-            if self.cluster.profile is not None:
-                raise ValueError("cluster.profile: a calibrated profile times collectives; with communication.pattern: "
-                                 "parameter_server the pushes and pulls are flows on the topology's links, so remove "
-                                 "one of the two")
             if self.parallelism.zero:
                 raise ValueError(f"parallelism.zero: ZeRO-{self.parallelism.zero} shards optimizer state across "
                                  "data-parallel ranks, but with communication.pattern: parameter_server the servers "
@@ -695,9 +717,20 @@ class Config(StrictModel):
             if comm.compression.method not in ("fp32", "fp16", "bf16"):
                 raise ValueError(f"communication.compression: {comm.compression.method} is built for allreduce "
                                  "(communication.pattern: allreduce); parameter servers take fp32, fp16 or bf16")
+        self._in_switch_reduction_fits()
         self._optimisations_fit()
         self._faults_fit()
         return self
+
+    def _in_switch_reduction_fits(self) -> None:
+        """``cluster.topology.reduction`` serves the nvls allreduce, which needs one (resolve checks the switch)."""
+        comm = self.communication
+        nvls = comm.pattern == "allreduce" and comm.algorithm in ("nvls", "auto")
+        if getattr(self.cluster.topology, "reduction", None) is not None and not nvls:
+            what = (f"communication.algorithm is {comm.algorithm}" if comm.pattern == "allreduce"
+                    else "communication.pattern is parameter_server")
+            raise ValueError(f"cluster.topology.reduction: only the nvls allreduce reduces in the switch "
+                             f"(communication.algorithm: nvls or auto), but {what}; remove it")
 
     def _local_sgd_fits(self) -> None:
         comm = self.communication

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
+from simulator.errors import TrainsimInputError
 from topologies import link_classes
 
 from .alpha_beta import AlphaBeta
@@ -153,18 +154,23 @@ class Network:
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
+        self._reduce_used: set[float] = set()   # reduce efficiencies of the switches collectives reduced in
 
     def efficiency_summary(self) -> dict[str, Any]:
         """The link-class figures this network applies (``topologies.link_classes``), as summary keys.
 
         ``network_efficiency`` and ``network_software_latency_s`` map each declared class to what its
-        links use; ``launch_latency_s`` is given when non-zero. ``{}`` for the line-rate model.
+        links use; ``network_reduce_efficiency`` is the reducing switches' efficiency, once a collective
+        reduced in one (``nvls``); ``launch_latency_s`` is given when non-zero. ``{}`` for the line-rate model.
         """
         out: dict[str, Any] = {}
         per_class = link_classes.applied(self.routing.graph)
         if per_class:
             out["network_efficiency"] = {name: v["efficiency"] for name, v in per_class.items()}
             out["network_software_latency_s"] = {name: v["software_latency_s"] for name, v in per_class.items()}
+        if self._reduce_used:
+            used = sorted(self._reduce_used)
+            out["network_reduce_efficiency"] = used[0] if len(used) == 1 else used
         if self.launch_latency:
             out["launch_latency_s"] = self.launch_latency
         return out
@@ -302,7 +308,13 @@ class Network:
         """
         if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
-        place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
+        place = np.arange(schedule.ranks - schedule.switches) if placement is None else np.asarray(placement)
+        switch = None
+        if schedule.switches:
+            place, effs = self.with_switches(schedule, place[None, :])
+            place, switch = place[0], (schedule.workers, effs[:1])
+        if schedule.slices > 1 or switch is not None:
+            return self._pipelined_cost(schedule, place[None, :], switch)
         rotations = _Rotations(self, schedule.chunk_bytes)
         plan_key = (id(schedule.steps), digest(place))
         plan = self._ring_plans.get(plan_key)
@@ -375,6 +387,12 @@ class Network:
         if len(groups) == 1 or self.profile is not None:
             seconds, sent = self.schedule_cost(schedule, groups[0])
             return seconds, sent * len(groups)
+        if schedule.slices > 1 or schedule.switches:
+            switch = None
+            if schedule.switches:
+                groups, effs = self.with_switches(schedule, groups)
+                switch = (schedule.workers, effs)
+            return self._pipelined_cost(schedule, groups, switch)
         g = len(groups)
         total = sent = 0.0
         for step in schedule.steps:
@@ -382,6 +400,87 @@ class Network:
             nbytes = np.tile(step.message_bytes(schedule.chunk_bytes), g)
             total += self.step_time(groups[:, src].ravel(), groups[:, dst].ravel(), nbytes, np.tile(red, g))
             sent += float(nbytes.sum())
+        if self.launch_latency:
+            total += self.launch_latency
+        return total, sent
+
+    def supports(self, schedule: Schedule, placement: np.ndarray | None = None) -> bool:
+        """False when ``schedule`` reduces in a switch and no reducing switch serves its devices."""
+        if not schedule.switches or self.profile is not None:
+            return True
+        place = np.arange(schedule.workers) if placement is None else np.asarray(placement)
+        devices = [self.routing.devices[int(d)] for d in place[: schedule.workers]]
+        return link_classes.reducing_switch(self.routing.graph, devices) is not None
+
+    def with_switches(self, schedule: Schedule, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each group's device ranks with its reducing switch's rank appended (once per switch rank), and each
+        switch's efficiency.
+
+        The switch of a group is the one that reduces and every device of the group is attached to
+        (``topologies.link_classes.reducing_switch``); none is an input error naming the algorithm.
+        """
+        w = schedule.workers
+        rows, effs = [], []
+        r = self.routing
+        for row in groups:
+            devices = [r.devices[int(d)] for d in row[:w]]
+            found = link_classes.reducing_switch(r.graph, devices)
+            if found is None:
+                raise TrainsimInputError(
+                    f"{schedule.algorithm}: reduces in a switch, but no switch that reduces (reduces: true; "
+                    f"cluster.topology.reduction) is attached to all {w} of its ranks' devices "
+                    f"({devices[0]}, ...); trees of reducing switches are not modelled")
+            rows.append(np.append(row[:w], [r.endpoint(found[0])] * schedule.switches))   # all on the one switch
+            effs.append(found[1])
+            self._reduce_used.add(found[1])
+        return np.array(rows, dtype=np.int64), np.array(effs)
+
+    def _pipelined_cost(self, schedule: Schedule, groups: np.ndarray,
+                        switch: tuple[int, np.ndarray] | None) -> tuple[float, float]:
+        """Seconds and bytes of ``schedule`` (on every row of ``groups`` at once) in ``c = slices`` slices.
+
+        One slice (every chunk cut to ``1/c``) through every step, step after step, is the pipeline
+        fill; the other ``c - 1`` slices follow at the pace of the busiest resource: the directed link
+        carrying the most seconds of bytes over all steps, or the rank reducing the most (``γ``).
+        ``switch = (workers, efficiencies)``: ranks from ``workers`` on are the groups' reducing
+        switches; their messages take ``1/efficiency`` as long and their reductions cost no ``γ``.
+        """
+        c = schedule.slices
+        g = len(groups)
+        total = sent = 0.0
+        load = np.zeros(len(self.routing.capacity))
+        reduced = np.zeros(int(groups.max()) + 1)
+        routes_seen: dict[bytes, tuple[_Routes, np.ndarray]] = {}
+        for step in schedule.steps:
+            if step.n_messages == 0:
+                continue
+            src, dst, red = step.messages()
+            nbytes = step.message_bytes(schedule.chunk_bytes).astype(float) / c
+            nbytes = np.tile(nbytes, g) if g > 1 else nbytes
+            red = np.tile(red, g) if g > 1 else red
+            timed = nbytes
+            if switch is not None:
+                w, effs = switch
+                through = np.tile((src >= w) | (dst >= w), g)
+                timed = np.where(through, nbytes / np.repeat(effs, len(src)), nbytes)
+                red = red & ~np.tile(dst >= w, g)
+            s, d = groups[:, src].ravel(), groups[:, dst].ravel()
+            key = digest(s, d)
+            total += self.step_time(s, d, timed, red, route_key=key)
+            sent += float(nbytes.sum()) * c
+            if c > 1:
+                routes = self._routes(s, d, key)
+                flow = routes.flow_bytes(timed)
+                seen = routes_seen.get(key)
+                routes_seen[key] = (routes, flow if seen is None else seen[1] + flow)
+                if red.any():
+                    reduced += np.bincount(d[red], weights=timed[red], minlength=len(reduced))
+        if c > 1:
+            for routes, flow in routes_seen.values():
+                load += np.bincount(routes.links, weights=np.repeat(flow, np.diff(routes.ptr)), minlength=len(load))
+            pace = max(float((load / self.routing.capacity).max(initial=0.0)),
+                       self.gamma * float(reduced.max(initial=0.0)))
+            total += (c - 1) * pace
         if self.launch_latency:
             total += self.launch_latency
         return total, sent

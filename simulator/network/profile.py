@@ -13,6 +13,12 @@ same cost ``validation.compare`` predicts with, so the simulator and the validat
 can never disagree. The profile is congestion-free by construction (it was measured end to
 end), so a network with a profile ignores the topology's link numbers for collective timing.
 
+A profile may instead give ``link_classes``: per link class (``topologies.link_classes``) the
+``efficiency`` and ``software_latency_s`` its links run at, and optionally the ``gamma_s_per_byte``
+of a reduction (``trainsim calibrate --link-class``, or typed). Such a *link profile* does not time
+collectives as a formula: its figures are written onto the topology's links of those classes, so
+every collective (and every other flow) is timed on the real topology with them.
+
 The file format (``format: trainsim-profile/1``) is documented in ``docs/validation.md``.
 """
 
@@ -26,11 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict on Python < 3.12
 
 from simulator.collectives import Schedule
-from simulator.collectives.analytic import step_maxima
+from simulator.collectives.analytic import schedule_cost
 from simulator.config.errors import TrainsimInputError, describe
 from topologies import safe_yaml
 
-__all__ = ["FORMAT", "FitRecord", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
+__all__ = ["FORMAT", "ClassFigures", "FitRecord", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
 
 FORMAT = "trainsim-profile/1"
 
@@ -77,6 +83,10 @@ class FitRecord(TypedDict, total=False):
     repetitions: Count
     rms_relative_residual: NonNegative
     measurements: str
+    link_class: str                    # calibrate --link-class: the class the fit was turned into
+    line_rate_Bps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    hops: Annotated[int, Field(ge=1)]
+    hop_latency_s: NonNegative
 
 
 class Regime(_Strict):
@@ -110,6 +120,19 @@ class Regime(_Strict):
         return self.alpha_s * busy + self.beta_s_per_byte * moved + self.gamma_s_per_byte * reduced
 
 
+class ClassFigures(_Strict):
+    """What a link class's links run at (``topologies.link_classes``): either number may be left to the class."""
+
+    efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    software_latency_s: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ClassFigures:
+        if self.efficiency is None and self.software_latency_s is None:
+            raise ValueError("give efficiency, software_latency_s or both")
+        return self
+
+
 class HardwareProfile(_Strict):
     """A calibrated profile: groups of contiguous size regimes covering every message size, plus provenance.
 
@@ -125,12 +148,32 @@ class HardwareProfile(_Strict):
     name: str | None = None
     collective: str = "allreduce"
     dtype: str | None = None
-    regimes: Annotated[tuple[Regime, ...], Field(min_length=1)]
+    regimes: tuple[Regime, ...] = ()
+    link_classes: dict[str, ClassFigures] = Field(default_factory=dict)
+    gamma_s_per_byte: NonNegative | None = Field(None, description="link profiles: seconds per byte reduced")
     fit: FitRecord = Field(default_factory=dict)  # type: ignore[arg-type]
     provenance: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def per_link(self) -> bool:
+        """A link profile: figures per link class, applied on the topology (no whole-collective formula)."""
+        return bool(self.link_classes)
+
     @model_validator(mode="after")
     def _groups_cover_every_size(self) -> HardwareProfile:
+        if bool(self.regimes) == bool(self.link_classes):
+            raise ValueError("regimes: a profile gives regimes (a whole-collective alpha-beta-gamma) or link_classes "
+                             "(figures per link class on the topology), exactly one of the two")
+        if self.link_classes:
+            from topologies.link_classes import CLASSES
+
+            unknown = [name for name in self.link_classes if name not in CLASSES]
+            if unknown:
+                raise ValueError(f"link_classes.{unknown[0]}: expected a link class, one of {', '.join(CLASSES)}")
+            return self
+        if self.gamma_s_per_byte is not None:
+            raise ValueError("gamma_s_per_byte: a top-level gamma belongs to a link profile (link_classes); "
+                             "a regime has its own")
         groups: dict[tuple[str | None, int | None], list[tuple[int, Regime]]] = {}
         for i, r in enumerate(self.regimes):
             groups.setdefault(r.selector, []).append((i, r))
@@ -149,6 +192,10 @@ class HardwareProfile(_Strict):
             raise ValueError("regimes: a profile with algorithm- or rank-specific regimes needs a fallback group "
                              "(regimes with neither algorithm nor ranks)")
         return self
+
+    def link_figures(self) -> dict[str, tuple[float | None, float | None]]:
+        """Link class -> (efficiency, software latency s), for a link profile."""
+        return {name: (f.efficiency, f.software_latency_s) for name, f in self.link_classes.items()}
 
     def group(self, algorithm: str | None = None, ranks: int | None = None) -> list[Regime]:
         """The regimes serving ``algorithm`` on ``ranks`` ranks (most specific match)."""
@@ -169,11 +216,14 @@ class HardwareProfile(_Strict):
     def schedule_time(self, schedule: Schedule) -> float:
         """Seconds of ``schedule`` with this profile's α, β, γ (regime by algorithm, ranks and size)."""
         regime = self.regime(schedule.size_bytes, schedule.algorithm, schedule.ranks)
-        return regime.cost(*step_maxima(schedule))
+        return schedule_cost(schedule, regime.alpha_s, regime.beta_s_per_byte, regime.gamma_s_per_byte)
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
-        for r in data["regimes"]:
+        for key in ("regimes", "link_classes"):
+            if not data.get(key):
+                data.pop(key, None)
+        for r in data.get("regimes", ()):
             if not r.get("fixed"):
                 r.pop("fixed", None)
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)

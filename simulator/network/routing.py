@@ -231,5 +231,18 @@ class Routing:
     def device_node(self, rank: int) -> int:
         return int(self._device_index[rank])
 
+    def endpoint(self, node: object) -> int:
+        """A rank for a non-device node (a reducing switch as a schedule's switch rank), after the devices.
+
+        ``device_node`` of the returned rank is that node; asked again, the same rank. Routes to it
+        are shortest paths like any other; ``devices`` does not change.
+        """
+        i = self._index[node]
+        found = np.flatnonzero(self._device_index[len(self.devices):] == i)
+        if len(found):
+            return len(self.devices) + int(found[0])
+        self._device_index = np.append(self._device_index, np.int64(i))
+        return len(self._device_index) - 1
+
     def _name(self, i: int) -> object:
         return list(self.graph.nodes)[i]

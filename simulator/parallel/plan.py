@@ -38,6 +38,7 @@ import numpy as np
 
 from simulator import collectives, compression, compute
 from simulator.config import Config, ConfigError
+from simulator.errors import TrainsimInputError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
 from simulator.tuner import best_algorithm
@@ -149,21 +150,46 @@ def algorithm_options(config: Config, algorithm: str) -> dict:
     return {k: v for k, v in config.communication.algorithm_options.items() if k in takes}
 
 
+PHASES: dict[str, dict[str, str]] = {
+    "ring": {"reduce_scatter": "ring", "allgather": "ring"},
+    "rabenseifner": {"reduce_scatter": "recursive_halving", "allgather": "recursive_doubling"},
+    "recursive_doubling": {"allgather": "recursive_doubling"},
+}
+"""An allreduce algorithm's own reduce-scatter and all-gather (Rabenseifner = recursive halving, then
+recursive doubling): what ``communication.algorithm`` runs where ZeRO or an all-gathering codec needs one."""
+
+
+def phase_algorithm(algorithm: str, name: str, why: str) -> str:
+    """The algorithm that runs collective ``name`` for ``communication.algorithm``; ConfigError when it has none."""
+    if name == "allreduce":
+        return algorithm
+    alg = PHASES.get(algorithm, {}).get(name)
+    if alg is None:
+        having = " or ".join(a for a, phases in PHASES.items() if name in phases)
+        raise ConfigError(f"communication.algorithm: {algorithm} has no {name}, and this job's gradients need one "
+                          f"({why}); choose {having}")
+    return alg
+
+
 def _collective(network: Network, name: str, algorithm: str, nbytes: int, groups: np.ndarray,
-                info: dict, memo: dict, options: dict) -> Collective:
+                info: dict, memo: dict, options: dict, why: str = "") -> Collective:
     key = (name, int(nbytes), groups.tobytes())
     if key not in memo:
         ranks = groups.shape[-1]
-        alg = algorithm if algorithm in collectives.algorithms(name) else "ring"
-        if options and alg != algorithm:
-            raise ConfigError(f"communication.algorithm_options: {', '.join(options)} configure(s) the {algorithm} "
-                              f"allreduce, but this job's gradients need a {name}, which runs ring "
-                              f"(ZeRO, or a compression that all-gathers); remove them")
+        alg = phase_algorithm(algorithm, name, why)
+        takes = collectives.OPTIONS.get((name, alg), ())
+        if alg != algorithm and any(k not in takes for k in options):
+            raise ConfigError(f"communication.algorithm_options: {', '.join(k for k in options if k not in takes)} "
+                              f"configure(s) the {algorithm} allreduce, but this job's gradients need a {name} "
+                              f"({why}), which runs {alg}; remove them")
         try:
             sched = collectives.schedule(alg, ranks, int(nbytes), collective=name, **info, **options)
         except collectives.ScheduleError as e:
             raise ConfigError(f"communication.algorithm: {e}") from None
-        seconds, sent = network.concurrent_schedule_cost(sched, groups)
+        try:
+            seconds, sent = network.concurrent_schedule_cost(sched, groups)
+        except TrainsimInputError as e:   # nvls: no reducing switch serves these devices
+            raise ConfigError(f"communication.algorithm: {e}") from None
         memo[key] = Collective(name, seconds, sent)
     return memo[key]
 
@@ -287,6 +313,7 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
             tuple(() for _ in range(p_)), gather, gather_bytes
     sync, after, memo = [], [], {}
     options = algorithm_options(config, algorithm)
+    why = f"parallelism.zero: {zero}"
     for s in range(p_):
         groups = placement.device[:, s, :].T                   # [T, D]: one data-parallel group per tensor index
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
@@ -297,11 +324,11 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
                                        for part in parts[c * p_ + s]))
             else:
                 per_chunk.append(tuple((_collective(network, "reduce_scatter", algorithm, part.bytes, groups, info,
-                                                    memo, options),) for part in parts[c * p_ + s]))
+                                                    memo, options, why),) for part in parts[c * p_ + s]))
             if zero == 0:
                 continue
             ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * PARAM_BYTES), groups, info,
-                             memo, options)
+                             memo, options, why)
             if zero == 3:
                 gather[s, c], gather_bytes[s, c] = ag.seconds, ag.bytes
             else:
@@ -320,7 +347,8 @@ def _encoded(config: Config, network: Network, algorithm: str, part: GradientPar
     for name, size in enc.collectives:       # communication.partition: equal pieces the stream may reorder
         k = max(1, -(-int(size) // int(piece))) if piece else 1
         colls += [_collective(network, name, algorithm, -(-int(size) // k), groups, info, memo,
-                              algorithm_options(config, algorithm))] * k
+                              algorithm_options(config, algorithm),
+                              f"communication.compression.method: {spec.method}")] * k
     colls = tuple(colls)
     if spec.method in compression.INPLACE:
         return colls
@@ -402,9 +430,34 @@ def _algorithm(config: Config, network: Network, placement: Placement, parts: tu
         return algorithm, {}
     group = placement.data_group(0, 0)
     sizes = [part.bytes for u in range(0, len(parts), placement.sizes.pipeline) for part in parts[u]]
-    return best_algorithm(network, len(group), sizes, placement=group,
-                          options=config.communication.algorithm_options,
-                          devices_per_node=placement.devices_per_node_in(group))
+    info = {"devices_per_node": placement.devices_per_node_in(group)}
+    phases = _phases_needed(config)
+    if not phases:
+        best, totals = best_algorithm(network, len(group), sizes, placement=group,
+                                      options=config.communication.algorithm_options, **info)
+    else:
+        totals = {}   # ZeRO / an all-gathering codec: the candidates that have those phases, timed on them
+        for name, own in PHASES.items():
+            if phases <= own.keys():
+                options = algorithm_options(config, name)
+                totals[name] = sum(network.schedule_time(collectives.schedule(
+                    own[ph], len(group), n, collective=ph, **info, **options), group)
+                    for n in sizes for ph in sorted(phases))
+        best = min(totals, key=lambda k: (totals[k], list(totals).index(k)))
+    if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in totals:
+        why = (f"this job's gradients need a {' and a '.join(sorted(phases))}" if phases
+               else "no switch reduces for a whole data-parallel group")
+        raise ConfigError(f"cluster.topology.reduction: auto cannot use the in-switch (nvls) allreduce here ({why}); "
+                          "remove it")
+    return best, totals
+
+
+def _phases_needed(config: Config) -> set[str]:
+    """The collectives other than allreduce that this job's gradients run (ZeRO, all-gathering codecs)."""
+    needed = {"reduce_scatter", "allgather"} if config.parallelism.zero else set()
+    if config.communication.pattern == "allreduce" and config.parallelism.zero == 0:
+        needed |= {name for name, _ in compression.encode(config.communication.compression, 1, (), 2).collectives}
+    return needed - {"allreduce"}
 
 
 def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check: bool = True) -> ParallelPlan:

@@ -3,7 +3,8 @@
 Postconditions follow ``simulator/collectives/schedule.py`` (its module
 docstring and ``verify``), restated on values:
 
-allreduce        every rank, every element: the reduction over all ranks
+allreduce        every rank, every element: the reduction over all ranks (nvls: over the workers, on
+                 the workers; the switch rank's input is not part of it)
 reduce           the root: the reduction
 reduce_scatter   rank ``chunk_owner[c]``, chunk ``c``: the reduction
 ps_push          server ``p + s``, shard ``s``: the reduction over the p workers
@@ -58,13 +59,13 @@ def chunk_ranges(schedule, itemsize: int) -> list[slice]:
 def expectations(schedule, bufs: list[np.ndarray], op: str) -> list[tuple[int, slice | None, np.ndarray]]:
     """``(rank, elements, expected values)`` triples; elements None means the whole output."""
     coll, p = schedule.collective, schedule.ranks
-    workers = p - schedule.servers
+    workers = p - schedule.servers - schedule.switches
     chunks = chunk_ranges(schedule, bufs[0].itemsize)
     owner = schedule.chunk_owner
     if coll in SUMMING:
         total = REDUCE[op](np.stack(bufs[:workers]), axis=0).astype(bufs[0].dtype)  # numpy sums int32 in int64
         if coll == "allreduce":
-            return [(r, None, total) for r in range(p)]
+            return [(r, None, total) for r in range(workers)]
         if coll == "reduce":
             return [(schedule.root, None, total)]
         return [(int(owner[c]), sl, total[sl]) for c, sl in enumerate(chunks)]
@@ -91,7 +92,7 @@ def tolerance(schedule, bufs: list[np.ndarray], op: str) -> np.ndarray | float:
     """
     if op != "sum" or schedule.collective not in SUMMING or bufs[0].dtype.kind != "f":
         return 0.0
-    workers = schedule.ranks - schedule.servers
+    workers = schedule.ranks - schedule.servers - schedule.switches
     eps = np.finfo(bufs[0].dtype).eps
     return 2 * workers * eps * np.abs(np.stack(bufs[:workers]).astype(np.float64)).sum(axis=0)
 

@@ -118,7 +118,7 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def test_killing_the_whole_process_group_mid_run_leaves_no_segment():
+def test_killing_the_whole_process_group_mid_run_leaves_no_segment(kill_group):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "simulator", "kernels", "bench", "--ranks", "2", "--sizes", "4MiB",
            "--repeats", "100000", "--warmup", "0"]
@@ -134,7 +134,7 @@ def test_killing_the_whole_process_group_mid_run_leaves_no_segment():
             time.sleep(0.2)
         assert len(ranks) >= 2, "the ranks never started"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         proc.wait(10)
     time.sleep(0.5)
     assert segments(f"trainsim-{proc.pid}-") == []
@@ -156,7 +156,7 @@ def _maps_rank_segment(pid: int, parent: int) -> bool:
         return False
 
 
-def test_a_killed_rank_under_the_cli_is_one_line_and_exit_2():
+def test_a_killed_rank_under_the_cli_is_one_line_and_exit_2(kill_group):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "simulator", "kernels", "bench", "--ranks", "2", "--sizes", "4MiB",
            "--repeats", "100000", "--warmup", "0"]
@@ -173,7 +173,7 @@ def test_a_killed_rank_under_the_cli_is_one_line_and_exit_2():
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
     assert proc.returncode == 2, err
     assert err.startswith("trainsim kernels: error: ") and err.count("\n") == 1, err
     assert "died with exit code -9" in err and "Traceback" not in err

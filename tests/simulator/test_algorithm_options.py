@@ -95,7 +95,7 @@ def test_auto_times_candidates_with_the_options_they_take():
 
 def test_refusals_are_one_line():
     assert error(job("data", "ring", {"pipeline_chunks": 16})) == (
-        "communication.algorithm_options: ring allreduce takes no options, got pipeline_chunks")
+        "communication.algorithm_options: ring allreduce takes no option 'pipeline_chunks'; it takes slices")
     msg = error(job("data", "double_binary_tree", {"inter": "ring"}))
     assert "takes no option 'inter'; it takes pipeline_chunks" in msg
     assert "pipeline_chunks must be an integer >= 1" in error(job("data", options={"pipeline_chunks": 0}))
@@ -108,6 +108,57 @@ def test_refusals_are_one_line():
     assert "parameter_server no collective carries the gradients" in error(ps)
     zero = job("data", "hierarchical", {"inter": "rabenseifner"})
     zero["parallelism"]["zero"] = 1
-    assert "need a reduce_scatter, which runs ring" in error(zero)
+    assert error(zero) == ("communication.algorithm: hierarchical has no reduce_scatter, and this job's gradients "
+                           "need one (parallelism.zero: 1); choose ring or rabenseifner")
     topk = job("data", options={"pipeline_chunks": 4}, compression={"method": "topk"})
-    assert "need a allgather, which runs ring" in error(topk)
+    assert "double_binary_tree has no allgather" in error(topk)
+    assert "(communication.compression.method: topk); choose ring or rabenseifner or recursive_doubling" in error(topk)
+
+
+ZERO_AND_CODECS = [({"zero": 1}, {}), ({"zero": 3}, {}), ({}, {"method": "topk", "ratio": 0.01}),
+                   ({}, {"method": "qsgd", "bits": 4})]
+
+
+@pytest.mark.parametrize("parallel", list(PARALLEL))
+@pytest.mark.parametrize("zero, codec", ZERO_AND_CODECS)
+def test_the_configured_algorithm_runs_the_reduce_scatter_and_all_gather_it_has(parallel, zero, codec):
+    """ZeRO and all-gathering codecs run the algorithm's own phases (Rabenseifner: recursive halving, then
+    doubling); ZeRO's reduce-scatters are the network's time of exactly those schedules."""
+    from simulator import collectives
+    from simulator.parallel.plan import PHASES
+
+    if zero.get("zero") == 3 and PARALLEL[parallel].get("pipeline", 1) > 1:   # refused, as in DeepSpeed
+        cfg = job(parallel, "ring")
+        cfg["parallelism"].update(zero)
+        assert "zero 3 shards gradients per microbatch and does not combine with pipeline > 1" in error(cfg)
+        return
+    times = {}
+    for algorithm in ("ring", "rabenseifner", "recursive_doubling"):
+        cfg = job(parallel, algorithm, compression=codec) if codec else job(parallel, algorithm)
+        cfg["parallelism"].update(zero)
+        if zero and algorithm == "recursive_doubling":
+            assert "recursive_doubling has no reduce_scatter" in error(cfg)
+            continue
+        result = simulate(load_config(cfg))
+        plan, network = result.context["plan"], result.context["network"]
+        if zero:
+            groups = plan.placement.device[:, 0, :].T
+            info = {"devices_per_node": plan.placement.devices_per_node_in(groups[0])}
+            for part, (coll,) in zip(plan.parts[0], plan.grad_sync[0][0], strict=True):
+                sched = collectives.schedule(PHASES[algorithm]["reduce_scatter"], groups.shape[-1], part.bytes,
+                                             collective="reduce_scatter", **info)
+                assert coll.seconds == network.concurrent_schedule_cost(sched, groups)[0]
+        times[algorithm] = result.summary["iteration_time_s"]
+    if PARALLEL[parallel]["data"] > 2:   # on 2 ranks ring and Rabenseifner are the same one exchange
+        assert times["ring"] != times["rabenseifner"]   # before, every algorithm but ring silently ran ring
+
+
+def test_auto_with_zero_chooses_among_the_algorithms_that_have_its_phases():
+    cfg = job("data", "auto")
+    cfg["parallelism"]["zero"] = 2
+    chosen = summary(cfg)
+    assert set(chosen["auto_candidates_s"]) == {"ring", "rabenseifner"}
+    assert chosen["algorithm"] == min(chosen["auto_candidates_s"], key=chosen["auto_candidates_s"].get)
+    fixed = job("data", chosen["algorithm"])
+    fixed["parallelism"]["zero"] = 2
+    assert summary(fixed)["iteration_time_s"] == chosen["iteration_time_s"]

@@ -33,6 +33,8 @@ CLOSED_FORMS = {
         "any",
         lambda p, n, a, b, g: 2 * (p - 1) * a + 2 * (p - 1) / p * n * b + (p - 1) / p * n * g,
     ),
+    # reduced in the switch (no g), (1 + 1/p) n per port each way, pipelined in its default 32 slices
+    ("allreduce", "nvls"): ("any", lambda p, n, a, b, g: 4 * a + (1 + 1 / p) * n * b * 33 / 32),
     ("allreduce", "rabenseifner"): (
         "pow2",
         lambda p, n, a, b, g: 2 * log2(p) * a + 2 * (p - 1) / p * n * b + (p - 1) / p * n * g,
@@ -189,13 +191,18 @@ def test_analytic_time_is_the_cost_of_the_schedule(pair, p, n):
         analytic_time(algorithm, p, n, *coefficients, collective=collective, **info),
         schedule_cost(s, *coefficients),
     )
-    # the cost of a step can be recomputed from per_rank_bytes, rank by rank
+    # the cost of a step can be recomputed from per_rank_bytes, rank by rank (a switch rank's ports and
+    # reductions are the switch's, not one rank's); sliced, one slice's pass plus c - 1 at the busiest pace
+    a, b, g = coefficients
+    keep, c = s.ranks - s.switches, s.slices
     by_hand = 0.0
+    totals = np.zeros((3, s.ranks))
     for step in s.steps:
         if len(step):
-            sent, received, reduced = per_rank_bytes(step, s.chunk_bytes, s.ranks)
-            by_hand += coefficients[0] + coefficients[1] * max(sent.max(), received.max())
-            by_hand += coefficients[2] * reduced.max()
+            sent, received, reduced = (x[:keep] for x in per_rank_bytes(step, s.chunk_bytes, s.ranks))
+            by_hand += a + (b * max(sent.max(), received.max()) + g * reduced.max()) / c
+            totals[:, :keep] += (sent, received, reduced)
+    by_hand += (c - 1) * max(b * totals[0].max(), b * totals[1].max(), g * totals[2].max()) / c
     assert close(by_hand, schedule_cost(s, *coefficients))
 
 

@@ -142,9 +142,12 @@ def test_a_link_class_key_that_cannot_apply_is_refused_in_one_line(link, match):
 
 
 def test_launch_latency_with_a_calibrated_profile_is_refused(tmp_path):
-    cfg = job("data", **{"communication.launch_latency": "8us", "cluster.profile": str(tmp_path / "p.yaml")})
+    profile = tmp_path / "p.yaml"
+    profile.write_text(json.dumps({"format": "trainsim-profile/1", "regimes": [
+        {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9}]}))
+    cfg = job("data", **{"communication.launch_latency": "8us", "cluster.profile": str(profile)})
     with pytest.raises(ConfigError, match="launch_latency.*profile") as err:
-        load_config(cfg)
+        simulate(load_config(cfg))
     assert "\n" not in str(err.value)
 
 
