@@ -89,7 +89,6 @@ def test_weak_scaling_rows_divide_by_their_baseline(outcomes):
     weak = by_id["megatron19-8.3b-512gpu"]
     alone = published.predict(weak.row)
     assert weak.predicted == pytest.approx(alone / by_id["megatron19-1.2b-1gpu"].predicted, rel=1e-12)
-    assert by_id["nccl-h100-nvls"].predicted is None and by_id["nccl-h100-nvls"].within_tolerance
 
 
 ROW = """\
@@ -121,6 +120,17 @@ def test_a_bad_rows_file_is_one_line_naming_it(tmp_path, edit, message):
     with pytest.raises(TrainsimInputError) as err:
         load(path)
     assert str(err.value).startswith(str(path)) and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_pending_row_is_listed_with_its_reason_and_not_run(tmp_path):
+    path = tmp_path / "rows.yaml"
+    pending = ROW.replace("    tolerance: 0.1", "    tolerance: 0.1\n    pending: waits for a feature")
+    path.write_text("\n".join(line for line in pending.splitlines() if "collective:" not in line) + "\n")
+    table = load(path)
+    (outcome,) = evaluate(table)
+    assert outcome.predicted is None and outcome.within_tolerance and check(table, [outcome]) == []
+    text = render(table, [outcome])
+    assert "| pending |" in text and "**hdr** (pending): waits for a feature" in text and "0 of 0 rows run" in text
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
