@@ -47,7 +47,8 @@ def devices_available() -> list[str]:
     return ["cpu", "cuda"] if cuda.is_available() else ["cpu"]
 
 
-def executor(device: str = "cpu", ranks: int = 2, *, mode: str = "process", timeout_s: float = 60.0) -> Executor:
+def executor(device: str = "cpu", ranks: int = 2, *, mode: str = "process", timeout_s: float = 60.0,
+             pin: bool = False, flush_bytes: int = 0) -> Executor:
     """Start an executor for ``ranks`` ranks; use it as a context manager.
 
     Parameters
@@ -58,6 +59,12 @@ def executor(device: str = "cpu", ranks: int = 2, *, mode: str = "process", time
         ``"thread"`` (one thread per rank, for comparison).
     timeout_s : seconds a rank may wait at a barrier (and the executor for any
         sign of progress) before the call fails with :class:`KernelError`.
+    pin : CPU processes only: pin rank ``r`` to the ``r``-th CPU this process may
+        run on, when there are at least ``ranks`` of them (``Executor.pinned``
+        says whether it did; ``Executor.oversubscribed`` when there are fewer).
+    flush_bytes : CPU only: before each repetition every rank sweeps a private
+        buffer this large, so the collective starts with cold caches (0: warm,
+        the inputs were just copied into place).
 
     Examples
     --------
@@ -72,12 +79,18 @@ def executor(device: str = "cpu", ranks: int = 2, *, mode: str = "process", time
     if device == "cuda":
         from .cuda import CudaExecutor
 
+        if pin or flush_bytes:
+            raise ValueError("pin and flush_bytes: CPU executors only (a GPU's ranks share one device)")
         return CudaExecutor(ranks, timeout_s)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     from .cpu import ProcessExecutor, ThreadExecutor
 
-    return (ProcessExecutor if mode == "process" else ThreadExecutor)(ranks, timeout_s)
+    if mode == "thread":
+        if pin:
+            raise ValueError("pin: process mode only (threads of one process share its affinity)")
+        return ThreadExecutor(ranks, timeout_s, flush_bytes=flush_bytes)
+    return ProcessExecutor(ranks, timeout_s, pin=pin, flush_bytes=flush_bytes)
 
 
 def run_collective(

@@ -226,14 +226,31 @@ class Executor(abc.ABC):
     device: str = ""
     mode: str = ""
 
-    def __init__(self, ranks: int, timeout_s: float) -> None:
+    #: ranks are pinned one per CPU (the CPU of each rank), or None
+    pinned: list[int] | None = None
+    #: more ranks than CPUs this process may use (timings then include the scheduler's time slices)
+    oversubscribed: bool = False
+
+    def __init__(self, ranks: int, timeout_s: float, *, flush_bytes: int = 0) -> None:
         if int(ranks) < 1:
             raise ValueError(f"executor: ranks must be >= 1, got {ranks}")
         if not timeout_s > 0:
             raise ValueError(f"executor: timeout_s must be > 0, got {timeout_s}")
+        if int(flush_bytes) < 0:
+            raise ValueError(f"executor: flush_bytes must be >= 0, got {flush_bytes}")
         self.ranks = int(ranks)
         self.timeout_s = float(timeout_s)
+        self.flush_bytes = int(flush_bytes)
         self.closed = False
+
+    def reserve(self, schedule: Schedule, dtype: str = "float32") -> None:
+        """Allocate (and fault in) the buffers of ``schedule`` now, so that later calls up to its size reuse them
+        (no buffer regrown or page first touched between two timed points). A no-op where buffers are not kept."""
+        dt = np.dtype(dtype)
+        self._reserve(self._lower(schedule, dt, "sum"), dt)
+
+    def _reserve(self, low: Lowered, dtype: np.dtype) -> None:  # noqa: B027 - optional for a backend
+        """What :meth:`reserve` does for this backend (default: nothing)."""
 
     # -- what a backend provides -------------------------------------------------
 

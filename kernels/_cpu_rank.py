@@ -51,6 +51,7 @@ __all__ = [
 # control segment layout (int64 words): [0] abort flag; flags of rank r at FLAGS + r * STRIDE
 ABORT, FLAGS, STRIDE = 0, 8, 8  # one 64-byte cache line per rank's flag
 EXIT_INJECTED = 17
+PAGE = 4096  # bytes; one write per page faults a segment in
 
 
 # --------------------------------------------------------------------------- kernels
@@ -192,7 +193,10 @@ class Job:
     ``segments`` (process mode) names each rank's shared-memory segment; a
     segment holds ``[initial | workspace | snapshot]``, each ``stride`` bytes.
     ``fault`` is a test hook ``(rank, step, kind)`` with kind ``"exit"`` (the
-    rank dies) or ``"hang"`` (it stops responding) at that step.
+    rank dies) or ``"hang"`` (it stops responding) at that step. ``flush_bytes``
+    > 0: before each repetition (after its inputs are copied into place) the rank
+    reads and writes a private buffer of that many bytes, evicting its workspace
+    from the caches it fits in (a *cold-cache* measurement).
     """
 
     low: Lowered
@@ -204,6 +208,7 @@ class Job:
     segments: tuple[str, ...] = ()
     stride: int = 0
     fault: tuple[int, int, str] | None = None
+    flush_bytes: int = 0
 
 
 Op = tuple[Callable, np.ndarray, np.ndarray]
@@ -238,6 +243,13 @@ class RankRunner:
 
     def __init__(self, rank: int, barrier: SpinBarrier | ThreadBarrier, fault_action: Callable[[str], None]):
         self.rank, self.barrier, self.fault_action = rank, barrier, fault_action
+        self._flush = np.zeros(0)
+
+    def flush(self, nbytes: int) -> None:
+        """Read and write ``nbytes`` of a private buffer (kept between jobs): what was cached is evicted."""
+        if self._flush.nbytes < nbytes:
+            self._flush = np.zeros(-(-nbytes // 8))
+        self._flush += 1.0
 
     def serve(self, job: Job, initial: np.ndarray, work: list[np.ndarray], snapshot: np.ndarray | None) -> list[float]:
         """Run the job; return the seconds of each timed repetition (barrier exit to barrier exit)."""
@@ -247,6 +259,8 @@ class RankRunner:
         seconds = []
         for rep in range(job.warmup + job.repeats):
             copy_into(mine, initial)
+            if job.flush_bytes:
+                self.flush(job.flush_bytes)
             wait()
             start = time.perf_counter()
             for i, (stage_ops, write_ops, staged) in enumerate(program):
@@ -299,12 +313,17 @@ class _Segments:
         self.names: tuple[str, ...] = ()
         self.open: list[SharedMemory] = []
 
-    def attach(self, names: tuple[str, ...]) -> None:
-        """Map the executor's new segments (it unlinks their names once every rank has)."""
+    def attach(self, names: tuple[str, ...], rank: int) -> None:
+        """Map the executor's new segments (it unlinks their names once every rank has) and fault in this rank's
+        own segment now, one write per page from this rank's core (first touch: its pages are placed here, and no
+        timed repetition pays a page fault)."""
         for segment in self.open:
             _release(segment)
         self.open = [attach(name) for name in names]
         self.names = names
+        mine = np.ndarray((self.open[rank].size,), dtype=np.uint8, buffer=self.open[rank].buf)
+        mine[::PAGE] = 0
+        del mine
 
     def views(self, job: Job, rank: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         if job.segments != self.names:
@@ -331,12 +350,14 @@ def _die(kind: str) -> None:
     time.sleep(3600)
 
 
-def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float) -> None:
-    """Entry point of a rank process: warm up, then serve jobs from ``conn`` until told to stop."""
+def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float, cpu: int | None = None) -> None:
+    """Entry point of a rank process: pin to ``cpu`` (when given), warm up, then serve jobs from ``conn``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     control_segment = attach(control_name)
     control = np.ndarray((FLAGS + ranks * STRIDE,), dtype=np.int64, buffer=control_segment.buf)
     warm_up()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     barrier = SpinBarrier(control, rank, ranks, timeout_s, spins=4 if ranks <= cores else 1)
     runner = RankRunner(rank, barrier, _die)
     segments = _Segments()
@@ -348,7 +369,7 @@ def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float) 
             break
         if message[0] == "attach":
             try:
-                segments.attach(message[1])
+                segments.attach(message[1], rank)
                 conn.send(("ok", None))
             except Exception as e:  # noqa: BLE001 - reported to the executor as a KernelError
                 conn.send(("error", _one_line(e)))

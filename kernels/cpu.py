@@ -130,9 +130,13 @@ class ProcessExecutor(Executor):
 
     device, mode = "cpu", "process"
 
-    def __init__(self, ranks: int, timeout_s: float = 60.0) -> None:
-        super().__init__(ranks, timeout_s)
+    def __init__(self, ranks: int, timeout_s: float = 60.0, *, pin: bool = False, flush_bytes: int = 0) -> None:
+        super().__init__(ranks, timeout_s, flush_bytes=flush_bytes)
         check_memory(ranks, processes=True)
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.oversubscribed = ranks > len(cpus)
+        #: the CPU each rank is pinned to (rank r on the r-th CPU this process may use), or None: not pinned
+        self.pinned: list[int] | None = cpus[:ranks] if pin and not self.oversubscribed else None
         self.shm_prefix = f"trainsim-{os.getpid()}-{secrets.token_hex(4)}-"
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.release)
@@ -154,7 +158,8 @@ class ProcessExecutor(Executor):
         for rank in range(self.ranks):
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(target=_cpu_rank.rank_main, name=f"trainsim-rank-{rank}", daemon=True,
-                               args=(rank, self.ranks, control.name.lstrip("/"), theirs, self.timeout_s))
+                               args=(rank, self.ranks, control.name.lstrip("/"), theirs, self.timeout_s,
+                                     None if self.pinned is None else self.pinned[rank]))
             proc.start()
             theirs.close()
             self._res.procs.append(proc)
@@ -251,6 +256,10 @@ class ProcessExecutor(Executor):
     def _stride(self, low: Lowered, dtype: np.dtype) -> int:
         return -(-max(1, low.elems * dtype.itemsize) // _ALIGN) * _ALIGN
 
+    def _reserve(self, low: Lowered, dtype: np.dtype) -> None:
+        """Size the shared segments for ``low`` now (each rank faults its own in, see ``_cpu_rank._Segments``)."""
+        self._segments_for(self._stride(low, dtype))
+
     def _input_rows(self, low: Lowered, dtype: np.dtype) -> list[np.ndarray]:
         """The ranks' own ``initial`` regions: inputs written there are never copied again."""
         stride = self._stride(low, dtype)
@@ -266,7 +275,7 @@ class ProcessExecutor(Executor):
             initial = self._view(r, 0, stride, low, dtype)
             if not np.may_share_memory(initial, init[r]):  # from _input_rows: already in place
                 initial[:] = init[r]
-        job = Job(low, dtype.name, op, warmup, repeats, snapshot, names, stride, self._fault)
+        job = Job(low, dtype.name, op, warmup, repeats, snapshot, names, stride, self._fault, self.flush_bytes)
         self._send_all(("run", job), f"running {low.label()}")
         timings = self._await(f"running {low.label()}", self.timeout_s)
         work = None
@@ -289,8 +298,8 @@ class ThreadExecutor(Executor):
 
     device, mode = "cpu", "thread"
 
-    def __init__(self, ranks: int, timeout_s: float = 60.0) -> None:
-        super().__init__(ranks, timeout_s)
+    def __init__(self, ranks: int, timeout_s: float = 60.0, *, flush_bytes: int = 0) -> None:
+        super().__init__(ranks, timeout_s, flush_bytes=flush_bytes)
         _cpu_rank.warm_up()
         self._fault: tuple[int, int, str] | None = None
         self._barrier = ThreadBarrier(self.ranks, self.timeout_s)
@@ -317,7 +326,7 @@ class ThreadExecutor(Executor):
                  snapshot: bool) -> tuple[np.ndarray | None, list[float]]:
         work = np.empty_like(init)
         out = np.empty_like(init) if snapshot else None
-        job = Job(low, init.dtype.name, op, warmup, repeats, snapshot, fault=self._fault)
+        job = Job(low, init.dtype.name, op, warmup, repeats, snapshot, fault=self._fault, flush_bytes=self.flush_bytes)
         rows = list(work)
         for r in range(self.ranks):
             self._inbox[r].put((job, init[r], rows, None if out is None else out[r]))

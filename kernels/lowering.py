@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from simulator.collectives import Schedule, schedule
+from simulator.collectives.analytic import reads_written
 
 __all__ = [
     "DTYPES",
@@ -220,8 +221,7 @@ def _staging(
     """Which transfers read a cell written in the same step, and where their data goes."""
     staged = np.zeros(src.shape[0], dtype=bool)
     for a, b in zip(step_ptr[:-1], step_ptr[1:], strict=True):
-        written = dst[a:b] * s.chunks + chunk[a:b]
-        staged[a:b] = np.isin(src[a:b] * s.chunks + chunk[a:b], written)
+        staged[a:b] = reads_written(src[a:b], dst[a:b], chunk[a:b], s.chunks)
     sizes = np.where(staged, n, 0)
     glob = np.full(src.shape[0], -1, dtype=np.int64)
     local = np.full(src.shape[0], -1, dtype=np.int64)

@@ -40,9 +40,7 @@ def names(what: str) -> dict[str, str]:
                    f"{m.forward_flops / 1e9:,.1f} GFLOP forward per {m.sample_unit.rstrip('s')}"
                 for k, m in PRESETS.items()}
     if what == "devices":
-        from .devices import CATALOG
-
-        from .devices import WORK_KINDS
+        from .devices import CATALOG, WORK_KINDS
 
         return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
                    f"{d.memory_bytes / 1e9:,.0f} GB; efficiency "
@@ -462,7 +460,17 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=bounded(int, 0, 100_000), default=3,
                    help="untimed repetitions per point (JIT, page faults)")
     p.add_argument("--rounds", type=bounded(int, 1, 1_000), default=1,
-                   help="spread the repetitions over this many passes")
+                   help="spread the repetitions over this many passes, each in its own shuffled order")
+    p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=20240605,
+                   help="seed of the shuffled order in which points are visited")
+    p.add_argument("--cache", choices=["warm", "flush"], default="warm",
+                   help="warm: each repetition starts with its inputs just copied into place; flush: each rank first "
+                        "sweeps a private buffer larger than its caches (CPU)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin each rank to its own CPU")
+    p.add_argument("--allow-oversubscribed", action="store_true",
+                   help="fit rank counts that run with more ranks than CPUs (refused otherwise)")
+    p.add_argument("--repeat", type=bounded(int, 1, 2), default=1,
+                   help="2: run the whole validation twice and report run 1's profile on run 2's measurements")
     p.add_argument("--holdout", choices=["sizes", "ranks", "algorithms", "none"], default="sizes",
                    help="kept out of the fit: every other size (default), the largest rank count, or every "
                         "algorithm but ring and recursive_doubling")
@@ -472,7 +480,8 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip predicted_vs_measured.png")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.epilog = ("example: trainsim validate --device cpu --algorithms ring,recursive_doubling --ranks 2,4 "
-                "--sizes 4KiB..64MiB:x4 --out runs/val")
+                "--sizes 4KiB..64MiB:x4 --out runs/val (on fewer than 4 CPUs: --ranks 2; on a shared machine add "
+                "--rounds 5 --statistic p10 --repeat 2)")
 
 
 @command("validate", _configure_validate)
@@ -487,7 +496,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out=out, device=args.device, algorithms=[a.strip() for a in args.algorithms.split(",") if a.strip()],
             ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
             warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
-            reference=args.reference,
+            reference=args.reference, seed=args.seed, cache=args.cache, pin=not args.no_pin,
+            allow_oversubscribed=args.allow_oversubscribed, repeat=args.repeat, statistic=args.statistic,
+            cache_sizes=_cache_sizes(args),
             plot=not args.no_plots, command=["trainsim", *args.argv],
             progress=lambda done, total, label: bar(done, total, label))
     _report_comparison(run.comparison, args.json, out, run.files)
@@ -495,7 +506,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: Sequence[Path]) -> None:
-    from validation.report import comparison_rows, mape_rows, regime_rows
+    from validation.report import comparison_rows, mape_rows
 
     if as_json:
         emit_json({"out": str(out) if out else None, "files": [str(f) for f in files], **comparison.summary,
@@ -503,17 +514,39 @@ def _report_comparison(comparison: Any, as_json: bool, out: Path | None, files: 
         return
     print_rows(f"predicted vs measured ({comparison.profile.name}, {comparison.profile.device})",
                comparison_rows(comparison))
-    print_rows("profile", regime_rows(comparison.profile))
+    _print_profile("profile", comparison.profile)
     print_rows("error on held-out points only (MAPE; never on fitted points)", mape_rows(comparison.summary))
     for f in files:
         stderr.print(f"[dim]wrote {f}[/dim]")
 
 
+def _print_profile(title: str, profile: Any) -> None:
+    """The profile's regimes, then each coefficient fixed at 0 with its whole reason (a table of its own)."""
+    from validation.report import fixed_rows, regime_rows
+
+    print_rows(title, [{k: v for k, v in r.items() if k != "fixed"} for r in regime_rows(profile)])
+    if profile.regimes and any(r.fixed for r in profile.regimes):
+        print_rows("coefficients fixed at 0, and why", fixed_rows(profile))
+
+
 def _fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--regimes", type=bounded(int, 1, 64), default=2,
-                   help="at most this many message-size regimes per group")
+    p.add_argument("--regimes", type=bounded(int, 1, 64), default=None,
+                   help="at most this many message-size regimes per group found by BIC (default: 1 for the kernels "
+                        "when the measurements record the machine's caches, whose sizes place the bends; else 2)")
     p.add_argument("--by", choices=["auto", "joint", "ranks", "algorithm", "algorithm+ranks"], default="auto",
                    help="which points share alpha, beta, gamma (default: chosen from the data by BIC)")
+    p.add_argument("--cache-size", action="append", default=[], metavar="LEVEL=SIZE",
+                   help="use this size for a cache level instead of the one the provenance records (e.g. "
+                        "L3=16MiB for a VM's share of a host cache); repeatable; recorded in the profile")
+    p.add_argument("--statistic", choices=["median", "p10", "min"], default="median",
+                   help="what a point's repetitions are summarised by before fitting (p10 or min on a shared "
+                        "machine: background load only adds time)")
+
+
+def _cache_sizes(args: argparse.Namespace) -> dict[str, int]:
+    from .sizes import parse_cache_size
+
+    return dict(parse_cache_size(text) for text in args.cache_size)
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -539,6 +572,8 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
                         "but ring and recursive_doubling; none = fit everything")
     _log_options(p)
     _fit_options(p)
+    p.add_argument("--allow-oversubscribed", action="store_true",
+                   help="fit rank counts the provenance says ran with more ranks than CPUs (refused otherwise)")
     p.add_argument("--name", help="profile name (default: <device>-<collective>)")
     p.add_argument("--link-class", help="write a link profile: the fit as this link class's efficiency and "
                                         "software latency (cluster.profile then applies them on the topology)")
@@ -577,13 +612,14 @@ def _link_class_args(args: argparse.Namespace) -> tuple[float, float] | None:
 @command("calibrate", _configure_calibrate)
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from validation.calibrate import calibrate
-    from validation.report import regime_rows
 
     check_file_path(args.out, "--out", (".yaml", ".yml"), "profile.yaml")
     refuse_to_replace(args.out, "--out", "a hardware profile", _is_profile_file)
     link = _link_class_args(args)
     profile = calibrate(_read_log(args), holdout=args.holdout, max_regimes=args.regimes, by=args.by,
-                        name=args.name, command=["trainsim", *args.argv])
+                        name=args.name, command=["trainsim", *args.argv],
+                        allow_oversubscribed=args.allow_oversubscribed, statistic=args.statistic,
+                        cache_sizes=_cache_sizes(args))
     if link is not None:
         from validation.calibrate import as_link_profile
 
@@ -597,8 +633,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                    [{"class": name, "efficiency": figures.efficiency, "software_latency_s": figures.software_latency_s,
                      "gamma_s_per_byte": profile.gamma_s_per_byte}])
     else:
-        print_rows(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
-                   f"{profile.fit['points_held_out']} held out)", regime_rows(profile))
+        _print_profile(f"profile {profile.name} ({profile.device}, {profile.fit['points_fitted']} points fitted, "
+                       f"{profile.fit['points_held_out']} held out)", profile)
     stderr.print(f"[dim]wrote {args.out}[/dim]")
     return 0
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import operator
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +193,9 @@ class Result:
         (folder / "config.resolved.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         with (folder / "iterations.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow([f.name for f in fields(IterationRecord)])
-            w.writerows(tuple(asdict(r).values()) for r in self.iterations)
+            names = [f.name for f in fields(IterationRecord)]
+            w.writerow(names)
+            w.writerows(operator.attrgetter(*names)(r) for r in self.iterations)  # asdict: a deep copy per row
         for table, rows in self.tables.items():
             with (folder / f"{table}.csv").open("w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])

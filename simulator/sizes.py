@@ -95,3 +95,21 @@ def parse_ranks(text: str) -> list[int]:
     [2, 4, 8, 16]
     """
     return _expand(text, _rank, "--ranks")
+
+
+def parse_cache_size(text: str) -> tuple[str, int]:
+    """``LEVEL=SIZE`` (``--cache-size``), e.g. ``L3=16MiB`` -> ``("L3", 16777216)``.
+
+    >>> parse_cache_size("L3=16MiB")
+    ('L3', 16777216)
+    """
+    level, sep, size = text.partition("=")
+    if not sep or not level.strip() or not size.strip():
+        raise TrainsimInputError(f"--cache-size: expected LEVEL=SIZE like L3=16MiB, got {text!r}")
+    try:
+        value = parse(size.strip(), "bytes")
+    except UnitError as e:
+        raise TrainsimInputError(f"--cache-size: {e}") from None
+    if value < 1 or value != int(value) or value > MAX_SIZE:
+        raise TrainsimInputError(f"--cache-size: expected a whole number of bytes from 1 to 1 TiB, got {size!r}")
+    return level.strip(), int(value)

@@ -15,10 +15,32 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
-import pint
+
+def _import_pint():  # noqa: ANN202 - returns the module
+    """``import pint`` without its dask integration.
+
+    ``pint.compat`` imports ``dask.base`` whenever dask is installed (it is, for sweeps), which is a
+    quarter of a second of every start-up for a feature we never use (quantities wrapping dask
+    arrays). With ``sys.modules["dask"] = None`` for the length of the import, ``find_spec("dask")``
+    answers None and pint skips it; a process that has imported dask already keeps pint's dask support.
+    """
+    if "pint" in sys.modules or "dask" in sys.modules:
+        import pint
+        return pint
+    sys.modules["dask"] = None  # type: ignore[assignment]
+    try:
+        import pint
+    finally:
+        if "dask" in sys.modules and sys.modules["dask"] is None:
+            del sys.modules["dask"]
+    return pint
+
+
+pint = _import_pint()
 
 __all__ = ["BOUNDS", "KINDS", "UnitError", "parse"]
 

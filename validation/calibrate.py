@@ -42,24 +42,27 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from simulator import collectives
-from simulator.collectives.analytic import step_maxima
+from simulator.collectives.analytic import physical_features
 from simulator.network.profile import FORMAT, HardwareProfile, Regime
 
 from .foreign import model_algorithm, read_any
 from .provenance import collect as collect_provenance
 from .records import FOREIGN, MPI, MeasurementError, Measurements, Point, uniform
 
-__all__ = ["HOLDOUTS", "STRUCTURES", "CalibrationError", "Fit", "as_link_profile", "calibrate", "choose_structure",
-           "features", "fit", "regimes", "split"]
+__all__ = ["HOLDOUTS", "STRUCTURES", "CalibrationError", "Fit", "as_link_profile", "caches_of", "calibrate",
+           "choose_structure", "coefficients", "features", "fit", "regimes", "split", "terms"]
 
-COEFFS = ("alpha", "beta", "gamma")
+COEFFS = ("alpha", "beta", "gamma", "sigma")       # per step, per byte moved, reduced, staged
+TERMS = ("steps", "moved", "reduced", "staged")     # the schedule's feature each coefficient multiplies
+#: when the design is ill-conditioned, coefficients are fixed at 0 in this order (folded into the others)
+DROP_ORDER = ("sigma", "gamma")
 HOLDOUTS = ("sizes", "ranks", "algorithms", "none")
 #: ``--holdout algorithms`` fits these and predicts every other measured algorithm
 FIT_ALGORITHMS = ("ring", "recursive_doubling")
@@ -67,26 +70,54 @@ CONDITION_LIMIT = 1e6      # column-scaled design matrix; above this a coefficie
 BIC_MARGIN = 10.0          # a break must lower BIC by more than this
 MIN_SIZES_PER_REGIME = 2
 
-METHOD = ("weighted least squares on the schedule-derived cost t = alpha*steps + beta*bytes_moved + "
-          "gamma*bytes_reduced, weights 1/t (relative residuals), t = median of the repetitions")
+METHOD = ("non-negative weighted least squares on the schedule-derived cost t = alpha*steps + beta*bytes_moved + "
+          "gamma*bytes_reduced + sigma*bytes_staged + sum over caches of delta_cache*bytes moved or staged in steps "
+          "whose working set does not fit that cache; weights 1/t (relative residuals), t = the statistic of the "
+          "repetitions (fit.statistic)")
 CRITERION = (f"a break between two fitted sizes (each side >= {MIN_SIZES_PER_REGIME} sizes) is kept when it "
              f"lowers BIC = n ln(RSS/n) + k ln(n) by more than {BIC_MARGIN:g} (k counts coefficients and the break)")
 STRUCTURE_CRITERION = (f"structures in the order joint, ranks, algorithm, algorithm+ranks; a later one replaces the "
                        f"current choice only if its BIC is lower by more than {BIC_MARGIN:g}")
+
+Caches = tuple[tuple[str, int, int], ...]
 
 
 class CalibrationError(MeasurementError):
     """Measurements that cannot determine a profile (too few sizes, nothing left to fit, ...)."""
 
 
+def coefficients(caches: Caches = ()) -> tuple[str, ...]:
+    """The model's coefficient names: :data:`COEFFS`, then ``spill_<level>`` for each cache."""
+    return (*COEFFS, *(f"spill_{name}" for name, _, _ in caches))
+
+
+def terms(caches: Caches = ()) -> tuple[str, ...]:
+    """The features the coefficients multiply (keys of :func:`simulator.collectives.analytic.physical_features`)."""
+    return (*TERMS, *(f"beyond_{name}" for name, _, _ in caches))
+
+
 @lru_cache(maxsize=8192)
-def features(algorithm: str, ranks: int, size_bytes: int, collective: str = "allreduce") -> tuple[int, int, int]:
-    """``(busy steps, Σ max bytes moved, Σ max bytes reduced)`` of the schedule (exact integers)."""
-    return step_maxima(collectives.schedule(algorithm, ranks, size_bytes, collective))
+def features(algorithm: str, ranks: int, size_bytes: int, collective: str = "allreduce",
+             caches: Caches = ()) -> tuple[int, ...]:
+    """The schedule's physical features in :func:`terms` order (exact integers)."""
+    f = physical_features(collectives.schedule(algorithm, ranks, size_bytes, collective), caches)
+    return tuple(f[t] for t in terms(caches))
 
 
-def design(points: Sequence[Point]) -> np.ndarray:
-    return np.array([features(p.algorithm, p.ranks, p.size_bytes, p.collective) for p in points], dtype=float)
+def design(points: Sequence[Point], caches: Caches = ()) -> np.ndarray:
+    return np.array([features(p.algorithm, p.ranks, p.size_bytes, p.collective, caches) for p in points], dtype=float)
+
+
+def caches_of(provenance: dict) -> Caches:
+    """The cache levels ``provenance.json`` recorded (``validation.provenance.caches``), innermost first."""
+    out = []
+    for name, c in (provenance.get("caches") or {}).items():
+        try:
+            out.append((str(name), int(c["bytes"]), int(c.get("shared_by_cpus", 1))))
+        except (TypeError, KeyError, ValueError):
+            raise CalibrationError(f"provenance caches.{name}: expected {{bytes: N, shared_by_cpus: M}}, got {c!r}") \
+                from None
+    return tuple(sorted(out, key=lambda c: c[1]))
 
 
 # --- the held-out split -----------------------------------------------------------------
@@ -126,33 +157,45 @@ def split(points: Sequence[Point], holdout: str = "sizes") -> tuple[list[Point],
 
 # --- one regime ---------------------------------------------------------------------------
 
+_FIELDS = {"alpha": "alpha_s", "beta": "beta_s_per_byte", "gamma": "gamma_s_per_byte", "sigma": "sigma_s_per_byte"}
+_STDERR = {"alpha": "alpha_stderr_s", "beta": "beta_stderr_s_per_byte", "gamma": "gamma_stderr_s_per_byte",
+           "sigma": "sigma_stderr_s_per_byte"}
+_WHAT = {"steps": "steps", "moved": "bytes moved", "reduced": "bytes reduced", "staged": "bytes staged"}
+
 
 @dataclass(frozen=True)
 class Fit:
-    """A fitted regime: coefficients (α s, β s/B, γ s/B), standard errors, what was fixed and why."""
+    """A fitted regime: coefficients (:func:`coefficients` order, SI units), standard errors, what was fixed, why."""
 
-    coef: np.ndarray                 # (3,)
-    stderr: np.ndarray               # (3,), nan where fixed or not estimable
+    coef: np.ndarray                 # (k,)
+    stderr: np.ndarray               # (k,), nan where fixed or not estimable
     fixed: dict[str, str]
     rss: float                       # Σ squared relative residuals
     n: int
     sizes: tuple[int, int] = (0, 0)  # smallest and largest size fitted
-    extra: dict[str, float] = field(default_factory=dict)
+    names: tuple[str, ...] = COEFFS
+    condition: float | None = None   # of the column-scaled design of the coefficients fitted
 
     @property
     def k(self) -> int:
-        return len(COEFFS) - len(self.fixed)
+        return len(self.names) - len(self.fixed)
 
     def regime(self, min_bytes: int, max_bytes: int | None, algorithm: str | None = None,
                ranks: int | None = None) -> Regime:
-        se = [None if (c in self.fixed or not math.isfinite(s)) else float(s) for c, s in zip(COEFFS, self.stderr,
-                                                                                              strict=True)]
+        se = {c: None if (c in self.fixed or not math.isfinite(e)) else float(e)
+              for c, e in zip(self.names, self.stderr, strict=True)}
+        value = dict(zip(self.names, map(float, self.coef), strict=True))
+        spill = {c.removeprefix("spill_"): value[c] for c in self.names if c.startswith("spill_")}
         return Regime(
             algorithm=algorithm, ranks=ranks, min_bytes=min_bytes, max_bytes=max_bytes,
-            alpha_s=float(self.coef[0]), beta_s_per_byte=float(self.coef[1]), gamma_s_per_byte=float(self.coef[2]),
-            alpha_stderr_s=se[0], beta_stderr_s_per_byte=se[1], gamma_stderr_s_per_byte=se[2],
+            **{_FIELDS[c]: value[c] for c in COEFFS}, **{_STDERR[c]: se[c] for c in COEFFS},
+            spill_s_per_byte=spill,
+            spill_stderr_s_per_byte={c.removeprefix("spill_"): se[c] for c in self.names
+                                     if c.startswith("spill_") and se[c] is not None},
             fitted_range_bytes=self.sizes, fixed=self.fixed, points=self.n,
-            rms_relative_residual=math.sqrt(self.rss / self.n) if self.n else None)
+            rms_relative_residual=math.sqrt(self.rss / self.n) if self.n else None,
+            condition_number=self.condition if self.condition is not None and math.isfinite(self.condition)
+            else None)
 
 
 def _condition(a: np.ndarray) -> float:
@@ -164,15 +207,15 @@ def _condition(a: np.ndarray) -> float:
 
 
 def _solve(a: np.ndarray, free: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Least squares of ``a[:, free] @ x ≈ 1``; returns (coef(3), stderr(3), rss)."""
-    n = a.shape[0]
+    """Least squares of ``a[:, free] @ x ≈ 1``; returns (coef(k), stderr(k), rss)."""
+    n, k = a.shape
     cols = a[:, free]
     norms = np.linalg.norm(cols, axis=0)
     scaled = cols / norms
     sol, *_ = np.linalg.lstsq(scaled, np.ones(n), rcond=None)
     resid = 1.0 - scaled @ sol
     rss = float(resid @ resid)
-    coef, stderr = np.zeros(3), np.full(3, math.nan)
+    coef, stderr = np.zeros(k), np.full(k, math.nan)
     coef[free] = sol / norms
     dof = n - len(free)
     if dof > 0:
@@ -181,43 +224,64 @@ def _solve(a: np.ndarray, free: list[int]) -> tuple[np.ndarray, np.ndarray, floa
     return coef, stderr, rss
 
 
-def fit(points: Sequence[Point]) -> Fit:
-    """Fit α, β, γ to ``points`` (one regime). See the module docstring for the rules."""
+def _what(name: str) -> str:
+    return _WHAT.get(name) or f"bytes in steps that spill {name.removeprefix('beyond_')}"
+
+
+def _identifiable(a: np.ndarray, names: tuple[str, ...], free: list[int], fixed: dict[str, str],
+                  sizes: list[int]) -> None:
+    """Fix coefficients at 0 (``DROP_ORDER``, then cache terms outermost first) until the column-scaled design
+    of the rest has a condition number <= :data:`CONDITION_LIMIT`; say why in ``fixed``."""
+    order = [*DROP_ORDER, *reversed([c for c in names if c.startswith("spill_")])]
+    for name in order:
+        j = names.index(name)
+        if len(free) <= 1 or j not in free:
+            continue
+        cond = _condition(a[:, free])
+        if cond <= CONDITION_LIMIT:
+            return
+        into = "gamma" if name == "sigma" else "beta" if name == "gamma" else "the per-byte terms"
+        fixed[name] = (f"not identifiable (condition number {cond:.2g}: proportional to the other terms here); "
+                       f"folded into {into}, fixed at 0")
+        free.remove(j)
+    if not free or _condition(a[:, free]) > CONDITION_LIMIT:
+        raise CalibrationError(f"calibrate: alpha and beta cannot be separated with sizes {sizes}; "
+                               f"measure at least {MIN_SIZES_PER_REGIME} sizes per regime")
+
+
+def fit(points: Sequence[Point], caches: Caches = ()) -> Fit:
+    """Fit the model's coefficients to ``points`` (one regime). See the module docstring for the rules."""
     if not points:
         raise CalibrationError("calibrate: no points to fit")
     sizes = sorted({p.size_bytes for p in points})
     if len(sizes) < MIN_SIZES_PER_REGIME:
         raise CalibrationError(f"calibrate: alpha and beta cannot be separated with sizes {sizes}; "
                                f"measure at least {MIN_SIZES_PER_REGIME} sizes")
-    x = design(points)
+    names, feats = coefficients(caches), terms(caches)
+    x = design(points, caches)
     t = np.array([p.seconds for p in points])
     a = x / t[:, None]
     fixed: dict[str, str] = {}
-    for j, name in enumerate(COEFFS):
+    for j, name in enumerate(names):
         if not a[:, j].any():
-            fixed[name] = f"no {('steps', 'bytes moved', 'bytes reduced')[j]} in these measurements; fixed at 0"
-    free = [j for j, c in enumerate(COEFFS) if c not in fixed]
-    if "gamma" not in fixed and len(free) > 1 and _condition(a[:, free]) > CONDITION_LIMIT:
-        fixed["gamma"] = ("not identifiable: bytes reduced are proportional to bytes moved in these measurements "
-                          "(measure two algorithms, e.g. ring and recursive_doubling); folded into beta, fixed at 0")
-        free.remove(2)
-    if not free or _condition(a[:, free]) > CONDITION_LIMIT:
-        raise CalibrationError(f"calibrate: alpha and beta cannot be separated with sizes {sizes}; "
-                               f"measure at least {MIN_SIZES_PER_REGIME} sizes per regime")
-    while True:
+            fixed[name] = f"no {_what(feats[j])} in these measurements; fixed at 0"
+    free = [j for j, c in enumerate(names) if c not in fixed]
+    _identifiable(a, names, free, fixed, sizes)
+    while True:  # non-negative least squares: active set, the most negative t-statistic leaves first
         coef, stderr, rss = _solve(a, free)
         negative = [j for j in free if coef[j] < 0]
         if not negative:
             break
         worst = min(negative, key=lambda j: coef[j] / stderr[j] if stderr[j] > 0 else -math.inf)
         se = f" ± {stderr[worst]:.2g}" if math.isfinite(stderr[worst]) else ""
-        fixed[COEFFS[worst]] = f"fitted negative ({coef[worst]:.3g}{se}); fixed at 0 and the rest refitted"
+        fixed[names[worst]] = f"fitted negative ({coef[worst]:.3g}{se}); fixed at 0 and the rest refitted"
         free.remove(worst)
         if not free:
             raise CalibrationError("calibrate: every coefficient fitted negative; the measurements do not follow "
                                    "the alpha-beta-gamma model")
     sizes = [p.size_bytes for p in points]
-    return Fit(coef, stderr, dict(sorted(fixed.items())), rss, len(points), (min(sizes), max(sizes)))
+    return Fit(coef, stderr, dict(sorted(fixed.items())), rss, len(points), (min(sizes), max(sizes)), names,
+               _condition(a[:, free]))
 
 
 # --- regimes -------------------------------------------------------------------------------
@@ -234,14 +298,14 @@ class _Split:
     right: tuple[list[Point], Fit]
 
 
-def _best_split(points: list[Point], whole: Fit) -> _Split | None:
+def _best_split(points: list[Point], whole: Fit, caches: Caches = ()) -> _Split | None:
     sizes = sorted({p.size_bytes for p in points})
     best: tuple[float, _Split] | None = None
     for i in range(MIN_SIZES_PER_REGIME, len(sizes) - MIN_SIZES_PER_REGIME + 1):
         left = [p for p in points if p.size_bytes < sizes[i]]
         right = [p for p in points if p.size_bytes >= sizes[i]]
         try:
-            fl, fr = fit(left), fit(right)
+            fl, fr = fit(left, caches), fit(right, caches)
         except CalibrationError:
             continue
         if fl.n <= fl.k or fr.n <= fr.k:
@@ -254,11 +318,11 @@ def _best_split(points: list[Point], whole: Fit) -> _Split | None:
     return None if best is None else best[1]
 
 
-def regimes(points: Sequence[Point], max_regimes: int = 2) -> list[tuple[list[Point], Fit]]:
+def regimes(points: Sequence[Point], max_regimes: int = 2, caches: Caches = ()) -> list[tuple[list[Point], Fit]]:
     """Greedy segmentation by size into at most ``max_regimes`` fitted regimes, in size order."""
-    segments = [(list(points), fit(points))]
+    segments = [(list(points), fit(points, caches))]
     while len(segments) < max_regimes:
-        candidates = [(i, _best_split(pts, f)) for i, (pts, f) in enumerate(segments)]
+        candidates = [(i, _best_split(pts, f, caches)) for i, (pts, f) in enumerate(segments)]
         candidates = [(i, s) for i, s in candidates if s is not None and s.gain > BIC_MARGIN]
         if not candidates:
             break
@@ -301,14 +365,15 @@ class Structure:
         return _bic(self.rss, self.n, self.k)
 
 
-def fit_structure(points: Sequence[Point], name: str, max_regimes: int = 2) -> Structure:
+def fit_structure(points: Sequence[Point], name: str, max_regimes: int = 2, caches: Caches = ()) -> Structure:
     """Fit every group of ``STRUCTURES[name]`` separately (each with its own size regimes)."""
     keys = STRUCTURES[name]
     grouped: dict[tuple[str | None, int | None], list[Point]] = {}
     for p in points:
         sel = (p.algorithm if "algorithm" in keys else None, p.ranks if "ranks" in keys else None)
         grouped.setdefault(sel, []).append(p)
-    groups = [(sel, regimes(pts, max_regimes)) for sel, pts in sorted(grouped.items(), key=lambda g: str(g[0]))]
+    groups = [(sel, regimes(pts, max_regimes, caches))
+              for sel, pts in sorted(grouped.items(), key=lambda g: str(g[0]))]
     fits = [f for _, segs in groups for _, f in segs]
     if keys and any(f.n <= f.k for f in fits):  # an exact fit says nothing about the model: not comparable
         raise CalibrationError(f"calibrate: a {name} group has no more points than coefficients")
@@ -317,7 +382,7 @@ def fit_structure(points: Sequence[Point], name: str, max_regimes: int = 2) -> S
 
 
 def choose_structure(points: Sequence[Point], allowed: Sequence[str], max_regimes: int = 2,
-                     ) -> tuple[Structure, dict[str, float | None]]:
+                     caches: Caches = ()) -> tuple[Structure, dict[str, float | None]]:
     """The structure chosen among ``allowed``, tried in order: a later one replaces the current choice only
     if its BIC is lower by more than :data:`BIC_MARGIN`. Returns it and every candidate's BIC (None: not
     fittable, e.g. a group with too few sizes)."""
@@ -325,7 +390,7 @@ def choose_structure(points: Sequence[Point], allowed: Sequence[str], max_regime
     table: dict[str, float | None] = {}
     for name in allowed:
         try:
-            s = fit_structure(points, name, max_regimes)
+            s = fit_structure(points, name, max_regimes, caches)
         except CalibrationError:
             table[name] = None  # a group too small to fit: this structure is not available
             continue
@@ -333,7 +398,7 @@ def choose_structure(points: Sequence[Point], allowed: Sequence[str], max_regime
         if chosen is None or s.bic < chosen.bic - BIC_MARGIN:
             chosen = s
     if chosen is None:
-        fit(points)  # raises the located reason
+        fit(points, caches)  # raises the located reason
         raise CalibrationError("calibrate: no structure could be fitted")
     return chosen, table
 
@@ -362,8 +427,22 @@ def fitted_as(p: Point) -> Point:
     return p
 
 
-def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes", max_regimes: int = 2,
-              by: str = "auto", name: str | None = None, command: Sequence[str] | None = None) -> HardwareProfile:
+def _oversubscribed(measurements: Measurements, fitted: Sequence[Point], allow: bool, where: str) -> list[int]:
+    """Rank counts among ``fitted`` that ran oversubscribed (``provenance.measure.oversubscribed_ranks``); refused
+    (one line) unless ``allow``."""
+    recorded = (measurements.provenance.get("measure") or {}).get("oversubscribed_ranks") or []
+    over = sorted({p.ranks for p in fitted} & {int(r) for r in recorded})
+    if over and not allow:
+        raise CalibrationError(f"{where}: ranks {', '.join(map(str, over))} ran oversubscribed (more ranks than "
+                               f"CPUs: the timings include the scheduler's time slices); fit them anyway with "
+                               f"--allow-oversubscribed, or hold them out (--holdout ranks)")
+    return over
+
+
+def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes", max_regimes: int | None = None,
+              by: str = "auto", name: str | None = None, command: Sequence[str] | None = None,
+              allow_oversubscribed: bool = False, cache_terms: bool = True,
+              statistic: str = "median", cache_sizes: dict[str, int] | None = None) -> HardwareProfile:
     """Fit a :class:`~simulator.network.profile.HardwareProfile` to measured collectives.
 
     Parameters
@@ -372,33 +451,53 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         or an OSU log (:func:`validation.foreign.read_any`).
     holdout : ``sizes`` (default), ``ranks``, ``algorithms`` or ``none`` — which points :func:`split` keeps out of
         the fit; the profile records the fitted sets so ``compare`` can flag held-out points.
-    max_regimes : at most this many size regimes per group (1 = a single α, β, γ).
+    max_regimes : at most this many size regimes per group found by BIC; default 1 for the kernels when the
+        measurements' provenance records the machine's caches (the cache terms put the bends where the caches
+        end), else 2 (another implementation's protocol switches are not where a cache ends).
     by : ``auto`` (default: chosen by BIC), or one of :data:`STRUCTURES` — which points share
         coefficients: all (``joint``), those with the same rank count, algorithm, or both.
+    allow_oversubscribed : fit rank counts that ran with more ranks than CPUs (refused otherwise).
+    cache_terms : use the cache levels the provenance records (``spill_<level>`` coefficients).
+    statistic : what a point's repetitions are summarised by (``median``; ``p10`` or ``min`` on a shared
+        machine); recorded as ``fit.statistic``, and ``compare`` summarises by the same.
+    cache_sizes : level -> bytes, replacing (or adding) what the provenance records, e.g. a VM's share of a
+        host's L3 that sysfs reports whole; recorded as ``fit.cache_sizes_given``.
 
-    Rows from the MPI reference (``source: mpi``) are never fitted. Rows read from an nccl-tests or
-    OSU log are fitted with the schedule of :func:`validation.foreign.model_algorithm` (ring for
-    allreduce); one implementation (``source``) at a time.
+    Rows from the MPI reference (``source: mpi``) are not fitted together with kernel rows; a file of MPI
+    rows alone (``reference_mpi.csv``) is fitted as that implementation, like a log. Rows read from an
+    nccl-tests or OSU log are fitted with the schedule of :func:`validation.foreign.model_algorithm` (ring
+    for allreduce); one implementation (``source``) at a time.
     """
     if not isinstance(measurements, Measurements):
         measurements = read_any(measurements)
     where = str(measurements.source_path or "measurements")
-    points = [fitted_as(p) for p in measurements.points() if p.source != MPI]
+    every = measurements.points(statistic)
+    points = [fitted_as(p) for p in every if p.source != MPI] or [fitted_as(p) for p in every]
     if not points:
-        raise CalibrationError(f"{where}: no kernel measurements to fit (only MPI reference rows)")
+        raise CalibrationError(f"{where}: no measurements to fit")
     device, dtype, collective, source = (uniform(points, a, where) for a in ("device", "dtype", "collective",
                                                                               "source"))
+    caches = caches_of(measurements.provenance) if cache_terms else ()
+    if cache_sizes and cache_terms:
+        shared = {n: k for n, _, k in caches}
+        caches = tuple(sorted({**{n: (n, b, k) for n, b, k in caches},
+                               **{n: (n, int(b), shared.get(n, 1)) for n, b in cache_sizes.items()}}.values(),
+                              key=lambda c: c[1]))
+    if max_regimes is None:  # another implementation switches protocols at sizes no cache says: search for them
+        max_regimes = 1 if caches and source not in FOREIGN else 2
     if max_regimes < 1:
         raise CalibrationError(f"--regimes: expected at least 1, got {max_regimes}")
     allowed = _allowed(by, holdout)
     fitted, held = split(points, holdout)
-    structure, table = choose_structure(fitted, allowed, max_regimes)
+    over = _oversubscribed(measurements, fitted, allow_oversubscribed, where)
+    structure, table = choose_structure(fitted, allowed, max_regimes, caches)
     out = [r for sel, segs in structure.groups for r in _boundaries(segs, *sel)]
     if structure.name != "joint":  # the fallback for algorithms and rank counts not fitted
-        out += _boundaries(regimes(fitted, max_regimes))
+        out += _boundaries(regimes(fitted, max_regimes, caches))
     fit_info = {
         "method": METHOD, "regime_criterion": CRITERION, "structure": structure.name,
         "structure_criterion": STRUCTURE_CRITERION, "structure_bic": table, "holdout": holdout,
+        "terms": list(terms(caches)), "statistic": statistic,
         "algorithms": sorted({p.algorithm for p in fitted}), "ranks": sorted({p.ranks for p in fitted}),
         "sizes_bytes": sorted({p.size_bytes for p in fitted}),
         "held_out_ranks": sorted({p.ranks for p in held} - {p.ranks for p in fitted}),
@@ -409,6 +508,12 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
         "repetitions": sum(p.repeats for p in fitted), "rms_relative_residual": math.sqrt(structure.rss / len(fitted)),
         "measurements": where,
     }
+    if measurements.provenance.get("run_id"):
+        fit_info["run_id"] = str(measurements.provenance["run_id"])
+    if over:
+        fit_info["oversubscribed_ranks"] = over
+    if cache_sizes and cache_terms:
+        fit_info["cache_sizes_given"] = dict(cache_sizes)
     if source in FOREIGN:
         fit_info["implementation"] = source
         fit_info["model_algorithm"] = model_algorithm(collective)
@@ -417,7 +522,8 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
                                  "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}}
     default = f"{source}-{collective}" if source in FOREIGN else f"{device}-{collective}"
     return HardwareProfile(format=FORMAT, device=device, name=name or default, collective=collective,
-                           dtype=dtype, regimes=tuple(out), fit=fit_info, provenance=provenance)
+                           dtype=dtype, regimes=tuple(out), fit=fit_info, provenance=provenance,
+                           caches={n: {"bytes": b, "shared_by_cpus": k} for n, b, k in caches})
 
 
 def as_link_profile(profile: HardwareProfile, link_class: str, line_rate: float, *, hops: int = 2,

@@ -3,7 +3,8 @@
 The prediction is the simulator's own: ``HardwareProfile.schedule_time`` — α, β, γ of the
 regime serving the message size, times the schedule's steps, bytes moved and bytes reduced
 (exactly what ``trainsim run`` uses with ``cluster.profile``). Error is signed,
-``(predicted - measured) / measured`` in per cent, against the *median* of the repetitions.
+``(predicted - measured) / measured`` in per cent, against the statistic of the repetitions the
+profile was fitted on (``fit.statistic``: the median unless it says ``p10`` or ``min``).
 
 A point is *held out* when it was not among those the profile was fitted on (the profile's
 ``fit`` section lists the fitted algorithms, rank counts and sizes). MAPE — the mean of
@@ -27,49 +28,63 @@ from typing import Any
 import numpy as np
 
 from simulator.collectives import algorithms as registered
-from simulator.collectives import bus_factor
+from simulator.collectives import bus_factor, schedule
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 
-from .calibrate import features, fitted_as
+from .calibrate import fitted_as
 from .foreign import read_any
 from .records import FOREIGN, MPI, MeasurementError, Measurements, Point, read_measurements
 
-__all__ = ["LARGE_BYTES", "Comparison", "compare", "predict"]
+__all__ = ["LARGE_BYTES", "NOISY_DISPERSION", "NOISY_DRIFT", "Comparison", "compare", "predict"]
 
 LARGE_BYTES = 64 * 1024  # "large" messages: the accuracy target is stated for sizes >= 64 KiB
+#: a point whose rounds' medians differ by more than this fraction of its median cannot judge a model to 10 %
+NOISY_DRIFT = 0.10
+#: nor one whose 10th-90th percentile spread is wider than this fraction of its median
+NOISY_DISPERSION = 0.5
 COLUMNS = ("source", "device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repeats",
            "measured_s", "measured_p10_s", "measured_p90_s", "predicted_s", "error_pct", "held_out", "held_out_by",
            "regime",
-           "predicted_algorithm", "measured_busbw_GBps", "predicted_busbw_GBps")
+           "predicted_algorithm", "measured_busbw_GBps", "predicted_busbw_GBps", "reference", "rounds",
+           "dispersion_pct", "drift_pct", "noisy")
 
 
 def predict(profile: HardwareProfile, algorithm: str, ranks: int, size_bytes: int,
             collective: str = "allreduce") -> float:
     """Seconds the profile predicts for one collective (the simulator's cost with this profile)."""
-    return profile.regime(size_bytes, algorithm, ranks).cost(*features(algorithm, ranks, size_bytes, collective))
+    return profile.schedule_time(schedule(algorithm, ranks, size_bytes, collective))
 
 
 def _regime_index(profile: HardwareProfile, p: Point, algorithm: str) -> int:
     return profile.regimes.index(profile.regime(p.size_bytes, algorithm, p.ranks))
 
 
-def is_fitted(profile: HardwareProfile, p: Point) -> bool:
+def is_fitted(profile: HardwareProfile, p: Point, run_id: str | None = None) -> bool:
     """Was ``p`` among the points the profile was fitted on? (False when the profile does not say.)"""
-    return p.source != MPI and not held_out_by(profile, p)
+    return not held_out_by(profile, p, run_id)
 
 
-def held_out_by(profile: HardwareProfile, p: Point) -> list[str]:
-    """Why ``p`` was not fitted: ``sizes``, ``ranks``, ``algorithms`` (none of the profile's fitted sizes, rank
-    counts or algorithms), ``other`` (another device, dtype, collective or implementation); [] when fitted."""
+def held_out_by(profile: HardwareProfile, p: Point, run_id: str | None = None) -> list[str]:
+    """Why ``p`` was not fitted: ``run`` (measured in another run than the profile's, ``run_id``), ``sizes``,
+    ``ranks``, ``algorithms`` (none of the profile's fitted sizes, rank counts or algorithms), ``other`` (another
+    device, dtype, collective or implementation); [] when fitted."""
     fit = profile.fit
     q = fitted_as(p)
-    if (p.source == MPI or q.source not in fit.get("sources", ("kernels",)) or p.device != profile.device
+    if (q.source not in fit.get("sources", ("kernels",)) or p.device != profile.device
             or p.dtype != (profile.dtype or p.dtype) or p.collective != profile.collective):
         return ["other"]
-    why = [kind for kind, value, fitted in (("sizes", q.size_bytes, "sizes_bytes"), ("ranks", q.ranks, "ranks"),
-                                            ("algorithms", q.algorithm, "algorithms"))
-           if value not in fit.get(fitted, ())]
+    why = ["run"] if run_id and fit.get("run_id") and run_id != fit["run_id"] else []
+    why += [kind for kind, value, fitted in (("sizes", q.size_bytes, "sizes_bytes"), ("ranks", q.ranks, "ranks"),
+                                             ("algorithms", q.algorithm, "algorithms"))
+            if value not in fit.get(fitted, ())]
     return why
+
+
+def is_noisy(p: Point) -> bool:
+    """Too noisy to judge a model to 10 %: measured in several rounds, the rounds' statistics disagree by more
+    than :data:`NOISY_DRIFT`; in one round, the repetitions spread wider than :data:`NOISY_DISPERSION` of the
+    median."""
+    return p.drift > NOISY_DRIFT if p.rounds > 1 else p.dispersion > NOISY_DISPERSION
 
 
 def mpi_candidates(profile: HardwareProfile, collective: str) -> list[str]:
@@ -87,25 +102,28 @@ def _busbw(collective: str, ranks: int, size_bytes: int, seconds: float) -> floa
         return None
 
 
-def _row(profile: HardwareProfile, p: Point) -> dict[str, Any]:
-    if p.source == MPI or p.source in FOREIGN:  # the library picks its own algorithm: the fastest we predict
+def _row(profile: HardwareProfile, p: Point, run_id: str | None = None, reference: bool = False) -> dict[str, Any]:
+    if (p.source == MPI or p.source in FOREIGN) and fitted_as(p).source not in profile.fit.get("sources", ()):
+        # another implementation than the profile's: the library picks its own algorithm, the fastest we predict
         guesses = {a: predict(profile, a, p.ranks, p.size_bytes, p.collective)
                    for a in mpi_candidates(profile, p.collective)}
         algorithm = min(guesses, key=guesses.__getitem__)
         predicted = guesses[algorithm]
     else:
-        algorithm = p.algorithm
+        algorithm = fitted_as(p).algorithm
         predicted = predict(profile, algorithm, p.ranks, p.size_bytes, p.collective)
     return {
         "source": p.source, "device": p.device, "algorithm": p.algorithm, "collective": p.collective,
         "ranks": p.ranks, "size_bytes": p.size_bytes, "dtype": p.dtype, "repeats": p.repeats,
         "measured_s": p.seconds, "measured_p10_s": p.p10_s, "measured_p90_s": p.p90_s,
         "predicted_s": predicted, "error_pct": 100.0 * (predicted - p.seconds) / p.seconds,
-        "held_out": not is_fitted(profile, p), "held_out_by": "+".join(held_out_by(profile, p)),
+        "held_out": not is_fitted(profile, p, run_id), "held_out_by": "+".join(held_out_by(profile, p, run_id)),
         "regime": _regime_index(profile, p, algorithm),
         "predicted_algorithm": algorithm,
         "measured_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, p.seconds),
         "predicted_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, predicted),
+        "reference": reference, "rounds": p.rounds, "dispersion_pct": 100.0 * p.dispersion,
+        "drift_pct": 100.0 * p.drift, "noisy": is_noisy(p),
     }
 
 
@@ -120,7 +138,7 @@ def _by_holdout(held: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Held-out MAPE per reason a point was held out: an unseen size (interpolation), rank count or algorithm
     (extrapolation). A point unseen in two ways counts in both."""
     out = []
-    for kind in ("sizes", "ranks", "algorithms", "other"):
+    for kind in ("run", "sizes", "ranks", "algorithms", "other"):
         g = [r for r in held if kind in r["held_out_by"].split("+")]
         if g:
             out.append({"held_out_by": kind, "points": len(g), "mape_pct": mape(g),
@@ -129,9 +147,10 @@ def _by_holdout(held: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    kern = [r for r in rows if r["source"] != MPI]
+    kern = [r for r in rows if not r["reference"]]
     held = [r for r in kern if r["held_out"]]
     large = [r for r in held if r["size_bytes"] >= LARGE_BYTES]
+    quiet = [r for r in large if not r["noisy"]]
     groups = []
     for alg, ranks in sorted({(r["algorithm"], r["ranks"]) for r in kern}):
         g = [r for r in held if (r["algorithm"], r["ranks"]) == (alg, ranks)]
@@ -143,9 +162,13 @@ def _summary(profile: HardwareProfile, rows: list[dict[str, Any]]) -> dict[str, 
         "points": len(kern), "held_out_points": len(held), "held_out_points_ge_64KiB": len(large),
         "mape_held_out_pct": mape(held), "mape_held_out_ge_64KiB_pct": mape(large),
         "max_abs_error_held_out_pct": max((abs(r["error_pct"]) for r in held), default=None),
+        "noisy_points": sum(r["noisy"] for r in kern),
+        "held_out_points_ge_64KiB_quiet": len(quiet), "mape_held_out_ge_64KiB_quiet_pct": mape(quiet),
+        "median_dispersion_pct": float(np.median([r["dispersion_pct"] for r in kern])) if kern else None,
+        "median_drift_pct": float(np.median([r["drift_pct"] for r in kern])) if kern else None,
         "by_group": groups, "holdout": profile.fit.get("holdout"), "by_holdout": _by_holdout(held),
     }
-    ref = [r for r in rows if r["source"] == MPI]
+    ref = [r for r in rows if r["reference"]]
     if ref:
         out["reference_mpi"] = {"points": len(ref), "collectives": sorted({r["collective"] for r in ref}),
                                 "mape_pct": mape(ref),
@@ -195,7 +218,9 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
                            "--link-class)")
     if not isinstance(measurements, Measurements):
         measurements = read_any(measurements)
-    points = measurements.points()
+    run_id = measurements.provenance.get("run_id")
+    statistic = profile.fit.get("statistic", "median")
+    rows = [_row(profile, p, run_id) for p in measurements.points(statistic)]
     if reference is not None:
         if not isinstance(reference, Measurements):
             reference = read_measurements(reference)
@@ -204,6 +229,6 @@ def compare(profile: HardwareProfile | str | Path, measurements: Measurements | 
             raise MeasurementError(f"{reference.source_path or 'reference'}: --reference takes MPI measurements "
                                    f"(source: mpi), got {len(theirs)} point(s) with source {theirs[0].source!r}; "
                                    "pass kernel measurements as the measurements file")
-        points += reference.points()
-    rows = [_row(profile, p) for p in points]
+        rows += [_row(profile, p, reference.provenance.get("run_id"), reference=True)
+                 for p in reference.points(statistic)]
     return Comparison(profile, rows, _summary(profile, rows))

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .measure import MeasureError
 from .records import MPI, Measurement, Measurements
 
@@ -56,9 +58,13 @@ def _launch_command(ranks: int) -> list[str]:
 
 
 def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "float32", repeats: int = 10,
-                warmup: int = 3, device: str = "cpu", timeout_s: float = 600.0,
+                warmup: int = 3, device: str = "cpu", timeout_s: float = 600.0, rounds: int = 1, seed: int = 0,
                 progress: Callable[[int, int, str], None] | None = None) -> Measurements:
     """MPI_Allreduce timings, one row per repetition (``algorithm = source = "mpi"``).
+
+    Like the kernels' measurement, the repetitions are spread over ``rounds`` passes (one ``mpiexec`` per rank
+    count and round, the sizes in an order shuffled with ``seed``), so a burst of background load spoils a few
+    repetitions of many sizes rather than all of one; each row records its round.
 
     Raises
     ------
@@ -70,11 +76,15 @@ def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "flo
         raise MeasureError(f"--reference mpi: {reason}")
     rows: list[Measurement] = []
     library = None
-    for i, p in enumerate(sorted(ranks)):
+    shuffle = np.random.default_rng(seed)
+    per_round = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
+    passes = [(rnd, p) for rnd in range(rounds) for p in sorted(ranks)]
+    for i, (rnd, p) in enumerate(passes):
         if progress:
-            progress(i, len(ranks), f"MPI_Allreduce p={p}")
-        cmd = [*_launch_command(p), sys.executable, str(SCRIPT), "--sizes", ",".join(map(str, sizes)),
-               "--repeats", str(repeats), "--warmup", str(warmup), "--dtype", dtype]
+            progress(i, len(passes), f"MPI_Allreduce p={p}" + (f" (round {rnd + 1}/{rounds})" if rounds > 1 else ""))
+        order = [sizes[k] for k in shuffle.permutation(len(sizes))]
+        cmd = [*_launch_command(p), sys.executable, str(SCRIPT), "--sizes", ",".join(map(str, order)),
+               "--repeats", str(per_round[rnd]), "--warmup", str(warmup), "--dtype", dtype]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -87,8 +97,9 @@ def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "flo
                 continue
             rec = json.loads(line)
             library = rec.get("library", library)
-            rows += [Measurement(device, MPI, "allreduce", rec["ranks"], rec["size_bytes"], rec["dtype"], j, float(t),
-                                 MPI) for j, t in enumerate(rec["seconds"])]
+            first = sum(per_round[:rnd])
+            rows += [Measurement(device, MPI, "allreduce", rec["ranks"], rec["size_bytes"], rec["dtype"], first + j,
+                                 float(t), MPI, rnd) for j, t in enumerate(rec["seconds"])]
     if progress:
-        progress(len(ranks), len(ranks), "MPI_Allreduce")
+        progress(len(passes), len(passes), "MPI_Allreduce")
     return Measurements(rows, {"mpi_library": library, "mpi_launcher": _launch_command(2)[0]})

@@ -1,8 +1,10 @@
 """``predicted_vs_measured.png``: log-log time vs size, measured as points, prediction as lines.
 
 One panel per algorithm (and one for the MPI reference), one colour per rank count. Filled
-markers were fitted, hollow ones held out; bars span the 10th-90th percentile of the
-repetitions; dotted verticals mark the profile's regime boundaries.
+markers were fitted, hollow ones held out, a red cross marks a point too noisy to judge a
+model (``validation.compare.is_noisy``); bars span the 10th-90th percentile of the
+repetitions; dotted verticals mark the profile's regime boundaries, dashed ones the sizes at
+which a step's working set stops fitting a cache (for the panel's first rank count).
 """
 
 from __future__ import annotations
@@ -36,6 +38,26 @@ def _line(comparison: Comparison, algorithm: str, collective: str, ranks: int, l
     return sizes, np.asarray(t)
 
 
+def _cache_edges(comparison: Comparison, algorithm: str, collective: str, ranks: list[int]) -> list[tuple[str, int]]:
+    """The smallest measured message size at which the schedule spills each of the profile's caches (first rank
+    count of the panel), from :func:`~simulator.collectives.analytic.physical_features`."""
+    from simulator.collectives import schedule
+    from simulator.collectives.analytic import physical_features
+
+    profile = comparison.profile
+    if algorithm == MPI or not profile.caches or not ranks:
+        return []
+    sizes = sorted({r["size_bytes"] for r in comparison.rows if r["algorithm"] == algorithm})
+    out = []
+    for level in profile.caches:
+        for n in sizes:
+            f = physical_features(schedule(algorithm, ranks[0], n, collective), profile.cache_terms)
+            if f[f"beyond_{level}"]:
+                out.append((level, n))
+                break
+    return out
+
+
 def predicted_vs_measured(comparison: Comparison, path: str | Path) -> Path:
     import matplotlib
 
@@ -67,9 +89,17 @@ def predicted_vs_measured(comparison: Comparison, path: str | Path) -> Path:
                 ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", ms=5, color=c, capsize=2,
                             mfc="white" if held else c,
                             label=f"p={ranks} measured ({'held out' if held else 'fitted'})")
+            noisy = [r for r in pts if r.get("noisy")]
+            if noisy:
+                ax.plot([r["size_bytes"] for r in noisy], [r["measured_s"] for r in noisy], "x", color="red", ms=8,
+                        label=f"p={ranks} too noisy to judge")
         bounds = {r.max_bytes for p in ranks_all for r in comparison.profile.group(alg, p)[:-1]} - {None}
         for bound in sorted(bounds):
             ax.axvline(bound, color="0.5", ls=":", lw=1)
+        for level, size in _cache_edges(comparison, alg, collective, ranks_all):
+            ax.axvline(size, color="tab:purple", ls="--", lw=0.8)
+            ax.annotate(level, (size, 1), xycoords=("data", "axes fraction"), fontsize=7, color="tab:purple",
+                        ha="left", va="top")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("message size per rank (bytes)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import secrets
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "cpu_model", "git_revision"]
+__all__ = ["caches", "collect", "cpu_model", "git_revision", "transparent_huge_pages"]
 
 _PACKAGES = ("trainsim", "numpy", "numba", "numba-cuda", "mpi4py")
 
@@ -29,6 +30,52 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_count(cpu_list: str) -> int:
+    """CPUs in a Linux CPU list such as ``0-3,8``."""
+    n = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def caches(cpu: int = 0) -> dict[str, dict[str, int]]:
+    """Data and unified caches of ``cpu`` from sysfs: ``{"L1d": {"bytes": 49152, "shared_by_cpus": 1}, "L2": ...}``.
+
+    ``shared_by_cpus`` is how many CPUs share one instance (1: private to a core). Empty where sysfs does not say
+    (not Linux, a container hiding it): the calibration then has no cache boundaries to put in the model.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for index in sorted(Path(f"/sys/devices/system/cpu/cpu{cpu}/cache").glob("index*")):
+        level, kind, size = (_read(index / n) for n in ("level", "type", "size"))
+        shared = _read(index / "shared_cpu_list")
+        if not (level and kind and size and shared) or kind == "Instruction" or not size[:-1].isdigit():
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1].upper(), 0)
+        if scale:
+            out[f"L{level}" + ("d" if kind == "Data" else "")] = {"bytes": int(size[:-1]) * scale,
+                                                                  "shared_by_cpus": _cpu_count(shared)}
+    return out
+
+
+def transparent_huge_pages() -> dict[str, str]:
+    """The kernel's transparent-huge-page modes (``enabled`` for private memory, ``shmem_enabled`` for the shared
+    segments the CPU ranks use): the selected value of each, where sysfs has it."""
+    out = {}
+    for name in ("enabled", "shmem_enabled"):
+        text = _read(Path("/sys/kernel/mm/transparent_hugepage") / name)
+        if text and "[" in text:
+            out[name] = text.split("[", 1)[1].split("]", 1)[0]
+    return out
 
 
 def gpu_model() -> str | None:
@@ -83,6 +130,9 @@ def collect(command: Sequence[str] | None = None, *, device: str = "cpu", light:
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "device": device,
+        "run_id": f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
+        "caches": caches(),
+        "transparent_huge_pages": transparent_huge_pages(),
     })
     if device == "cuda":
         info["gpu"] = gpu_model()

@@ -15,7 +15,13 @@ repetition      0, 1, ... (warm-ups are not recorded)
 seconds         wall time of that repetition (> 0)
 source          ``kernels`` (trainsim's Numba kernels), ``mpi`` (MPI_Allreduce), or ``nccl-tests`` /
                 ``osu`` (read from those tools' logs, algorithm ``nccl`` / ``mpi``); optional
+round           the pass over all points this repetition was timed in (0, 1, ...); optional (0)
 ==============  =====================================================================
+
+A :class:`Point` summarises a configuration's repetitions: its *statistic* (what is fitted and
+compared: the median by default; ``p10`` or ``min`` on a shared machine, where background load
+only ever adds time), the 10th/90th percentiles, the *dispersion* ``(p90 - p10) / median`` and
+the *drift* between rounds ``(max - min of the rounds' statistics) / statistic`` (0 with one round).
 
 ``provenance.json`` sits beside it (machine, library versions, git revision, command line).
 :func:`read_measurements` checks every cell and raises :class:`MeasurementError` with one
@@ -45,15 +51,18 @@ from simulator.collectives.schedule import COLLECTIVES
 from simulator.errors import TrainsimInputError
 
 __all__ = [
-    "COLUMNS", "FOREIGN", "Measurement", "MeasurementError", "Measurements", "Point",
+    "COLUMNS", "FOREIGN", "STATISTICS", "Measurement", "MeasurementError", "Measurements", "Point",
     "atomic_folder", "check_out_folder", "read_measurements",
 ]
 
 REQUIRED = ("device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repetition", "seconds")
-COLUMNS = (*REQUIRED, "source")
+OPTIONAL = ("source", "round")
+COLUMNS = (*REQUIRED, *OPTIONAL)
 MPI = "mpi"  # algorithm and source name of the MPI_Allreduce reference
 #: source -> algorithm label of measurements from another implementation (``validation.foreign``)
-FOREIGN = {"nccl-tests": "nccl", "osu": MPI}
+FOREIGN = {"nccl-tests": "nccl", "osu": MPI, MPI: MPI}
+#: statistic of a point's repetitions -> the percentile it is
+STATISTICS = {"median": 50.0, "p10": 10.0, "min": 0.0}
 
 
 class MeasurementError(TrainsimInputError, ValueError):
@@ -73,6 +82,7 @@ class Measurement:
     repetition: int
     seconds: float
     source: str = "kernels"
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +96,14 @@ class Point:
     size_bytes: int
     dtype: str
     source: str
-    seconds: float      # median of the repetitions (what is fitted and compared)
+    seconds: float      # the statistic of the repetitions (median by default; what is fitted and compared)
     p10_s: float
     p90_s: float
     repeats: int
+    dispersion: float = 0.0   # (p90 - p10) / median
+    drift: float = 0.0        # (max - min of the per-round statistics) / statistic; 0 with one round
+    rounds: int = 1
+    statistic: str = "median"
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -104,17 +118,24 @@ class Measurements:
     provenance: dict[str, Any] = field(default_factory=dict)
     source_path: Path | None = None
 
-    def points(self) -> list[Point]:
-        """Median and 10th/90th percentiles per configuration, sorted by (source, algorithm, ranks, size)."""
-        groups: dict[tuple, list[float]] = {}
+    def points(self, statistic: str = "median") -> list[Point]:
+        """``statistic`` (:data:`STATISTICS`) and 10th/90th percentiles per configuration, sorted by (source,
+        algorithm, ranks, size)."""
+        if statistic not in STATISTICS:
+            raise MeasurementError(f"--statistic: expected one of {', '.join(STATISTICS)}, got {statistic!r}")
+        q = STATISTICS[statistic]
+        groups: dict[tuple, list[tuple[int, float]]] = {}
         for m in self.rows:
             key = (m.device, m.algorithm, m.collective, m.ranks, m.size_bytes, m.dtype, m.source)
-            groups.setdefault(key, []).append(m.seconds)
+            groups.setdefault(key, []).append((m.round, m.seconds))
         out = []
-        for key, secs in groups.items():
-            t = np.asarray(secs)
-            p10, med, p90 = np.percentile(t, [10, 50, 90])
-            out.append(Point(*key, float(med), float(p10), float(p90), len(t)))
+        for key, reps in groups.items():
+            t = np.asarray([s for _, s in reps])
+            p10, med, p90, value = np.percentile(t, [10, 50, 90, q])
+            rounds = sorted({r for r, _ in reps})
+            per_round = [float(np.percentile([s for r, s in reps if r == k], q)) for k in rounds]
+            out.append(Point(*key, float(value), float(p10), float(p90), len(t), float((p90 - p10) / med),
+                             float((max(per_round) - min(per_round)) / value), len(rounds), statistic))
         return sorted(out, key=lambda p: (p.source, p.algorithm, p.ranks, p.size_bytes))
 
     def write(self, folder: Path, name: str = "measurements.csv", provenance: str | None = "provenance.json") -> None:
@@ -164,6 +185,7 @@ _PARSE = {
     "ranks": lambda s: _whole(s, 2, "a whole number of ranks >= 2"),
     "size_bytes": lambda s: _whole(s, 1, "a positive whole number of bytes"),
     "repetition": lambda s: _whole(s, 0, "a repetition index >= 0"),
+    "round": lambda s: _whole(s, 0, "a round index >= 0"),
     "seconds": _seconds,
     "dtype": _dtype,
 }
@@ -174,7 +196,7 @@ def _parse_row(row: dict[str, str | None]) -> Measurement:
     for col in COLUMNS:
         text = (row.get(col) or "").strip()
         if not text:
-            if col == "source":
+            if col in OPTIONAL:
                 continue
             raise _CellError(col, "expected a value, got an empty cell")
         try:
@@ -289,8 +311,9 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: what validate / compare write: a folder with one is ours
 OUTPUTS = ("measurements.csv", "comparison.csv", "profile.yaml", "summary.json", "predicted_vs_measured.png",
-           "reference_mpi.csv", "provenance.json")   # what validate / compare write: a folder with one is ours
+           "reference_mpi.csv", "provenance.json", "profile_mpi.yaml")
 
 
 def check_out_folder(out: str | Path) -> None:

@@ -38,7 +38,8 @@ import numpy as np
 
 from .schedule import Schedule, Step
 
-__all__ = ["per_rank_bytes", "pipelined_cost", "port_totals", "schedule_cost", "step_maxima"]
+__all__ = ["Cache", "per_rank_bytes", "physical_features", "pipelined_cost", "port_totals", "reads_written",
+           "schedule_cost", "step_maxima"]
 
 
 def per_rank_bytes(
@@ -183,3 +184,57 @@ def pipelined_cost(maxima: tuple[float, float, float], totals: tuple[float, floa
     fill = alpha * busy + (beta * moved + gamma * reduced) / slices
     pace = max(beta * totals[0], beta * totals[1], gamma * totals[2]) / slices
     return fill + (slices - 1) * pace
+
+
+# --- physical terms: bytes staged, and each step's working set against the caches ----------------------------
+
+
+def reads_written(src: np.ndarray, dst: np.ndarray, chunk: np.ndarray, chunks: int) -> np.ndarray:
+    """bool per transfer of one step: its source cell ``(src, chunk)`` is also written in that step.
+
+    Such a transfer must be *staged* — read into a receive buffer before any rank writes (recursive
+    doubling's pairwise exchange, an MPI ``sendrecv`` into a temporary): the kernels do exactly this
+    (:mod:`kernels.lowering`), and the physical cost model charges its bytes (:func:`physical_features`).
+    """
+    return np.isin(src.astype(np.int64) * chunks + chunk, dst.astype(np.int64) * chunks + chunk)
+
+
+#: a cache level as the physical model sees it: (name, bytes of one instance, CPUs sharing one instance)
+Cache = tuple[str, int, int]
+
+
+def physical_features(s: Schedule, caches: tuple[Cache, ...] = ()) -> dict[str, int]:
+    """The schedule's physical cost terms, exact integers (bytes are those of the slowest rank of each step).
+
+    ``steps``, ``moved``, ``reduced``: as :func:`step_maxima`. ``staged``: Σ over steps of the most bytes any
+    rank stages (:func:`reads_written`). For each cache ``(name, size, shared_by)``, ``beyond_<name>``: Σ of
+    ``moved + staged`` over the steps whose *working set* does not fit that cache. A rank's working set in a
+    step is its own buffer (``size_bytes``: every step writes into it) plus the bytes it receives and stages
+    in that step; a step does not fit a private cache (``shared_by == 1``) when the largest rank's working set
+    exceeds ``size``, and a shared one when ``min(ranks, shared_by)`` such working sets do. So the per-byte
+    cost changes exactly where the schedule's data stop fitting a cache the machine reports, and nowhere else.
+    """
+    busy, moved, reduced = step_maxima(s)
+    out = {"steps": busy, "moved": moved, "reduced": reduced, "staged": 0}
+    out.update({f"beyond_{name}": 0 for name, _, _ in caches})
+    chunk_bytes = np.asarray(s.chunk_bytes, dtype=np.int64)
+    memo: dict[tuple[int, ...], tuple[int, int, int]] = {}
+    for step in s.steps:
+        if len(step) == 0:
+            continue
+        src, dst, chunk = step.src, step.dst, step.chunk
+        key = (id(src), id(dst), id(chunk))
+        if key not in memo:
+            b = chunk_bytes[chunk]
+            staged = reads_written(src, dst, chunk, len(chunk_bytes))
+            recv = np.bincount(dst, weights=b, minlength=s.ranks)
+            stage = np.bincount(dst[staged], weights=b[staged], minlength=s.ranks)
+            sent, received, _ = per_rank_bytes(step, chunk_bytes, s.ranks)
+            memo[key] = (int(stage.max()), int(max(sent.max(), received.max())),
+                         int(s.size_bytes + (recv + stage).max()))
+        staged_max, moved_max, working_set = memo[key]
+        out["staged"] += staged_max
+        for name, size, shared_by in caches:
+            if working_set * min(s.ranks, max(1, shared_by)) > size:
+                out[f"beyond_{name}"] += moved_max + staged_max
+    return out

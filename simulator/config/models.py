@@ -711,6 +711,7 @@ class Config(StrictModel):
                 raise ValueError("communication.algorithm_options: options of a collective algorithm, but with "
                                  "communication.pattern: parameter_server no collective carries the gradients; "
                                  "remove them")
+            self._server_device_fits()
             if "algorithm" in comm.model_fields_set:
                 raise ValueError("communication.algorithm names a collective, but with communication.pattern: "
                                  "parameter_server the servers carry the gradients; remove it")
@@ -721,6 +722,12 @@ class Config(StrictModel):
         self._optimisations_fit()
         self._faults_fit()
         return self
+
+    def _server_device_fits(self) -> None:
+        spec = self.communication.server_device
+        if isinstance(spec, DeviceSpec) and spec.efficiency is not None:
+            raise ValueError("communication.server_device.efficiency: a server only applies pushed gradients, "
+                             "timed at its memory bandwidth (3 bytes moved per byte); remove it")
 
     def _in_switch_reduction_fits(self) -> None:
         """``cluster.topology.reduction`` serves the nvls allreduce, which needs one (resolve checks the switch)."""

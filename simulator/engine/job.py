@@ -277,9 +277,6 @@ def server_device(config: Config, hw: ResolvedHardware):
     spec = config.communication.server_device
     if spec is None:
         return hw.device if config.communication.server_placement == "colocated" else resolve_device("cpu")
-    if getattr(spec, "efficiency", None) is not None:
-        raise ConfigError("communication.server_device.efficiency: a server only applies pushed gradients, timed at "
-                          "its memory bandwidth (3 bytes moved per byte); remove it")
     try:
         return resolve_device(spec)
     except ConfigError as e:

@@ -25,13 +25,20 @@ to now, retires the finished ones (returning the groups that completed, in slot 
 and re-runs progressive filling over the live flows. Arrivals at the same simulated
 instant are re-shared once (a zero-delay event).
 
-Why every live flow is re-filled on each event and not only the changed component of
-the flow–link graph: under max-min fairness a component's allocation depends only on
-that component, but with k servers every push shares a server's inbound link and every
-pull its outbound one, and a stage's k flows share its own link, so in parameter-server
-traffic the live flows form one component (measured: benchmarks/README.md, issue 19).
-The filling's arithmetic is the same as the kernel it replaced (same levels, same
-saturation test, the same subtractions per link), so rates are bit-identical to it.
+Why not re-fill only the changed component of the flow–link graph: under max-min
+fairness a component's allocation depends only on that component, but with k servers
+every push shares a server's inbound link and every pull its outbound one, and a stage's
+k flows share its own link, so in parameter-server traffic the live flows form one
+component (measured: benchmarks/README.md, issue 19). What that traffic does have is few
+distinct rates: the flows frozen at one link (a server's) share a rate. So rates are kept
+per *bottleneck class* (``_class_fill``): the filling runs over the classes' bottleneck
+links, then the max-min characterisation is checked (each class's bottleneck saturates and
+no open class of another bottleneck crosses it; no link over capacity), and when it fails
+(or a new flow crosses no class's bottleneck) the flow-by-flow filling runs and its
+freezing links are the next classes. That filling's arithmetic is the kernel it replaced
+(same levels, saturation test and subtractions); the class filling sums ``count × rate``
+per link instead of subtracting flow by flow, so its rates agree with a from-scratch
+``max_min_rates`` to 1e-12 relative (tested after every event), not bit for bit.
 
 Numba is imported with this module; :func:`load_kernels` loads the cached kernels
 ahead of a timed region.
@@ -55,17 +62,29 @@ _TIE = 1e-12  # links whose fair share is within this of the lowest saturate in 
 
 # columns of the per-slot arrays
 _REM, _RATE, _SIZE, _LAT = 0, 1, 2, 3           # _f: float64[slots, 4]
-_HOPS, _GROUP, _LINK0 = 0, 1, 2                 # _s: int64[slots, 2 + max hops]; hops 0 = a free slot
+_HOPS, _GROUP, _CLS, _NEW, _LINK0 = 0, 1, 2, 3, 4   # _s: int64[slots, 4 + max hops]; hops 0 = a free slot
+# _CLS: the flow's class (-1: none; then its rate is its own _RATE); _NEW: started since the last re-allocation
 # columns of the per-link arrays
 _CAP, _LEFT, _SHARE = 0, 1, 2                  # _lf: float64[links, 3]
-_LIVE, _COUNT, _POS, _SAT = 0, 1, 2, 3          # _li: int64[links, 4]
+_LIVE, _COUNT, _POS, _SAT, _CLASS, _CPOS = 0, 1, 2, 3, 4, 5   # _li: int64[links, 6]
+# _CLASS: the class the link is the bottleneck of (-1: none); _CPOS: its place in ``crowd`` (links with more
+# than _CROWD live flows: the only ones a feasibility check must look at while the top rate is low enough)
+_CROWD = 8
+# bottleneck classes (see ``_class_fill``): _ci int64[classes, 3], _cf float64[classes + 1, 3],
+# _lc int64[links, classes]; the last row of _cf holds the lowest link capacity (_CRATE column)
+_CL, _CN, _CSTATE = 0, 1, 2                      # its bottleneck link, its live flows, 0 open / 1 frozen / 2 now
+_CRATE, _CSHARE, _CMIN = 0, 1, 2                 # its rate, its fair share now, its live flows' fewest bytes left
+_MAX_CLASSES = 32                                # more distinct bottlenecks than this: the flow-by-flow filling
 # entries of the int64 meta array
-_HW, _NFREE, _NACTIVE, _NDONE, _STAMP = 0, 1, 2, 3, 4
+_HW, _NFREE, _NACTIVE, _NDONE, _STAMP, _NCLS, _VALID, _NFAST, _NFULL, _NCROWD = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+_FEASIBLE = 1e-12  # a link loaded above capacity by more than this fraction: the classes' rates are not max-min
 
 
 @njit(cache=True, nogil=True)
-def _add(links, hops, nbytes, latency, group, f, s, li, active, free, meta):  # pragma: no cover - compiled
-    """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links."""
+def _add(links, hops, nbytes, latency, group, f, s, li, active, free, lc, ci, cf, crowd,
+         meta):  # pragma: no cover - compiled
+    """Put a group's flows into slots (a freed slot first, last freed first) and count them on their links;
+    each joins the class of the slowest bottleneck its route crosses (none: the next filling is flow by flow)."""
     hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
     for k in range(len(hops)):
         if nfree > 0:
@@ -85,19 +104,53 @@ def _add(links, hops, nbytes, latency, group, f, s, li, active, free, meta):  # 
                 active[nactive] = link
                 nactive += 1
             li[link, _LIVE] += 1
+            if li[link, _LIVE] == _CROWD + 1:
+                li[link, _CPOS] = meta[_NCROWD]
+                crowd[meta[_NCROWD]] = link
+                meta[_NCROWD] += 1
         f[i, _REM] = nbytes[k]
         f[i, _RATE] = 0.0
         f[i, _SIZE] = nbytes[k]
         f[i, _LAT] = latency[k]
+        s[i, _CLS] = -1
+        s[i, _NEW] = 1
+        if meta[_VALID]:
+            _join(i, h, s, li, lc, ci, cf, meta)
     meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
 
 
 @njit(cache=True, nogil=True)
-def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
-    """Slot ``i``'s flow leaves its links; a link left with no flow leaves ``active`` (the last takes its place)."""
+def _join(i, h, s, li, lc, ci, cf, meta):  # pragma: no cover - compiled
+    """Slot ``i``'s new flow joins the class, among those bottlenecked on its route, with the lowest rate (a
+    guess that ``_class_fill`` checks); with none on its route the classes are dropped until the next filling."""
+    best, low = -1, np.inf
+    for q in range(h):
+        c = li[s[i, _LINK0 + q], _CLASS]
+        if c >= 0 and cf[c, _CRATE] < low:
+            best, low = c, cf[c, _CRATE]
+    if best < 0:
+        meta[_VALID] = 0
+        return
+    s[i, _CLS] = best
+    ci[best, _CN] += 1
+    for q in range(h):
+        lc[s[i, _LINK0 + q], best] += 1
+
+
+@njit(cache=True, nogil=True)
+def _unlink(i, h, s, li, active, nactive, crowd, meta):  # pragma: no cover - compiled
+    """Slot ``i``'s flow leaves its links; a link left with no flow leaves ``active`` (the last takes its place),
+    one left with ``_CROWD`` leaves ``crowd`` (the same way)."""
     for q in range(h):
         link = s[i, _LINK0 + q]
         li[link, _LIVE] -= 1
+        if li[link, _LIVE] == _CROWD:
+            n = meta[_NCROWD] - 1
+            p = li[link, _CPOS]
+            last = crowd[n]
+            crowd[p] = last
+            li[last, _CPOS] = p
+            meta[_NCROWD] = n
         if li[link, _LIVE] == 0:
             p = li[link, _POS]
             last = active[nactive - 1]
@@ -109,24 +162,41 @@ def _unlink(i, h, s, li, active, nactive):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta):  # pragma: no cover
-    """Advance the live flows by ``dt`` and retire the finished ones; the live ones go to ``act`` (how many:
-    returned), the groups that completed to ``done`` (how many: ``meta[_NDONE]``), in slot order, as the
-    flow loop this replaced finished them."""
-    hw, nfree, nactive = meta[_HW], meta[_NFREE], meta[_NACTIVE]
+def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, cf, crowd,
+            meta):  # pragma: no cover - compiled
+    """Advance the live flows by ``dt`` at their rates (their class's, or their own without one; none for
+    a flow started since) and retire the finished ones; the live ones go to ``act`` (how many: returned),
+    their classes' fewest bytes left to ``cf[:, _CMIN]``, the groups that completed to ``done`` (how many:
+    ``meta[_NDONE]``), in slot order, as the flow loop this replaced finished them."""
+    hw, nfree = meta[_HW], meta[_NFREE]
+    nactive = meta[_NACTIVE]
+    for c in range(meta[_NCLS]):
+        cf[c, _CMIN] = np.inf
     ndone = 0
     na = 0
     for i in range(hw):
         h = s[i, _HOPS]
         if h == 0:
             continue
-        rem = f[i, _REM] - f[i, _RATE] * dt
+        c = s[i, _CLS]
+        if s[i, _NEW]:
+            s[i, _NEW] = 0
+            rate = 0.0
+        elif c >= 0:
+            rate = cf[c, _CRATE]
+        else:
+            rate = f[i, _RATE]
+        rem = f[i, _REM] - rate * dt
         f[i, _REM] = rem
-        if rem <= _DONE * f[i, _SIZE] or rem <= f[i, _RATE] * slack:
+        if rem <= _DONE * f[i, _SIZE] or rem <= rate * slack:
             s[i, _HOPS] = 0
             free[nfree] = i
             nfree += 1
-            nactive = _unlink(i, h, s, li, active, nactive)
+            if c >= 0:
+                ci[c, _CN] -= 1
+                for q in range(h):
+                    lc[s[i, _LINK0 + q], c] -= 1
+            nactive = _unlink(i, h, s, li, active, nactive, crowd, meta)
             g = s[i, _GROUP]
             done_at[g] = max(done_at[g], now + f[i, _LAT])
             pending[g] -= 1
@@ -136,6 +206,8 @@ def _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act,
         else:
             act[na] = i
             na += 1
+            if c >= 0 and rem < cf[c, _CMIN]:
+                cf[c, _CMIN] = rem
     meta[_NDONE] = ndone
     if na == 0:                                       # nothing live: the slots start again from 0
         hw, nfree = 0, 0
@@ -174,6 +246,7 @@ def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover -
         for q in range(h):
             if li[s[i, _LINK0 + q], _SAT] == stamp:
                 hit = True
+                s[i, _CLS] = s[i, _LINK0 + q]     # its bottleneck (a link id until ``_classify``)
                 break
         if hit:
             f[i, _RATE] = level
@@ -189,18 +262,158 @@ def _freeze(level, work, m, f, s, lf, li, stamp, soonest):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work,
-          meta):  # pragma: no cover - compiled
+def _class_shares(k, lf, lc, ci, cf):  # pragma: no cover - compiled
+    """Fair share at each open class's bottleneck into ``cf[:, _CSHARE]``; returns the lowest."""
+    level = np.inf
+    for c in range(k):
+        if ci[c, _CSTATE] != 0:
+            continue
+        b = ci[c, _CL]
+        load, count = 0.0, 0
+        for d in range(k):
+            n = lc[b, d]
+            if n > 0:
+                if ci[d, _CSTATE] == 0:
+                    count += n
+                else:
+                    load += n * cf[d, _CRATE]
+        share = (lf[b, _CAP] - load) / count
+        cf[c, _CSHARE] = share
+        level = min(level, share)
+    return level
+
+
+@njit(cache=True, nogil=True)
+def _class_freeze(k, level, lc, ci, cf):  # pragma: no cover - compiled
+    """Freeze the open classes whose bottleneck is at ``level`` (within ``_TIE``); returns their flows, or -1
+    when a saturated bottleneck is crossed by an open class of another bottleneck (the classes are stale)."""
+    threshold = level * (1.0 + _TIE)
+    frozen = 0
+    for c in range(k):
+        if ci[c, _CSTATE] == 0 and cf[c, _CSHARE] <= threshold:
+            ci[c, _CSTATE] = 2
+            cf[c, _CRATE] = level
+            frozen += ci[c, _CN]
+    for c in range(k):
+        if ci[c, _CSTATE] == 2:
+            b = ci[c, _CL]
+            for d in range(k):
+                if lc[b, d] > 0 and ci[d, _CSTATE] == 0:
+                    return -1
+    for c in range(k):
+        if ci[c, _CSTATE] == 2:
+            ci[c, _CSTATE] = 1
+    return frozen
+
+
+@njit(cache=True, nogil=True)
+def _feasible(k, top, lf, li, active, lc, cf, crowd, meta):  # pragma: no cover - compiled
+    """No live link carries more than its capacity at the classes' rates (``top``: the highest of them); while
+    ``_CROWD`` flows at ``top`` fit on the narrowest link, only the links in ``crowd`` can be over."""
+    links, n = (crowd, meta[_NCROWD]) if _CROWD * top <= cf[_MAX_CLASSES, _CRATE] else (active, meta[_NACTIVE])
+    for t in range(n):
+        link = links[t]
+        cap = lf[link, _CAP]
+        if li[link, _LIVE] * top <= cap:
+            continue
+        load = 0.0
+        for d in range(k):
+            n = lc[link, d]
+            if n > 0:
+                load += n * cf[d, _CRATE]
+        if load > cap * (1.0 + _FEASIBLE):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _class_fill(lf, li, active, lc, ci, cf, crowd, meta):  # pragma: no cover - compiled
+    """Max-min rates per bottleneck class, if the classes still describe the allocation; returns the soonest
+    completion, or -1.0 when they do not (the caller then fills flow by flow).
+
+    A class is the live flows that the last filling froze at one link (its bottleneck); flows with the same
+    bottleneck get the same rate, so progressive filling can run over the classes' bottleneck links with
+    the flows on them counted per class (``lc``), not flow by flow. The result is the max-min allocation
+    exactly when it passes two checks (Bertsekas & Gallager §6.5.2: feasible, and every flow crosses a
+    saturated link on which its rate is the highest): a class freezes only when its own bottleneck
+    saturates (not some other class's), and no live link carries more than its capacity. Every live flow
+    has a class here (``meta[_VALID]``); the rates stay per class (``cf``), and the soonest completion is each
+    class's fewest bytes left over its rate (the same float as the lowest bytes / rate over its flows).
+    """
+    k = meta[_NCLS]
+    left = 0
+    for c in range(k):
+        ci[c, _CSTATE] = 0 if ci[c, _CN] > 0 else 1
+        left += ci[c, _CN]
+    top = 0.0
+    while left > 0:
+        top = _class_shares(k, lf, lc, ci, cf)
+        if not top > 0.0:
+            return -1.0
+        frozen = _class_freeze(k, top, lc, ci, cf)
+        if frozen < 0:
+            return -1.0
+        left -= frozen
+    if not _feasible(k, top, lf, li, active, lc, cf, crowd, meta):
+        return -1.0
+    soonest = np.inf
+    for c in range(k):
+        if ci[c, _CN] > 0:
+            soonest = min(soonest, cf[c, _CMIN] / cf[c, _CRATE])
+    return soonest
+
+
+@njit(cache=True, nogil=True)
+def _classify(na, f, s, li, active, act, lc, ci, cf, meta):  # pragma: no cover - compiled
+    """After a flow-by-flow filling: the live flows' classes from the links that froze them (``_CLS`` holds
+    that link now); more than ``_MAX_CLASSES`` bottlenecks leave the flows without classes."""
+    for c in range(meta[_NCLS]):
+        li[ci[c, _CL], _CLASS] = -1
+    for t in range(meta[_NACTIVE]):
+        lc[active[t], :] = 0
+    k = 0
+    for t in range(na):
+        i = act[t]
+        b = s[i, _CLS]
+        c = li[b, _CLASS]
+        if c < 0:
+            if k == _MAX_CLASSES:
+                for u in range(t, na):
+                    s[act[u], _CLS] = -1
+                meta[_NCLS], meta[_VALID] = k, 0
+                return
+            c = k
+            k += 1
+            li[b, _CLASS] = c
+            ci[c, _CL], ci[c, _CN] = b, 0
+            cf[c, _CRATE] = f[i, _RATE]
+        s[i, _CLS] = c
+        ci[c, _CN] += 1
+        for q in range(s[i, _HOPS]):
+            lc[s[i, _LINK0 + q], c] += 1
+    meta[_NCLS], meta[_VALID] = k, 1
+
+
+@njit(cache=True, nogil=True)
+def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, done, act, work, lc, ci, cf,
+          crowd, meta):  # pragma: no cover - compiled
     """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
     and how many groups completed (their ids: ``done``).
 
-    Progressive filling: each round finds the lowest fair share over the links that carry flows,
-    marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
-    marked link at that rate.
+    The rates come from the bottleneck classes when they still hold (``_class_fill``); otherwise from
+    progressive filling flow by flow: each round finds the lowest fair share over the links that carry
+    flows, marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
+    marked link at that rate; the links that froze them are the next classes.
     """
-    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, meta)
+    na = _retire(now, dt, slack, f, s, li, active, pending, done_at, free, done, act, lc, ci, cf, crowd, meta)
     if na == 0:
         return np.inf, meta[_NDONE]
+    if meta[_VALID]:
+        soonest = _class_fill(lf, li, active, lc, ci, cf, crowd, meta)
+        if soonest >= 0.0:
+            meta[_NFAST] += 1
+            return soonest, meta[_NDONE]
+    meta[_NFULL] += 1
     nl = meta[_NACTIVE]
     for t in range(nl):
         link = active[t]
@@ -224,6 +437,7 @@ def _step(now, dt, slack, f, s, lf, li, active, lwork, pending, done_at, free, d
             raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
         m = kept
     meta[_STAMP] = stamp
+    _classify(na, f, s, li, active, act, lc, ci, cf, meta)
     return soonest, meta[_NDONE]
 
 
@@ -273,11 +487,17 @@ class FlowSimulator:
         n_links = len(capacity) + 1                  # the last one: padding, infinite capacity
         self._lf = np.zeros((n_links, 3))
         self._lf[:, _CAP] = np.append(capacity, np.inf)
-        self._li = np.zeros((n_links, 4), dtype=np.int64)
+        self._li = np.zeros((n_links, 6), dtype=np.int64)
         self._li[:, _POS] = -1
+        self._li[:, _CLASS] = -1
+        self._lc = np.zeros((n_links, _MAX_CLASSES), dtype=np.int64)
+        self._ci = np.zeros((_MAX_CLASSES, 3), dtype=np.int64)
+        self._cf = np.zeros((_MAX_CLASSES + 1, 3))
+        self._cf[_MAX_CLASSES, _CRATE] = float(np.min(capacity)) if len(capacity) else np.inf
+        self._crowd = np.zeros(n_links, dtype=np.int64)
         self._active = np.zeros(n_links, dtype=np.int64)
         self._lwork = np.zeros(n_links, dtype=np.int64)
-        self._meta = np.zeros(5, dtype=np.int64)
+        self._meta = np.zeros(10, dtype=np.int64)
         self._hops = 1
         self._f = np.zeros((0, 4))
         self._s = np.zeros((0, _LINK0 + 1), dtype=np.int64)
@@ -288,7 +508,7 @@ class FlowSimulator:
         self._pack()
         self._free_groups: list[int] = []
         self._last = 0.0                  # simulated time the remaining bytes refer to
-        self._generation = 0              # a timer from an older allocation is ignored
+        self._timer: simpy.Event | None = None   # the next completion's; an older one is ignored
         self._pending_allocation = False
         self.bytes_carried = 0.0
         self.flows_started = 0
@@ -314,7 +534,8 @@ class FlowSimulator:
         """The kernel's arrays in one tuple (rebuilt whenever one of them is replaced)."""
         if hasattr(self, "_done_at"):
             self._arrays = (self._f, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
-                            self._done_at, self._free, self._done, self._act, self._work, self._meta)
+                            self._done_at, self._free, self._done, self._act, self._work, self._lc, self._ci,
+                            self._cf, self._crowd, self._meta)
 
     def _widen(self, hops: int) -> None:
         s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
@@ -383,7 +604,7 @@ class FlowSimulator:
             self._widen(group.links.shape[1])
         g = self._group(event, k)
         _add(group.links, group.hops, group.nbytes, group.latency, g, self._f, self._s, self._li, self._active,
-             self._free, meta)
+             self._free, self._lc, self._ci, self._cf, self._crowd, meta)
         for n in group.sizes:
             self.bytes_carried += n
         self.flows_started += k
@@ -402,26 +623,25 @@ class FlowSimulator:
         self._last = now
         slack = 1e-13 * max(1.0, now)  # float round-off of the clock, in seconds
         soonest, n = _step(now, dt, slack, *self._arrays)
-        self._generation += 1
         if n:
-            groups = self._done[:n].tolist()
-            ends = self._done_at[groups].tolist()
-            events, free = self._events, self._free_groups
-            for g, end in zip(groups, ends, strict=True):
+            done, done_at, events, free = self._done, self._done_at, self._events, self._free_groups
+            for j in range(n):
                 # succeed the group's event after its last flow's path latency: what Event.succeed does,
                 # with a delay (one event instead of a timeout plus a callback)
+                g = int(done[j])
                 event = events[g]
                 events[g] = None
                 free.append(g)
                 event._ok, event._value = True, None
-                env.schedule(event, delay=max(0.0, end - now))
+                env.schedule(event, delay=max(0.0, float(done_at[g]) - now))
         if soonest == np.inf:
+            self._timer = None
             return
-        generation = self._generation
-        env.timeout(soonest).callbacks.append(lambda _: self._on_timer(generation))
+        timer = self._timer = env.timeout(soonest)   # an older timer still in the queue is ignored
+        timer.callbacks.append(self._on_timer)
 
-    def _on_timer(self, generation: int) -> None:
-        if generation == self._generation:
+    def _on_timer(self, timer: simpy.Event) -> None:
+        if timer is self._timer:
             self._reallocate()
 
     # -- for tests ------------------------------------------------------------------------
@@ -430,7 +650,17 @@ class FlowSimulator:
         hw = int(self._meta[_HW])
         slots = np.flatnonzero(self._s[:hw, _HOPS] > 0)
         links = [self._s[i, _LINK0:_LINK0 + self._s[i, _HOPS]].copy() for i in slots]
-        return links, self._f[slots, _RATE].copy(), self._f[slots, _REM].copy()
+        cls = self._s[slots, _CLS]
+        rate = np.where(cls >= 0, self._cf[np.maximum(cls, 0), _CRATE], self._f[slots, _RATE])
+        return links, rate, self._f[slots, _REM].copy()
+
+    def fills(self) -> tuple[int, int]:
+        """Re-allocations solved per bottleneck class and flow by flow, so far."""
+        return int(self._meta[_NFAST]), int(self._meta[_NFULL])
+
+    def crowded(self) -> set[int]:
+        """Links with more than ``_CROWD`` live flows, as kept up to date (a test recounts them)."""
+        return set(self._crowd[: int(self._meta[_NCROWD])].tolist())
 
     def links_in_use(self) -> dict[int, int]:
         """Live flows per link, as kept up to date (a test recounts them from ``live``)."""

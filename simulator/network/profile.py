@@ -7,8 +7,11 @@ transfer cost β (s/B) and the per-byte reduction cost γ (s/B), fitted on the
 schedule-derived cost of :func:`simulator.collectives.analytic.schedule_cost`, so
 
 ``time(schedule) = α_r · busy_steps + β_r · Σ_step max bytes moved + γ_r · Σ_step max bytes reduced``
+``                 + σ_r · Σ_step max bytes staged + Σ_cache δ_r,cache · bytes of the steps that spill that cache``
 
-with the regime ``r`` chosen by the collective's message size (bytes per rank). This is the
+with the regime ``r`` chosen by the collective's message size (bytes per rank). The last two
+(physical) terms come from :func:`simulator.collectives.analytic.physical_features` with the
+profile's ``caches`` (the measuring machine's cache sizes); a profile without them has σ = δ = 0. This is the
 same cost ``validation.compare`` predicts with, so the simulator and the validation table
 can never disagree. The profile is congestion-free by construction (it was measured end to
 end), so a network with a profile ignores the topology's link numbers for collective timing.
@@ -32,11 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict on Python < 3.12
 
 from simulator.collectives import Schedule
-from simulator.collectives.analytic import schedule_cost
+from simulator.collectives.analytic import physical_features, schedule_cost
 from simulator.config.errors import TrainsimInputError, describe
 from topologies import safe_yaml
 
-__all__ = ["FORMAT", "ClassFigures", "FitRecord", "HardwareProfile", "ProfileError", "Regime", "load_profile"]
+__all__ = ["FORMAT", "CacheLevel", "ClassFigures", "FitRecord", "HardwareProfile", "ProfileError", "Regime",
+           "load_profile"]
 
 FORMAT = "trainsim-profile/1"
 
@@ -87,6 +91,11 @@ class FitRecord(TypedDict, total=False):
     line_rate_Bps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     hops: Annotated[int, Field(ge=1)]
     hop_latency_s: NonNegative
+    statistic: Literal["median", "p10", "min"]   # what each point's repetitions were summarised by
+    terms: list[str]                   # the model's terms (steps, moved, reduced, staged, beyond_<cache>)
+    run_id: str                        # provenance.run_id of the measurements fitted
+    cache_sizes_given: dict[str, int]  # cache sizes given on the command line instead of the provenance's
+    oversubscribed_ranks: list[int]    # rank counts fitted although they ran oversubscribed (--allow-oversubscribed)
 
 
 class Regime(_Strict):
@@ -108,16 +117,41 @@ class Regime(_Strict):
     beta_stderr_s_per_byte: NonNegative | None = None
     gamma_stderr_s_per_byte: NonNegative | None = None
     fitted_range_bytes: tuple[int, int] | None = Field(None, description="smallest and largest size fitted")
+    sigma_s_per_byte: NonNegative = Field(0.0, description="seconds per byte staged (a receive buffer), slowest "
+                                                            "rank of a step")
+    sigma_stderr_s_per_byte: NonNegative | None = None
+    spill_s_per_byte: dict[str, NonNegative] = Field(
+        default_factory=dict, description="cache level -> extra seconds per byte moved or staged in a step whose "
+                                          "working set does not fit that cache (profile.caches)")
+    spill_stderr_s_per_byte: dict[str, NonNegative] = Field(default_factory=dict)
     fixed: dict[str, str] = Field(default_factory=dict, description="coefficient -> why it was not fitted")
     points: Annotated[int, Field(ge=0)] | None = None
     rms_relative_residual: NonNegative | None = None
+    condition_number: NonNegative | None = Field(None, description="of the column-scaled design matrix of the "
+                                                                   "coefficients fitted")
 
     @property
     def selector(self) -> tuple[str | None, int | None]:
         return (self.algorithm, self.ranks)
 
-    def cost(self, busy: int, moved: int, reduced: int) -> float:
-        return self.alpha_s * busy + self.beta_s_per_byte * moved + self.gamma_s_per_byte * reduced
+    @property
+    def physical(self) -> bool:
+        """Has a staging or cache term (the cost needs :func:`physical_features`, not just the step maxima)."""
+        return self.sigma_s_per_byte > 0 or any(v > 0 for v in self.spill_s_per_byte.values())
+
+    def cost(self, busy: int, moved: int, reduced: int, staged: int = 0, beyond: dict[str, int] | None = None) -> float:
+        t = self.alpha_s * busy + self.beta_s_per_byte * moved + self.gamma_s_per_byte * reduced
+        t += self.sigma_s_per_byte * staged
+        for level, delta in self.spill_s_per_byte.items():
+            t += delta * (beyond or {}).get(level, 0)
+        return t
+
+
+class CacheLevel(_Strict):
+    """One cache level of the measuring machine (``validation.provenance.caches``)."""
+
+    bytes: Annotated[int, Field(gt=0)]
+    shared_by_cpus: Annotated[int, Field(ge=1)] = 1
 
 
 class ClassFigures(_Strict):
@@ -131,6 +165,20 @@ class ClassFigures(_Strict):
         if self.efficiency is None and self.software_latency_s is None:
             raise ValueError("give efficiency, software_latency_s or both")
         return self
+
+
+def _check_group(members: list[tuple[int, Regime]]) -> None:
+    """One group's regimes are contiguous from 0 bytes to unbounded (ValueError naming the regime)."""
+    first, last = members[0], members[-1]
+    if first[1].min_bytes != 0:
+        raise ValueError(f"regimes.{first[0]}: the first regime of a group must start at min_bytes 0, "
+                         f"got {first[1].min_bytes}")
+    for (i, a), (_, b) in zip(members, members[1:], strict=False):
+        if a.max_bytes is None or a.max_bytes != b.min_bytes:
+            raise ValueError(f"regimes.{i}: max_bytes must equal the next regime's min_bytes "
+                             f"({b.min_bytes}), got {a.max_bytes}")
+    if last[1].max_bytes is not None:
+        raise ValueError(f"regimes.{last[0]}: the last regime of a group must have max_bytes null")
 
 
 class HardwareProfile(_Strict):
@@ -151,6 +199,7 @@ class HardwareProfile(_Strict):
     regimes: tuple[Regime, ...] = ()
     link_classes: dict[str, ClassFigures] = Field(default_factory=dict)
     gamma_s_per_byte: NonNegative | None = Field(None, description="link profiles: seconds per byte reduced")
+    caches: dict[str, CacheLevel] = Field(default_factory=dict, description="cache levels the spill terms refer to")
     fit: FitRecord = Field(default_factory=dict)  # type: ignore[arg-type]
     provenance: dict[str, Any] = Field(default_factory=dict)
 
@@ -178,16 +227,12 @@ class HardwareProfile(_Strict):
         for i, r in enumerate(self.regimes):
             groups.setdefault(r.selector, []).append((i, r))
         for members in groups.values():
-            first, last = members[0], members[-1]
-            if first[1].min_bytes != 0:
-                raise ValueError(f"regimes.{first[0]}: the first regime of a group must start at min_bytes 0, "
-                                 f"got {first[1].min_bytes}")
-            for (i, a), (_, b) in zip(members, members[1:], strict=False):
-                if a.max_bytes is None or a.max_bytes != b.min_bytes:
-                    raise ValueError(f"regimes.{i}: max_bytes must equal the next regime's min_bytes "
-                                     f"({b.min_bytes}), got {a.max_bytes}")
-            if last[1].max_bytes is not None:
-                raise ValueError(f"regimes.{last[0]}: the last regime of a group must have max_bytes null")
+            _check_group(members)
+        for i, r in enumerate(self.regimes):
+            unknown = sorted(set(r.spill_s_per_byte) - set(self.caches))
+            if unknown:
+                raise ValueError(f"regimes.{i}.spill_s_per_byte: cache level {unknown[0]!r} is not among the "
+                                 f"profile's caches ({', '.join(self.caches) or 'none'})")
         if len(groups) > 1 and (None, None) not in groups:
             raise ValueError("regimes: a profile with algorithm- or rank-specific regimes needs a fallback group "
                              "(regimes with neither algorithm nor ranks)")
@@ -213,19 +258,35 @@ class HardwareProfile(_Strict):
                 return r
         return group[-1]  # unreachable: the last regime of a group is unbounded
 
+    @property
+    def cache_terms(self) -> tuple[tuple[str, int, int], ...]:
+        """The caches as :func:`~simulator.collectives.analytic.physical_features` takes them."""
+        return tuple((name, c.bytes, c.shared_by_cpus) for name, c in self.caches.items())
+
     def schedule_time(self, schedule: Schedule) -> float:
-        """Seconds of ``schedule`` with this profile's α, β, γ (regime by algorithm, ranks and size)."""
+        """Seconds of ``schedule`` with this profile's coefficients (regime by algorithm, ranks and size)."""
         regime = self.regime(schedule.size_bytes, schedule.algorithm, schedule.ranks)
-        return schedule_cost(schedule, regime.alpha_s, regime.beta_s_per_byte, regime.gamma_s_per_byte)
+        if not regime.physical:
+            return schedule_cost(schedule, regime.alpha_s, regime.beta_s_per_byte, regime.gamma_s_per_byte)
+        if schedule.slices > 1:
+            raise ProfileError(f"profile {self.name or ''}: its staging / cache-spill terms are fitted on whole "
+                               f"steps; a schedule pipelined in {schedule.slices} slices cannot use them (drop "
+                               "algorithm_options.slices, or fit a profile without those terms)")
+        f = physical_features(schedule, self.cache_terms)
+        return regime.cost(f["steps"], f["moved"], f["reduced"], f["staged"],
+                           {name: f[f"beyond_{name}"] for name in self.caches})
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
-        for key in ("regimes", "link_classes"):
+        for key in ("regimes", "link_classes", "caches"):
             if not data.get(key):
                 data.pop(key, None)
         for r in data.get("regimes", ()):
-            if not r.get("fixed"):
-                r.pop("fixed", None)
+            for key in ("fixed", "spill_s_per_byte", "spill_stderr_s_per_byte"):
+                if not r.get(key):
+                    r.pop(key, None)
+            if not r.get("sigma_s_per_byte") and "sigma_stderr_s_per_byte" not in r:
+                r.pop("sigma_s_per_byte", None)
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
 
     def save(self, path: str | Path) -> Path:

@@ -8,7 +8,7 @@ import simpy
 
 import topologies
 from simulator.network import Network
-from simulator.network.dynamic import FlowSimulator
+from simulator.network.dynamic import _CROWD, FlowSimulator
 from simulator.network.fluid import max_min_rates
 
 BW, LAT = 10e9, 1e-6
@@ -16,7 +16,8 @@ BW, LAT = 10e9, 1e-6
 
 def _checked(flows: FlowSimulator, seen: list[int]) -> None:
     """After every re-allocation: the live flows' rates are the max-min rates solved from scratch over the
-    live flows, and the live-flows-per-link counts kept as flows come and go equal a recount."""
+    live flows, and the live-flows-per-link counts (and the crowded links) kept as flows come and go equal a
+    recount."""
     inner = flows._reallocate
 
     def reallocate(event=None):
@@ -32,6 +33,7 @@ def _checked(flows: FlowSimulator, seen: list[int]) -> None:
         assert (remaining > 0).all()
         used, count = np.unique(link_of, return_counts=True)
         assert flows.links_in_use() == dict(zip(used.tolist(), count.tolist(), strict=True))
+        assert flows.crowded() == set(used[count > _CROWD].tolist())
         seen.append(len(links))
 
     flows._reallocate = reallocate
@@ -87,3 +89,54 @@ def test_a_prepared_group_sent_twice_takes_what_transfer_takes():
     expected = net.finish_times(np.array(src[:2]), np.array(dst[:2]), np.array(nbytes[:2])).max()
     np.testing.assert_allclose(times, [expected, expected], rtol=1e-12)
     assert flows.flows_started == 4 and flows.bytes_carried == 6e7
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_parameter_server_traffic_takes_the_class_path_and_still_equals_a_full_re_solve(seed):
+    """Pushes and pulls of 48 workers to 3 servers (the shape the class path is for: thousands of events, a
+    handful of bottlenecks): after every event the rates equal ``max_min_rates`` from scratch to 1e-12, and
+    most events were solved per bottleneck class, not flow by flow (so the check above covers that path)."""
+    g = topologies.build("fat_tree", k=6, bandwidth=BW, latency=LAT)
+    env = simpy.Environment()
+    flows, seen = FlowSimulator(env, Network(g)), []
+    _checked(flows, seen)
+    rng = np.random.default_rng(seed)
+    servers = [51, 52, 53]
+
+    def worker(w):
+        for _ in range(6):
+            yield env.timeout(float(rng.lognormal(-7.0, 0.5)))
+            shards = rng.uniform(1e6, 4e6, 3)
+            yield flows.transfer([w] * 3, servers, shards)      # push
+            yield flows.transfer(servers, [w] * 3, shards)      # pull
+
+    for w in range(48):
+        env.process(worker(w))
+    env.run()
+    fast, full = flows.fills()
+    assert len(seen) == fast + full > 400
+    assert fast > 2 * full
+
+
+def test_more_bottlenecks_than_classes_fall_back_to_the_flow_by_flow_filling():
+    """80 disjoint pairs on a switch, with a third of them also crossing a shared device: far more distinct
+    bottleneck links than the kernel keeps classes for, so flows go without a class and use their own
+    rates; after every event the rates still equal a from-scratch solve, and every transfer ends."""
+    g = topologies.build("switch", n=161, bandwidth=BW, latency=LAT)
+    env = simpy.Environment()
+    flows, seen, done = FlowSimulator(env, Network(g)), [], []
+    _checked(flows, seen)
+    rng = np.random.default_rng(3)
+
+    def pair(i):
+        yield env.timeout(float(rng.uniform(0, 1e-4)))
+        for _ in range(3):
+            dst = [2 * i + 1] + ([160] if i % 3 == 0 else [])
+            yield flows.transfer([2 * i] * len(dst), dst, rng.uniform(1e5, 1e6, len(dst)))
+            done.append(i)
+
+    for i in range(80):
+        env.process(pair(i))
+    env.run()
+    assert len(done) == 240 and max(seen) > 80
+    assert flows.fills()[1] > 0

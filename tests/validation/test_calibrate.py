@@ -21,7 +21,10 @@ def test_recovers_alpha_beta_gamma_within_2_percent(holdout):
     (r,) = profile.regimes
     alpha, beta, gamma = ONE[0][1]
     assert close(r.alpha_s, alpha) and close(r.beta_s_per_byte, beta) and close(r.gamma_s_per_byte, gamma)
-    assert r.fixed == {}
+    # recursive doubling stages exactly the bytes it reduces, ring stages none: with these two algorithms the
+    # staged bytes are 2 x reduced - moved, so sigma cannot be told apart and is fixed (and says so)
+    assert set(r.fixed) == {"sigma"} and r.fixed["sigma"].startswith("not identifiable")
+    assert r.condition_number is not None and 1 < r.condition_number < 1e6
     # the standard errors are honest: the truth lies within a few of them
     assert abs(r.gamma_s_per_byte - gamma) < 4 * r.gamma_stderr_s_per_byte
     assert abs(r.alpha_s - alpha) < 4 * r.alpha_stderr_s
@@ -81,8 +84,9 @@ def test_rank_dependent_costs_get_per_rank_groups_and_a_joint_fallback():
 
 def test_features_are_the_schedule_maxima():
     # ring on 4 ranks, 4 KiB: 6 steps of 1 KiB moved; 3 of them reduce 1 KiB
-    assert features("ring", 4, 4096) == (6, 6 * 1024, 3 * 1024)
-    assert features("recursive_doubling", 4, 4096) == (2, 2 * 4096, 2 * 4096)
+    # (steps, moved, reduced, staged): recursive doubling stages each exchange through a receive buffer
+    assert features("ring", 4, 4096) == (6, 6 * 1024, 3 * 1024, 0)
+    assert features("recursive_doubling", 4, 4096) == (2, 2 * 4096, 2 * 4096, 2 * 4096)
 
 
 def test_one_size_cannot_calibrate():

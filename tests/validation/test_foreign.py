@@ -48,7 +48,7 @@ ALPHA, BETA, GAMMA = 8e-6, 2.5e-11, 1.0e-11  # s/step, s/B moved, s/B reduced
 
 def _model(algorithm: str, ranks: int, collective: str = "allreduce"):
     def seconds(n: int) -> float:
-        steps, moved, reduced = features(algorithm, ranks, n, collective)
+        steps, moved, reduced = features(algorithm, ranks, n, collective)[:3]
         return ALPHA * steps + BETA * moved + GAMMA * reduced
     return seconds
 

@@ -110,7 +110,7 @@ _SIZES = tuple(4096 << (2 * k) for k in range(6))
        noise=st.floats(0.0, 0.2))
 def test_no_split_ever_puts_a_held_out_point_in_the_fit(algorithms, ranks, sizes, holdout, noise):
     rows = [Measurement("cpu", a, "allreduce", p, n, "float32", 0,
-                        sum(c * x for c, x in zip((5e-6, 2e-10, 1e-10), features(a, p, n), strict=True))
+                        sum(c * x for c, x in zip((5e-6, 2e-10, 1e-10), features(a, p, n)[:3], strict=True))
                         * (1 + noise * (((p * 7 + n // 4096 + len(a)) % 7) - 3) / 3))
             for a in sorted(algorithms) for p in sorted(ranks) for n in sorted(sizes)]
     data = Measurements(rows)

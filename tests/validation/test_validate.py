@@ -89,3 +89,17 @@ def test_mpi_reference_measures_allreduce():
     assert len(ref.rows) == 6 and {m.source for m in ref.rows} == {"mpi"}
     assert all(m.seconds > 0 and m.algorithm == "mpi" for m in ref.rows)
     assert ref.provenance["mpi_library"]
+
+
+@pytest.mark.skipif(__import__("validation.mpi", fromlist=["x"]).mpi_unavailable() is not None,
+                    reason="no MPI here (mpiexec and mpi4py are optional)")
+def test_mpi_reference_spreads_its_repetitions_over_rounds_and_fits_as_its_own_implementation():
+    from validation.calibrate import calibrate
+    from validation.mpi import measure_mpi
+
+    ref = measure_mpi([2], [4096, 65536, 1 << 20], repeats=4, warmup=1, rounds=2, seed=3)
+    for n in (4096, 65536, 1 << 20):
+        mine = sorted((m.round, m.repetition) for m in ref.rows if m.size_bytes == n)
+        assert mine == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    profile = calibrate(ref)
+    assert profile.fit["implementation"] == "mpi" and profile.fit["model_algorithm"] == "ring"

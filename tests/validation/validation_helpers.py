@@ -27,7 +27,7 @@ def synthetic(regimes: Regimes = ONE, *, algorithms: Sequence[str] = ("ring", "r
         for p in ranks:
             for n in parse_sizes(sizes):
                 alpha, beta, gamma = next(c for bound, c in regimes if n < bound)
-                steps, moved, reduced = features(alg, p, n)
+                steps, moved, reduced = features(alg, p, n)[:3]
                 t = alpha * steps + beta * moved + gamma * reduced
                 jitter = np.exp(rng.normal(0, noise, repeats))
                 rows += [Measurement("cpu", alg, "allreduce", p, n, "float32", i, t * float(jitter[i]))
