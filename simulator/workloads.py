@@ -36,6 +36,7 @@ __all__ = [
     "block_work",
     "get_model",
     "gradient_buckets",
+    "megatron_iteration_flops",
     "model_from_layers",
 ]
 
@@ -227,19 +228,30 @@ class Model:
 
 
 def _conv(
-    name: str, x: _Shape, cout: int, k: int, stride: int = 1, pad: int = 0, bias: bool = False
+    name: str,
+    x: _Shape,
+    cout: int,
+    k: int | tuple[int, int],
+    stride: int = 1,
+    pad: int | tuple[int, int] = 0,
+    bias: bool = False,
 ) -> tuple[Layer, _Shape]:
-    """Build a k x k convolution: params k*k*cin*cout (+cout bias), MACs = k*k*cin*cout*Ho*Wo."""
+    """Build a kh x kw convolution (``k`` an int for square kernels, or ``(kh, kw)``; ``pad`` likewise).
+
+    Params kh*kw*cin*cout (+cout bias), MACs = kh*kw*cin*cout*Ho*Wo.
+    """
     cin, h, w = x
-    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    weights, out = k * k * cin * cout, cout * ho * wo
+    kh, kw = (k, k) if isinstance(k, int) else k
+    ph, pw = (pad, pad) if isinstance(pad, int) else pad
+    ho, wo = (h + 2 * ph - kh) // stride + 1, (w + 2 * pw - kw) // stride + 1
+    weights, out = kh * kw * cin * cout, cout * ho * wo
     layer = Layer(
         name,
         weights + (cout if bias else 0),
         2.0 * weights * ho * wo,
         out * ACT_BYTES,
         (cin * h * w + out) * ACT_BYTES,
-        matrices=((cout, cin * k * k),),
+        matrices=((cout, cin * kh * kw),),
     )
     return layer, (cout, ho, wo)
 
@@ -309,21 +321,24 @@ def _bottleneck(prefix: str, x: _Shape, width: int, stride: int) -> tuple[list[L
     return layers, y
 
 
-def _resnet50() -> Model:
-    """ResNet-50 v1.5 (He et al. 2016; torchvision ``resnet50``), 224x224 input."""
+def _resnet(name: str, blocks: tuple[int, int, int, int]) -> Model:
+    """ResNet v1.5 (He et al. 2016; torchvision ``resnet50`` / ``resnet101``), 224x224 input.
+
+    ``blocks``: bottlenecks per stage, (3, 4, 6, 3) for ResNet-50, (3, 4, 23, 3) for ResNet-101.
+    """
     x: _Shape = (3, 224, 224)
     conv, x = _conv("conv1", x, 64, 7, 2, 3)
     layers = [conv, _bn("bn1", x)]
     pool, x = _pool("maxpool", x, 3, 2, 1)
     layers.append(pool)
-    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)):
-        for block in range(blocks):
+    for stage, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+        for block in range(count):
             stride = 2 if block == 0 and stage > 0 else 1
             block_layers, x = _bottleneck(f"layer{stage + 1}.{block}", x, width, stride)
             layers += block_layers
     layers.append(_global_pool("avgpool", x))
     layers.append(_fc("fc", x[0], 1000))
-    return Model("resnet50", tuple(layers), sample_unit="images")
+    return Model(name, tuple(layers), sample_unit="images")
 
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -350,6 +365,122 @@ def _vgg16() -> Model:
             layers.append(_elementwise(f"relu{name[2:]}", (n_out, 1, 1), flops=1, passes=2))
         n_in = n_out
     return Model("vgg16", tuple(layers), sample_unit="images")
+
+
+def _basic(name: str, x: _Shape, cout: int, k: int | tuple[int, int], stride: int = 1,
+           pad: int | tuple[int, int] = 0) -> tuple[list[Layer], _Shape]:
+    """Inception's BasicConv2d (torchvision): a bias-free convolution, BatchNorm, ReLU."""
+    conv, y = _conv(f"{name}.conv", x, cout, k, stride, pad)
+    return [conv, _bn(f"{name}.bn", y)], y
+
+
+def _chain(prefix: str, x: _Shape, convs: Iterable[tuple]) -> tuple[list[Layer], _Shape]:
+    """BasicConv2d layers one after another: each spec is ``(name, cout, k[, stride[, pad]])``."""
+    layers: list[Layer] = []
+    for name, *spec in convs:
+        built, x = _basic(f"{prefix}.{name}", x, *spec)
+        layers += built
+    return layers, x
+
+
+def _mixed(prefix: str, x: _Shape, branches: Iterable[tuple], pool: str, pool_conv: int = 0,
+           inner: tuple[str, ...] = ()) -> tuple[list[Layer], _Shape]:
+    """One Inception module: branches of BasicConv2d chains, a pooling branch, the concat.
+
+    Each branch is ``(name, convs)`` reading the module's input, or ``(name, convs, source)`` reading
+    branch ``source``'s output (Mixed_7b/7c split a branch in a 1x3 and a 3x1 half); branches named
+    in ``inner`` feed others and are not concatenated. ``pool``: ``"avg"`` (3x3, stride 1, then a 1x1
+    BasicConv2d of ``pool_conv`` channels) or ``"max"`` (3x3, stride 2, the input's channels pass
+    through). Branches run one after another on the device.
+    """
+    layers: list[Layer] = []
+    outputs: dict[str, _Shape] = {}
+    for name, convs, *source in branches:
+        built, outputs[name] = _chain(f"{prefix}.{name}", outputs[source[0]] if source else x, convs)
+        layers += built
+    if pool == "avg":
+        pooled, y = _pool(f"{prefix}.branch_pool.avg", x, 3, 1, 1)
+        built, y = _basic(f"{prefix}.branch_pool", y, pool_conv, 1)
+        layers += [pooled, *built]
+    else:
+        pooled, y = _pool(f"{prefix}.branch_pool.max", x, 3, 2)
+        layers.append(pooled)
+    channels = y[0] + sum(shape[0] for name, shape in outputs.items() if name not in inner)
+    out: _Shape = (channels, y[1], y[2])
+    layers.append(_elementwise(f"{prefix}.concat", out, flops=0, passes=2))
+    return layers, out
+
+
+def _inception_a(prefix: str, x: _Shape, pool_features: int) -> tuple[list[Layer], _Shape]:
+    return _mixed(prefix, x, [
+        ("branch1x1", [("", 64, 1)]),
+        ("branch5x5", [("1", 48, 1), ("2", 64, 5, 1, 2)]),
+        ("branch3x3dbl", [("1", 64, 1), ("2", 96, 3, 1, 1), ("3", 96, 3, 1, 1)]),
+    ], "avg", pool_features)
+
+
+def _inception_c(prefix: str, x: _Shape, c7: int) -> tuple[list[Layer], _Shape]:
+    row, col = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))
+    return _mixed(prefix, x, [
+        ("branch1x1", [("", 192, 1)]),
+        ("branch7x7", [("1", c7, 1), ("2", c7, *row), ("3", 192, *col)]),
+        ("branch7x7dbl", [("1", c7, 1), ("2", c7, *col), ("3", c7, *row), ("4", c7, *col),
+                          ("5", 192, *row)]),
+    ], "avg", 192)
+
+
+def _inception_e(prefix: str, x: _Shape) -> tuple[list[Layer], _Shape]:
+    row, col = ((1, 3), 1, (0, 1)), ((3, 1), 1, (1, 0))
+    return _mixed(prefix, x, [
+        ("branch1x1", [("", 320, 1)]),
+        ("branch3x3_1", [("", 384, 1)]),
+        ("branch3x3_2a", [("", 384, *row)], "branch3x3_1"), ("branch3x3_2b", [("", 384, *col)], "branch3x3_1"),
+        ("branch3x3dbl", [("1", 448, 1), ("2", 384, 3, 1, 1)]),
+        ("branch3x3dbl_3a", [("", 384, *row)], "branch3x3dbl"),
+        ("branch3x3dbl_3b", [("", 384, *col)], "branch3x3dbl"),
+    ], "avg", 192, inner=("branch3x3_1", "branch3x3dbl"))
+
+
+def _inception_v3(*, aux_logits: bool = True) -> Model:
+    """Inception v3 (Szegedy et al. 2016; torchvision ``inception_v3``), 299x299 input.
+
+    Layer shapes follow torchvision's ``Inception3`` module by module. The auxiliary classifier
+    (on Mixed_6e, trained with the main head) is kept unless ``aux_logits=False``.
+    """
+    x: _Shape = (3, 299, 299)
+    layers, x = _chain("", x, [("Conv2d_1a_3x3", 32, 3, 2), ("Conv2d_2a_3x3", 32, 3),
+                              ("Conv2d_2b_3x3", 64, 3, 1, 1)])
+    pool, x = _pool("maxpool1", x, 3, 2)
+    layers.append(pool)
+    built, x = _chain("", x, [("Conv2d_3b_1x1", 80, 1), ("Conv2d_4a_3x3", 192, 3)])
+    layers += built
+    pool, x = _pool("maxpool2", x, 3, 2)
+    layers.append(pool)
+    for name, features in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):
+        built, x = _inception_a(name, x, features)
+        layers += built
+    built, x = _mixed("Mixed_6a", x, [("branch3x3", [("", 384, 3, 2)]),
+                                      ("branch3x3dbl", [("1", 64, 1), ("2", 96, 3, 1, 1), ("3", 96, 3, 2)])],
+                      "max")
+    layers += built
+    for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+        built, x = _inception_c(name, x, c7)
+        layers += built
+    if aux_logits:
+        pool, y = _pool("AuxLogits.avg", x, 5, 3)
+        built, y = _chain("AuxLogits", y, [("conv0", 128, 1), ("conv1", 768, 5)])
+        layers += [pool, *built, _fc("AuxLogits.fc", y[0], 1000)]
+    built, x = _mixed("Mixed_7a", x, [("branch3x3", [("1", 192, 1), ("2", 320, 3, 2)]),
+                                      ("branch7x7x3", [("1", 192, 1), ("2", 192, (1, 7), 1, (0, 3)),
+                                                       ("3", 192, (7, 1), 1, (3, 0)), ("4", 192, 3, 2)])],
+                      "max")
+    layers += built
+    for name in ("Mixed_7b", "Mixed_7c"):
+        built, x = _inception_e(name, x)
+        layers += built
+    layers.append(_global_pool("avgpool", x))
+    layers.append(_fc("fc", x[0], 1000))
+    return Model("inception_v3", tuple(layers), sample_unit="images")
 
 
 # ------------------------------------------------------------------- transformer parts
@@ -451,7 +582,9 @@ def _transformer(
 
 
 PRESETS: dict[str, Model] = {
-    "resnet50": _resnet50(),
+    "resnet50": _resnet("resnet50", (3, 4, 6, 3)),
+    "resnet101": _resnet("resnet101", (3, 4, 23, 3)),
+    "inception_v3": _inception_v3(),
     "vgg16": _vgg16(),
     # Devlin et al. 2019: BERT-large, L=24, H=1024, A=16; seq 512, WordPiece vocab 30522.
     # Encoder only (no pooler, no MLM head).
@@ -479,6 +612,24 @@ PRESETS: dict[str, Model] = {
         causal_lm=True,
     ),
 }
+
+# Narayanan et al. 2021 (Megatron-LM, SC'21), Table 1 (and Table 2's GPT-3 shape): GPT models with
+# seq 2048 and vocab 51200 (GPT-2's 50257 padded to a multiple of 1024); (layers, hidden, heads).
+# Shoeybi et al. 2019 (Megatron-LM), Table 1: the 1.2B single-GPU baseline and the 8.3B model, seq 1024.
+_MEGATRON = {
+    "megatron_1.7b": (24, 2304, 24, 2048),
+    "megatron_18.4b": (40, 6144, 48, 2048),
+    "megatron_145.6b": (80, 12288, 96, 2048),
+    "megatron_175b": (96, 12288, 96, 2048),
+    "megatron_1t": (128, 25600, 160, 2048),
+    "megatron_1.2b": (40, 1536, 16, 1024),
+    "megatron_8.3b": (72, 3072, 32, 1024),
+}
+PRESETS.update({
+    name: _transformer(name, num_layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=51200,
+                       causal_lm=True)
+    for name, (layers, hidden, heads, seq) in _MEGATRON.items()
+})
 
 
 def get_model(name: str) -> Model:
@@ -555,6 +706,37 @@ def model_from_layers(
             continue
         built.append(Layer(**{k: v for k, v in spec.items() if k in _LAYER_KEYS}))  # type: ignore[arg-type]
     return Model(name, tuple(built), bytes_per_param=bytes_per_param, sample_unit=sample_unit, **shape)
+
+
+def megatron_iteration_flops(model: Model, batch: int, *, recompute: bool = True) -> float:
+    """FLOPs of one training iteration of a GPT model as Megatron-LM counts them.
+
+    Narayanan et al. 2021 (SC'21), Sec. 5.1: with full activation recomputation
+    ``F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h))`` (four passes over the blocks: forward,
+    recompute, backward twice as large; three over the logit layer); without it
+    ``F = 72 B s l h^2 (1 + s/(6h) + V/(12 l h))``. Achieved FLOP/s per GPU is ``F`` over the
+    iteration time and the GPU count: the figure their Tables 1 and 2 report.
+
+    Parameters
+    ----------
+    model : Model
+        A transformer preset (``num_layers``, ``hidden``, ``seq_len``, ``vocab`` set).
+    batch : int
+        Global batch B, sequences per iteration (all data-parallel replicas together).
+    recompute : bool, default True
+
+    Examples
+    --------
+    >>> f = megatron_iteration_flops(get_model("megatron_1t"), 3072)
+    >>> round(f / 3072 / 1e15, 1)   # PFLOP per sequence of 2048 tokens
+    16.7
+    """
+    shape = (model.num_layers, model.hidden, model.seq_len, model.vocab)
+    if any(x is None for x in shape):
+        raise ValueError(f"model {model.name!r}: Megatron's FLOP count needs a transformer shape")
+    l, h, s, v = shape  # noqa: E741 (the paper's symbols)
+    passes, head = (96, 16) if recompute else (72, 12)
+    return float(passes * batch * s * l * h * h * (1 + s / (6 * h) + v / (head * l * h)))
 
 
 # --------------------------------------------------------------------------- buckets

@@ -44,8 +44,8 @@ def check_tensor_parallel(model: Model, tensor: int) -> None:
         return
     if model.hidden is None or model.seq_len is None or not any(la.kind == "transformer" for la in model.layers):
         raise ConfigError(f"parallelism.tensor: {tensor}-way tensor parallelism splits transformer blocks, "
-                          f"and {model.name} has none (use bert_large, gpt2_xl or gpt3_175b, layers of kind: "
-                          "transformer_block, or tensor: 1)")
+                          f"and {model.name} has none (use bert_large, gpt2_xl, gpt3_175b, a megatron_* preset, "
+                          "layers of kind: transformer_block, or tensor: 1)")
     for what, value in (("attention heads", model.heads), ("hidden size", model.hidden)):
         if value is not None and value % tensor:
             raise ConfigError(f"parallelism.tensor: {tensor} must divide {model.name}'s {value} {what}")

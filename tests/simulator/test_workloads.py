@@ -105,8 +105,75 @@ def test_transformer_flops_follow_megatron_formula(name):
     assert 4 * blocks + 3 * head == pytest.approx(megatron, rel=1e-12)
 
 
+def test_resnet101_matches_torchvision():
+    # torchvision ResNet101_Weights.IMAGENET1K_V1 meta: num_params 44,549,160, "GFLOPS" 7.80 (MACs).
+    model = get_model("resnet101")
+    assert model.parameters == 44_549_160
+    assert model.forward_flops == pytest.approx(2 * 7.80e9, rel=0.03)
+    convs = [x for x in model.layers if "conv" in x.name]
+    assert len(convs) + 1 == 101  # 1 stem conv + 33 bottlenecks x 3 convs + 1 fc
+
+
+def test_inception_v3_matches_torchvision():
+    # torchvision Inception_V3_Weights.IMAGENET1K_V1 meta: num_params 27,161,264 (with the auxiliary
+    # classifier, as trained), "GFLOPS" 5.71 (MACs); without AuxLogits the model has 23,834,568.
+    model = get_model("inception_v3")
+    assert model.parameters == 27_161_264
+    assert workloads._inception_v3(aux_logits=False).parameters == 23_834_568
+    assert model.forward_flops == pytest.approx(2 * 5.71e9, rel=0.03)
+    layers = {x.name: x for x in model.layers}
+    # 299 x 299 in; Mixed_5b's output is 256 x 35 x 35, Mixed_6a's 768 x 17 x 17, Mixed_7c's 2048 x 8 x 8
+    assert layers["Mixed_5b.concat"].activation_bytes == 256 * 35 * 35 * ACT_BYTES
+    assert layers["Mixed_6a.concat"].activation_bytes == 768 * 17 * 17 * ACT_BYTES
+    assert layers["Mixed_7c.concat"].activation_bytes == 2048 * 8 * 8 * ACT_BYTES
+    assert layers["fc"].params == 2048 * 1000 + 1000
+
+
+MEGATRON_SHAPES = [  # (preset, layers, hidden, heads, seq, published billions of parameters)
+    ("megatron_1.7b", 24, 2304, 24, 2048, 1.7),      # Narayanan et al. SC'21, Table 1
+    ("megatron_18.4b", 40, 6144, 48, 2048, 18.4),
+    ("megatron_145.6b", 80, 12288, 96, 2048, 145.6),
+    ("megatron_1t", 128, 25600, 160, 2048, 1008.0),
+    ("megatron_175b", 96, 12288, 96, 2048, 174.6),   # their Table 2
+    ("megatron_1.2b", 40, 1536, 16, 1024, 1.2),      # Shoeybi et al. 2019, Table 1
+    ("megatron_8.3b", 72, 3072, 32, 1024, 8.3),
+]
+
+
+@pytest.mark.parametrize(("name", "l", "h", "a", "s", "billions"), MEGATRON_SHAPES)
+def test_megatron_gpt_shapes_follow_the_papers_parameter_formula(name, l, h, a, s, billions):  # noqa: E741
+    # Narayanan et al. 2021, Sec. 5.1: P = 12 l h^2 (1 + 13/(12h) + (V + s)/(12 l h)), V = 51200.
+    # The preset also holds the final LayerNorm (2h), which the formula leaves out.
+    model = get_model(name)
+    v = 51200
+    formula = 12 * l * h * h * (1 + 13 / (12 * h) + (v + s) / (12 * l * h))
+    assert model.parameters == pytest.approx(formula + 2 * h, rel=1e-12)
+    assert (model.num_layers, model.hidden, model.heads, model.seq_len, model.vocab) == (l, h, a, s, v)
+    # the papers print the count rounded to 0.1 B ("1.7B" is 1.65 B, rounded up from the formula)
+    assert model.parameters / 1e9 == pytest.approx(billions, abs=0.051)
+
+
+@pytest.mark.parametrize("name", ["megatron_1.7b", "megatron_1t", "gpt3_175b"])
+@pytest.mark.parametrize("recompute", [True, False])
+def test_megatron_iteration_flops_is_the_papers_formula(name, recompute):
+    # Narayanan et al. 2021, Sec. 5.1: 96 B s l h^2 (1 + s/6h + V/16lh) with recomputation,
+    # 72 B s l h^2 (1 + s/6h + V/12lh) without; checked against the layers' own FLOPs: the blocks
+    # run 4 (3) forward-equivalents, the logit layer 3 (recomputation does not redo it).
+    m = get_model(name)
+    batch = 8
+    blocks = sum(x.forward_flops for x in m.layers if x.kind == "transformer")
+    head = sum(x.forward_flops for x in m.layers if x.kind == "lm_head")
+    expected = batch * ((4 if recompute else 3) * blocks + 3 * head)
+    assert workloads.megatron_iteration_flops(m, batch, recompute=recompute) == pytest.approx(expected, rel=1e-12)
+
+
+def test_megatron_iteration_flops_needs_a_transformer():
+    with pytest.raises(ValueError, match="transformer shape"):
+        workloads.megatron_iteration_flops(get_model("resnet50"), 1)
+
+
 def test_cnn_presets_have_no_transformer_shape():
-    for name in ("resnet50", "vgg16"):
+    for name in ("resnet50", "resnet101", "inception_v3", "vgg16"):
         model = get_model(name)
         assert model.sample_unit == "images"
         assert model.num_layers is model.hidden is model.seq_len is model.vocab is None
