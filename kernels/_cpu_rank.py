@@ -313,14 +313,17 @@ class _Segments:
         self.names: tuple[str, ...] = ()
         self.open: list[SharedMemory] = []
 
-    def attach(self, names: tuple[str, ...], rank: int) -> None:
-        """Map the executor's new segments (it unlinks their names once every rank has) and fault in this rank's
-        own segment now, one write per page from this rank's core (first touch: its pages are placed here, and no
-        timed repetition pays a page fault)."""
+    def attach(self, names: tuple[str, ...]) -> None:
+        """Map the executor's new segments (it unlinks their names once every rank has: so this step is short,
+        and a kill of the whole process group while it runs leaves the fewest names behind)."""
         for segment in self.open:
             _release(segment)
         self.open = [attach(name) for name in names]
         self.names = names
+
+    def prefault(self, rank: int) -> None:
+        """Fault in this rank's own segment now, one write per page from this rank's core (first touch: its pages
+        are placed here, and no timed repetition pays a page fault)."""
         mine = np.ndarray((self.open[rank].size,), dtype=np.uint8, buffer=self.open[rank].buf)
         mine[::PAGE] = 0
         del mine
@@ -367,9 +370,12 @@ def rank_main(rank: int, ranks: int, control_name: str, conn, timeout_s: float, 
             message = conn.recv()
         except (EOFError, OSError):  # the executor went away
             break
-        if message[0] == "attach":
+        if message[0] in ("attach", "prefault"):
             try:
-                segments.attach(message[1], rank)
+                if message[0] == "attach":
+                    segments.attach(message[1])
+                else:
+                    segments.prefault(rank)
                 conn.send(("ok", None))
             except Exception as e:  # noqa: BLE001 - reported to the executor as a KernelError
                 conn.send(("error", _one_line(e)))

@@ -248,6 +248,8 @@ class ProcessExecutor(Executor):
             self._await("attaching shared memory", self.timeout_s)
             for segment in self._rank_segments:
                 self._res.unlink(segment)
+            self._send_all(("prefault",), "faulting in shared memory")   # after the unlink: nothing left to leak
+            self._await("faulting in shared memory", self.timeout_s)
         return tuple(s.name.lstrip("/") for s in self._rank_segments)
 
     def _view(self, rank: int, k: int, stride: int, low: Lowered, dtype: np.dtype) -> np.ndarray:
