@@ -467,6 +467,9 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
                    help="warm: each repetition starts with its inputs just copied into place; flush: each rank first "
                         "sweeps a private buffer larger than its caches (CPU)")
     p.add_argument("--no-pin", action="store_true", help="do not pin each rank to its own CPU")
+    p.add_argument("--no-sentinel", action="store_true",
+                   help="do not time a small sentinel allreduce next to every point (which waits for a quiet machine, "
+                        "measures disturbed points again and leaves disturbed repetitions out of the fit)")
     p.add_argument("--allow-oversubscribed", action="store_true",
                    help="fit rank counts that run with more ranks than CPUs (refused otherwise)")
     p.add_argument("--repeat", type=bounded(int, 1, 2), default=1,
@@ -497,6 +500,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             ranks=parse_ranks(args.ranks), sizes=parse_sizes(args.sizes), dtype=args.dtype, repeats=args.repeats,
             warmup=args.warmup, rounds=args.rounds, holdout=args.holdout, max_regimes=args.regimes, by=args.by,
             reference=args.reference, seed=args.seed, cache=args.cache, pin=not args.no_pin,
+            sentinel=not args.no_sentinel,
             allow_oversubscribed=args.allow_oversubscribed, repeat=args.repeat, statistic=args.statistic,
             cache_sizes=_cache_sizes(args),
             plot=not args.no_plots, command=["trainsim", *args.argv],

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator import collectives
-from simulator.collectives.analytic import physical_features
+from simulator.collectives.analytic import cache_term, physical_features
 from simulator.network.profile import FORMAT, HardwareProfile, Regime
 
 from .foreign import model_algorithm, read_any
@@ -71,8 +71,9 @@ BIC_MARGIN = 10.0          # a break must lower BIC by more than this
 MIN_SIZES_PER_REGIME = 2
 
 METHOD = ("non-negative weighted least squares on the schedule-derived cost t = alpha*steps + beta*bytes_moved + "
-          "gamma*bytes_reduced + sigma*bytes_staged + sum over caches of delta_cache*bytes moved or staged in steps "
-          "whose working set does not fit that cache; weights 1/t (relative residuals), t = the statistic of the "
+          "gamma*bytes_reduced + sigma*bytes_staged + sum over shared caches of delta_cache*bytes moved or staged "
+          "beyond that cache + sum over private caches of pi_cache*bytes moved or staged out of a peer's copy of "
+          "it (analytic.physical_features); weights 1/t (relative residuals), t = the statistic of the "
           "repetitions (fit.statistic)")
 CRITERION = (f"a break between two fitted sizes (each side >= {MIN_SIZES_PER_REGIME} sizes) is kept when it "
              f"lowers BIC = n ln(RSS/n) + k ln(n) by more than {BIC_MARGIN:g} (k counts coefficients and the break)")
@@ -87,19 +88,20 @@ class CalibrationError(MeasurementError):
 
 
 def coefficients(caches: Caches = ()) -> tuple[str, ...]:
-    """The model's coefficient names: :data:`COEFFS`, then ``spill_<level>`` for each cache."""
-    return (*COEFFS, *(f"spill_{name}" for name, _, _ in caches))
+    """The model's coefficient names: :data:`COEFFS`, then per cache ``spill_<level>`` (a shared cache) or
+    ``peer_<level>`` (a private one)."""
+    return (*COEFFS, *(f"{'spill' if shared_by > 1 else 'peer'}_{name}" for name, _, shared_by in caches))
 
 
 def terms(caches: Caches = ()) -> tuple[str, ...]:
     """The features the coefficients multiply (keys of :func:`simulator.collectives.analytic.physical_features`)."""
-    return (*TERMS, *(f"beyond_{name}" for name, _, _ in caches))
+    return (*TERMS, *(cache_term(name, shared_by) for name, _, shared_by in caches))
 
 
 @lru_cache(maxsize=8192)
 def features(algorithm: str, ranks: int, size_bytes: int, collective: str = "allreduce",
-             caches: Caches = ()) -> tuple[int, ...]:
-    """The schedule's physical features in :func:`terms` order (exact integers)."""
+             caches: Caches = ()) -> tuple[float, ...]:
+    """The schedule's physical features in :func:`terms` order."""
     f = physical_features(collectives.schedule(algorithm, ranks, size_bytes, collective), caches)
     return tuple(f[t] for t in terms(caches))
 
@@ -186,12 +188,16 @@ class Fit:
               for c, e in zip(self.names, self.stderr, strict=True)}
         value = dict(zip(self.names, map(float, self.coef), strict=True))
         spill = {c.removeprefix("spill_"): value[c] for c in self.names if c.startswith("spill_")}
+        peer = {c.removeprefix("peer_"): value[c] for c in self.names if c.startswith("peer_")}
         return Regime(
             algorithm=algorithm, ranks=ranks, min_bytes=min_bytes, max_bytes=max_bytes,
             **{_FIELDS[c]: value[c] for c in COEFFS}, **{_STDERR[c]: se[c] for c in COEFFS},
             spill_s_per_byte=spill,
             spill_stderr_s_per_byte={c.removeprefix("spill_"): se[c] for c in self.names
                                      if c.startswith("spill_") and se[c] is not None},
+            peer_s_per_byte=peer,
+            peer_stderr_s_per_byte={c.removeprefix("peer_"): se[c] for c in self.names
+                                    if c.startswith("peer_") and se[c] is not None},
             fitted_range_bytes=self.sizes, fixed=self.fixed, points=self.n,
             rms_relative_residual=math.sqrt(self.rss / self.n) if self.n else None,
             condition_number=self.condition if self.condition is not None and math.isfinite(self.condition)
@@ -225,6 +231,8 @@ def _solve(a: np.ndarray, free: list[int]) -> tuple[np.ndarray, np.ndarray, floa
 
 
 def _what(name: str) -> str:
+    if name.startswith("peer_"):
+        return f"bytes read from a peer's {name.removeprefix('peer_')}"
     return _WHAT.get(name) or f"bytes in steps that spill {name.removeprefix('beyond_')}"
 
 
@@ -232,7 +240,7 @@ def _identifiable(a: np.ndarray, names: tuple[str, ...], free: list[int], fixed:
                   sizes: list[int]) -> None:
     """Fix coefficients at 0 (``DROP_ORDER``, then cache terms outermost first) until the column-scaled design
     of the rest has a condition number <= :data:`CONDITION_LIMIT`; say why in ``fixed``."""
-    order = [*DROP_ORDER, *reversed([c for c in names if c.startswith("spill_")])]
+    order = [*DROP_ORDER, *reversed([c for c in names if c.startswith(("spill_", "peer_"))])]
     for name in order:
         j = names.index(name)
         if len(free) <= 1 or j not in free:
@@ -457,7 +465,7 @@ def calibrate(measurements: Measurements | str | Path, *, holdout: str = "sizes"
     by : ``auto`` (default: chosen by BIC), or one of :data:`STRUCTURES` — which points share
         coefficients: all (``joint``), those with the same rank count, algorithm, or both.
     allow_oversubscribed : fit rank counts that ran with more ranks than CPUs (refused otherwise).
-    cache_terms : use the cache levels the provenance records (``spill_<level>`` coefficients).
+    cache_terms : use the cache levels the provenance records (``spill_<level>`` / ``peer_<level>`` coefficients).
     statistic : what a point's repetitions are summarised by (``median``; ``p10`` or ``min`` on a shared
         machine); recorded as ``fit.statistic``, and ``compare`` summarises by the same.
     cache_sizes : level -> bytes, replacing (or adding) what the provenance records, e.g. a VM's share of a

@@ -46,7 +46,7 @@ COLUMNS = ("source", "device", "algorithm", "collective", "ranks", "size_bytes",
            "measured_s", "measured_p10_s", "measured_p90_s", "predicted_s", "error_pct", "held_out", "held_out_by",
            "regime",
            "predicted_algorithm", "measured_busbw_GBps", "predicted_busbw_GBps", "reference", "rounds",
-           "dispersion_pct", "drift_pct", "noisy")
+           "dispersion_pct", "drift_pct", "disturbed", "noisy")
 
 
 def predict(profile: HardwareProfile, algorithm: str, ranks: int, size_bytes: int,
@@ -83,8 +83,9 @@ def held_out_by(profile: HardwareProfile, p: Point, run_id: str | None = None) -
 def is_noisy(p: Point) -> bool:
     """Too noisy to judge a model to 10 %: measured in several rounds, the rounds' statistics disagree by more
     than :data:`NOISY_DRIFT`; in one round, the repetitions spread wider than :data:`NOISY_DISPERSION` of the
-    median."""
-    return p.drift > NOISY_DRIFT if p.rounds > 1 else p.dispersion > NOISY_DISPERSION
+    median; or every repetition was timed while the sentinel said the machine was slowed down
+    (:attr:`~validation.records.Point.slow_only`)."""
+    return p.slow_only or (p.drift > NOISY_DRIFT if p.rounds > 1 else p.dispersion > NOISY_DISPERSION)
 
 
 def mpi_candidates(profile: HardwareProfile, collective: str) -> list[str]:
@@ -123,7 +124,7 @@ def _row(profile: HardwareProfile, p: Point, run_id: str | None = None, referenc
         "measured_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, p.seconds),
         "predicted_busbw_GBps": _busbw(p.collective, p.ranks, p.size_bytes, predicted),
         "reference": reference, "rounds": p.rounds, "dispersion_pct": 100.0 * p.dispersion,
-        "drift_pct": 100.0 * p.drift, "noisy": is_noisy(p),
+        "drift_pct": 100.0 * p.drift, "disturbed": p.disturbed, "noisy": is_noisy(p),
     }
 
 

@@ -59,12 +59,16 @@ def _launch_command(ranks: int) -> list[str]:
 
 def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "float32", repeats: int = 10,
                 warmup: int = 3, device: str = "cpu", timeout_s: float = 600.0, rounds: int = 1, seed: int = 0,
-                progress: Callable[[int, int, str], None] | None = None) -> Measurements:
+                sentinel_bytes: int = 0, progress: Callable[[int, int, str], None] | None = None) -> Measurements:
     """MPI_Allreduce timings, one row per repetition (``algorithm = source = "mpi"``).
 
     Like the kernels' measurement, the repetitions are spread over ``rounds`` passes (one ``mpiexec`` per rank
     count and round, the sizes in an order shuffled with ``seed``), so a burst of background load spoils a few
-    repetitions of many sizes rather than all of one; each row records its round.
+    repetitions of many sizes rather than all of one; each row records its round. ``sentinel_bytes > 0``: the
+    script times a sentinel next to every batch (in-cache adds over that many bytes on every rank: MPI's own
+    timings depend on what it ran before, see ``mpi_allreduce.Sentinel``), waits for a quiet machine and
+    times disturbed batches again, as :func:`validation.measure.measure` does (each row records its
+    ``sentinel_s``).
 
     Raises
     ------
@@ -79,12 +83,14 @@ def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "flo
     shuffle = np.random.default_rng(seed)
     per_round = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     passes = [(rnd, p) for rnd in range(rounds) for p in sorted(ranks)]
+    counted: dict[tuple[int, int], int] = {}
     for i, (rnd, p) in enumerate(passes):
         if progress:
             progress(i, len(passes), f"MPI_Allreduce p={p}" + (f" (round {rnd + 1}/{rounds})" if rounds > 1 else ""))
         order = [sizes[k] for k in shuffle.permutation(len(sizes))]
         cmd = [*_launch_command(p), sys.executable, str(SCRIPT), "--sizes", ",".join(map(str, order)),
-               "--repeats", str(per_round[rnd]), "--warmup", str(warmup), "--dtype", dtype]
+               "--repeats", str(per_round[rnd]), "--warmup", str(warmup), "--dtype", dtype,
+               "--sentinel", str(sentinel_bytes)]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -97,9 +103,12 @@ def measure_mpi(ranks: Sequence[int], sizes: Sequence[int], *, dtype: str = "flo
                 continue
             rec = json.loads(line)
             library = rec.get("library", library)
-            first = sum(per_round[:rnd])
+            key = (rec["ranks"], rec["size_bytes"])
+            first = counted.get(key, 0)
             rows += [Measurement(device, MPI, "allreduce", rec["ranks"], rec["size_bytes"], rec["dtype"], first + j,
-                                 float(t), MPI, rnd) for j, t in enumerate(rec["seconds"])]
+                                 float(t), MPI, rnd, float(rec.get("sentinel_s", 0.0)))
+                     for j, t in enumerate(rec["seconds"])]
+            counted[key] = first + len(rec["seconds"])
     if progress:
         progress(len(passes), len(passes), "MPI_Allreduce")
     return Measurements(rows, {"mpi_library": library, "mpi_launcher": _launch_command(2)[0]})

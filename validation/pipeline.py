@@ -22,7 +22,7 @@ from simulator.network.profile import HardwareProfile
 
 from .calibrate import HOLDOUTS, calibrate
 from .compare import Comparison, compare
-from .measure import CACHE_MODES, ORDER_SEED, MeasureError, _check_arguments, measure
+from .measure import CACHE_MODES, ORDER_SEED, SENTINEL_BYTES, MeasureError, _check_arguments, measure
 from .mpi import measure_mpi, mpi_unavailable
 from .records import Measurements, atomic_folder, check_out_folder
 
@@ -88,7 +88,8 @@ def _one_run(out: Path, measure_args: dict, fit_args: dict, reference: str | Non
         ref = measure_mpi(measure_args["ranks"], measure_args["sizes"], dtype=measure_args["dtype"],
                           repeats=measure_args["repeats"], warmup=measure_args["warmup"],
                           device=measure_args["device"], rounds=measure_args["rounds"], seed=measure_args["seed"],
-                          progress=progress)
+                          sentinel_bytes=min(SENTINEL_BYTES, max(measure_args["sizes"]))
+                          if measure_args["sentinel"] else 0, progress=progress)
         measured.provenance.update(ref.provenance)
         ref.provenance = measured.provenance
         ref.source_path = out / "reference_mpi.csv"
@@ -123,13 +124,14 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
              reference: str | None = None, plot: bool = True, progress: Progress | None = None,
              command: Sequence[str] | None = None, pin: bool = True, cache: str = "warm", seed: int = ORDER_SEED,
              allow_oversubscribed: bool = False, repeat: int = 1, statistic: str = "median",
-             cache_sizes: dict[str, int] | None = None) -> ValidationRun:
+             cache_sizes: dict[str, int] | None = None, sentinel: bool = True) -> ValidationRun:
     """Measure, calibrate on the non-held-out points, compare on all, and write every file into ``out``.
 
     ``repeat=2`` runs the whole validation a second time (its files in ``out/run2``, its own run id and
     shuffled order) and compares run 1's profile with run 2's measurements: ``summary.json``'s
     ``reproducibility`` holds that MAPE (every point of run 2 is held out by ``run``) and run 2's own
-    held-out MAPE.
+    held-out MAPE. ``sentinel``: watch the machine with a sentinel next to every batch, for the kernels and
+    the MPI reference alike (:mod:`validation.measure`).
     """
     out = Path(out)
     from kernels import DTYPES
@@ -166,7 +168,8 @@ def validate(*, out: str | Path, device: str = "cpu", algorithms: Sequence[str] 
                 "statistic": statistic, "cache_sizes": cache_sizes}
     _check_fit_plan(algorithms, ranks, sizes, **fit_args)
     measure_args = {"algorithms": algorithms, "ranks": ranks, "sizes": sizes, "device": device, "dtype": dtype,
-                    "repeats": repeats, "warmup": warmup, "rounds": rounds, "pin": pin, "cache": cache, "seed": seed}
+                    "repeats": repeats, "warmup": warmup, "rounds": rounds, "pin": pin, "cache": cache, "seed": seed,
+                    "sentinel": sentinel}
     run = _one_run(out, measure_args, fit_args, reference, plot, command, progress)
     if repeat == 2:
         second = _one_run(out / "run2", {**measure_args, "seed": seed + 1}, fit_args, reference, plot, command,

@@ -39,8 +39,9 @@ def _line(comparison: Comparison, algorithm: str, collective: str, ranks: int, l
 
 
 def _cache_edges(comparison: Comparison, algorithm: str, collective: str, ranks: list[int]) -> list[tuple[str, int]]:
-    """The smallest measured message size at which the schedule spills each of the profile's caches (first rank
-    count of the panel), from :func:`~simulator.collectives.analytic.physical_features`."""
+    """The smallest measured message size at which the schedule's working set outgrows each of the profile's caches
+    (first rank count of the panel), from :func:`~simulator.collectives.analytic.physical_features`: a shared cache
+    starts to spill, a private one stops holding all of what a peer reads."""
     from simulator.collectives import schedule
     from simulator.collectives.analytic import physical_features
 
@@ -49,10 +50,10 @@ def _cache_edges(comparison: Comparison, algorithm: str, collective: str, ranks:
         return []
     sizes = sorted({r["size_bytes"] for r in comparison.rows if r["algorithm"] == algorithm})
     out = []
-    for level in profile.caches:
+    for level, c in profile.caches.items():
         for n in sizes:
             f = physical_features(schedule(algorithm, ranks[0], n, collective), profile.cache_terms)
-            if f[f"beyond_{level}"]:
+            if (f[f"beyond_{level}"] > 0 if c.shared_by_cpus > 1 else f[f"peer_{level}"] < f["moved"] + f["staged"]):
                 out.append((level, n))
                 break
     return out

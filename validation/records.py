@@ -16,12 +16,21 @@ seconds         wall time of that repetition (> 0)
 source          ``kernels`` (trainsim's Numba kernels), ``mpi`` (MPI_Allreduce), or ``nccl-tests`` /
                 ``osu`` (read from those tools' logs, algorithm ``nccl`` / ``mpi``); optional
 round           the pass over all points this repetition was timed in (0, 1, ...); optional (0)
+sentinel_s      the *sentinel* next to this repetition: the slower of the median of a small ring allreduce
+                timed just before and just after its batch of repetitions (``validation.measure``); 0 or
+                absent: none was timed; optional
 ==============  =====================================================================
 
 A :class:`Point` summarises a configuration's repetitions: its *statistic* (what is fitted and
 compared: the median by default; ``p10`` or ``min`` on a shared machine, where background load
 only ever adds time), the 10th/90th percentiles, the *dispersion* ``(p90 - p10) / median`` and
 the *drift* between rounds ``(max - min of the rounds' statistics) / statistic`` (0 with one round).
+Repetitions whose sentinel was more than :data:`QUIET_GATE` times the fastest sentinel of the same
+rank count and source were timed while something else slowed the whole machine down (on a shared
+VM every point, in cache or not, runs 2-5x slower for seconds at a time, and the sentinel sees it
+with a correlation of 0.97-0.99); a point is summarised over its other repetitions, and counts the
+ones it left out (``disturbed``). A point with none left is summarised over all of them and
+flagged ``slow_only``.
 
 ``provenance.json`` sits beside it (machine, library versions, git revision, command line).
 :func:`read_measurements` checks every cell and raises :class:`MeasurementError` with one
@@ -51,18 +60,20 @@ from simulator.collectives.schedule import COLLECTIVES
 from simulator.errors import TrainsimInputError
 
 __all__ = [
-    "COLUMNS", "FOREIGN", "STATISTICS", "Measurement", "MeasurementError", "Measurements", "Point",
+    "COLUMNS", "FOREIGN", "QUIET_GATE", "STATISTICS", "Measurement", "MeasurementError", "Measurements", "Point",
     "atomic_folder", "check_out_folder", "read_measurements",
 ]
 
 REQUIRED = ("device", "algorithm", "collective", "ranks", "size_bytes", "dtype", "repetition", "seconds")
-OPTIONAL = ("source", "round")
+OPTIONAL = ("source", "round", "sentinel_s")
 COLUMNS = (*REQUIRED, *OPTIONAL)
 MPI = "mpi"  # algorithm and source name of the MPI_Allreduce reference
 #: source -> algorithm label of measurements from another implementation (``validation.foreign``)
 FOREIGN = {"nccl-tests": "nccl", "osu": MPI, MPI: MPI}
 #: statistic of a point's repetitions -> the percentile it is
 STATISTICS = {"median": 50.0, "p10": 10.0, "min": 0.0}
+#: a repetition whose sentinel took more than this times the run's fastest sentinel was disturbed
+QUIET_GATE = 1.25
 
 
 class MeasurementError(TrainsimInputError, ValueError):
@@ -83,6 +94,7 @@ class Measurement:
     seconds: float
     source: str = "kernels"
     round: int = 0
+    sentinel_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,8 @@ class Point:
     drift: float = 0.0        # (max - min of the per-round statistics) / statistic; 0 with one round
     rounds: int = 1
     statistic: str = "median"
+    disturbed: int = 0        # repetitions left out: timed while the sentinel said the machine was slowed down
+    slow_only: bool = False   # every repetition was disturbed (then all of them are summarised)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -124,18 +138,27 @@ class Measurements:
         if statistic not in STATISTICS:
             raise MeasurementError(f"--statistic: expected one of {', '.join(STATISTICS)}, got {statistic!r}")
         q = STATISTICS[statistic]
-        groups: dict[tuple, list[tuple[int, float]]] = {}
+        fastest: dict[tuple, float] = {}
+        for m in self.rows:
+            if m.sentinel_s > 0:
+                k = (m.device, m.ranks, m.source)
+                fastest[k] = min(fastest.get(k, math.inf), m.sentinel_s)
+        groups: dict[tuple, list[Measurement]] = {}
         for m in self.rows:
             key = (m.device, m.algorithm, m.collective, m.ranks, m.size_bytes, m.dtype, m.source)
-            groups.setdefault(key, []).append((m.round, m.seconds))
+            groups.setdefault(key, []).append(m)
         out = []
         for key, reps in groups.items():
-            t = np.asarray([s for _, s in reps])
+            gate = QUIET_GATE * fastest.get((key[0], key[3], key[6]), math.inf)
+            quiet = [m for m in reps if not m.sentinel_s or m.sentinel_s <= gate]
+            used = quiet or reps
+            t = np.asarray([m.seconds for m in used])
             p10, med, p90, value = np.percentile(t, [10, 50, 90, q])
-            rounds = sorted({r for r, _ in reps})
-            per_round = [float(np.percentile([s for r, s in reps if r == k], q)) for k in rounds]
+            rounds = sorted({m.round for m in used})
+            per_round = [float(np.percentile([m.seconds for m in used if m.round == k], q)) for k in rounds]
             out.append(Point(*key, float(value), float(p10), float(p90), len(t), float((p90 - p10) / med),
-                             float((max(per_round) - min(per_round)) / value), len(rounds), statistic))
+                             float((max(per_round) - min(per_round)) / value), len(rounds), statistic,
+                             len(reps) - len(quiet) if quiet else 0, not quiet))
         return sorted(out, key=lambda p: (p.source, p.algorithm, p.ranks, p.size_bytes))
 
     def write(self, folder: Path, name: str = "measurements.csv", provenance: str | None = "provenance.json") -> None:
@@ -174,6 +197,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _sentinel(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected sentinel seconds >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected sentinel seconds >= 0, got {text!r}")
+    return value
+
+
 def _dtype(text: str) -> str:
     try:
         return np.dtype(text).name
@@ -187,6 +220,7 @@ _PARSE = {
     "repetition": lambda s: _whole(s, 0, "a repetition index >= 0"),
     "round": lambda s: _whole(s, 0, "a round index >= 0"),
     "seconds": _seconds,
+    "sentinel_s": _sentinel,
     "dtype": _dtype,
 }
 

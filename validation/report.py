@@ -88,10 +88,10 @@ def _why(reason: str) -> str:
     return "no data→0"
 
 
-def _spill(r: Any) -> str:
-    """The fitted cache terms (those fixed at 0 are in :func:`fixed_rows`)."""
-    parts = [f"{level} {_coef(value, r.spill_stderr_s_per_byte.get(level), 1e9)}"
-             for level, value in sorted(r.spill_s_per_byte.items()) if f"spill_{level}" not in r.fixed]
+def _cache_terms(values: dict[str, float], stderr: dict[str, float], prefix: str, fixed: dict[str, str]) -> str:
+    """The fitted cache terms of one kind (those fixed at 0 are in :func:`fixed_rows`)."""
+    parts = [f"{level} {_coef(value, stderr.get(level), 1e9)}"
+             for level, value in sorted(values.items()) if f"{prefix}_{level}" not in fixed]
     return ", ".join(parts) or "-"
 
 
@@ -106,7 +106,8 @@ def regime_rows(profile: HardwareProfile) -> list[dict[str, Any]]:
                      "beta ns/B": _coef(r.beta_s_per_byte, r.beta_stderr_s_per_byte, 1e9),
                      "gamma ns/B": _coef(r.gamma_s_per_byte, r.gamma_stderr_s_per_byte, 1e9),
                      "sigma ns/B": _coef(r.sigma_s_per_byte, r.sigma_stderr_s_per_byte, 1e9),
-                     "spill ns/B": _spill(r),
+                     "spill ns/B": _cache_terms(r.spill_s_per_byte, r.spill_stderr_s_per_byte, "spill", r.fixed),
+                     "peer ns/B": _cache_terms(r.peer_s_per_byte, r.peer_stderr_s_per_byte, "peer", r.fixed),
                      "points": r.points,
                      "cond": f"{r.condition_number:.3g}" if r.condition_number is not None else "-",
                      "fixed": ", ".join(f"{c} {_why(why)}" for c, why in r.fixed.items()) or "-"})

@@ -7,7 +7,8 @@ transfer cost β (s/B) and the per-byte reduction cost γ (s/B), fitted on the
 schedule-derived cost of :func:`simulator.collectives.analytic.schedule_cost`, so
 
 ``time(schedule) = α_r · busy_steps + β_r · Σ_step max bytes moved + γ_r · Σ_step max bytes reduced``
-``                 + σ_r · Σ_step max bytes staged + Σ_cache δ_r,cache · bytes of the steps that spill that cache``
+``                 + σ_r · Σ_step max bytes staged + Σ_shared cache δ_r,cache · bytes beyond that cache``
+``                 + Σ_private cache π_r,cache · bytes read out of a peer's copy of that cache``
 
 with the regime ``r`` chosen by the collective's message size (bytes per rank). The last two
 (physical) terms come from :func:`simulator.collectives.analytic.physical_features` with the
@@ -92,7 +93,7 @@ class FitRecord(TypedDict, total=False):
     hops: Annotated[int, Field(ge=1)]
     hop_latency_s: NonNegative
     statistic: Literal["median", "p10", "min"]   # what each point's repetitions were summarised by
-    terms: list[str]                   # the model's terms (steps, moved, reduced, staged, beyond_<cache>)
+    terms: list[str]                   # the model's terms (steps, moved, reduced, staged, beyond_/peer_<cache>)
     run_id: str                        # provenance.run_id of the measurements fitted
     cache_sizes_given: dict[str, int]  # cache sizes given on the command line instead of the provenance's
     oversubscribed_ranks: list[int]    # rank counts fitted although they ran oversubscribed (--allow-oversubscribed)
@@ -124,6 +125,10 @@ class Regime(_Strict):
         default_factory=dict, description="cache level -> extra seconds per byte moved or staged in a step whose "
                                           "working set does not fit that cache (profile.caches)")
     spill_stderr_s_per_byte: dict[str, NonNegative] = Field(default_factory=dict)
+    peer_s_per_byte: dict[str, NonNegative] = Field(
+        default_factory=dict, description="private cache level -> extra seconds per byte moved or staged out of a "
+                                          "peer's copy of that cache (a cache-to-cache transfer; profile.caches)")
+    peer_stderr_s_per_byte: dict[str, NonNegative] = Field(default_factory=dict)
     fixed: dict[str, str] = Field(default_factory=dict, description="coefficient -> why it was not fitted")
     points: Annotated[int, Field(ge=0)] | None = None
     rms_relative_residual: NonNegative | None = None
@@ -137,13 +142,17 @@ class Regime(_Strict):
     @property
     def physical(self) -> bool:
         """Has a staging or cache term (the cost needs :func:`physical_features`, not just the step maxima)."""
-        return self.sigma_s_per_byte > 0 or any(v > 0 for v in self.spill_s_per_byte.values())
+        return self.sigma_s_per_byte > 0 or any(v > 0 for v in (*self.spill_s_per_byte.values(),
+                                                                     *self.peer_s_per_byte.values()))
 
-    def cost(self, busy: int, moved: int, reduced: int, staged: int = 0, beyond: dict[str, int] | None = None) -> float:
+    def cost(self, busy: int, moved: int, reduced: int, staged: int = 0, beyond: dict[str, float] | None = None,
+             peer: dict[str, float] | None = None) -> float:
         t = self.alpha_s * busy + self.beta_s_per_byte * moved + self.gamma_s_per_byte * reduced
         t += self.sigma_s_per_byte * staged
         for level, delta in self.spill_s_per_byte.items():
             t += delta * (beyond or {}).get(level, 0)
+        for level, pi in self.peer_s_per_byte.items():
+            t += pi * (peer or {}).get(level, 0)
         return t
 
 
@@ -229,10 +238,18 @@ class HardwareProfile(_Strict):
         for members in groups.values():
             _check_group(members)
         for i, r in enumerate(self.regimes):
-            unknown = sorted(set(r.spill_s_per_byte) - set(self.caches))
-            if unknown:
-                raise ValueError(f"regimes.{i}.spill_s_per_byte: cache level {unknown[0]!r} is not among the "
-                                 f"profile's caches ({', '.join(self.caches) or 'none'})")
+            for key, levels, shared in (("spill_s_per_byte", r.spill_s_per_byte, True),
+                                        ("peer_s_per_byte", r.peer_s_per_byte, False)):
+                unknown = sorted(set(levels) - set(self.caches))
+                if unknown:
+                    raise ValueError(f"regimes.{i}.{key}: cache level {unknown[0]!r} is not among the "
+                                     f"profile's caches ({', '.join(self.caches) or 'none'})")
+                wrong = [name for name in levels if (self.caches[name].shared_by_cpus > 1) != shared]
+                if wrong:
+                    kind = "a private" if shared else "a shared"
+                    other = "peer_s_per_byte" if shared else "spill_s_per_byte"
+                    raise ValueError(f"regimes.{i}.{key}: {wrong[0]} is {kind} cache (shared_by_cpus "
+                                     f"{self.caches[wrong[0]].shared_by_cpus}); its term is {other}")
         if len(groups) > 1 and (None, None) not in groups:
             raise ValueError("regimes: a profile with algorithm- or rank-specific regimes needs a fallback group "
                              "(regimes with neither algorithm nor ranks)")
@@ -274,7 +291,8 @@ class HardwareProfile(_Strict):
                                "algorithm_options.slices, or fit a profile without those terms)")
         f = physical_features(schedule, self.cache_terms)
         return regime.cost(f["steps"], f["moved"], f["reduced"], f["staged"],
-                           {name: f[f"beyond_{name}"] for name in self.caches})
+                           {name: f[f"beyond_{name}"] for name in regime.spill_s_per_byte},
+                           {name: f[f"peer_{name}"] for name in regime.peer_s_per_byte})
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
@@ -282,7 +300,8 @@ class HardwareProfile(_Strict):
             if not data.get(key):
                 data.pop(key, None)
         for r in data.get("regimes", ()):
-            for key in ("fixed", "spill_s_per_byte", "spill_stderr_s_per_byte"):
+            for key in ("fixed", "spill_s_per_byte", "spill_stderr_s_per_byte", "peer_s_per_byte",
+                        "peer_stderr_s_per_byte"):
                 if not r.get(key):
                     r.pop(key, None)
             if not r.get("sigma_s_per_byte") and "sigma_stderr_s_per_byte" not in r:

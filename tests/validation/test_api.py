@@ -24,4 +24,5 @@ def test_the_mpi_script_imports_nothing_of_ours():
     from validation.mpi import SCRIPT
 
     imports = [line.split()[1] for line in SCRIPT.read_text().splitlines() if line.startswith(("import ", "from "))]
-    assert {name.split(".")[0] for name in imports} == {"__future__", "argparse", "json", "sys", "numpy", "mpi4py"}
+    assert {name.split(".")[0] for name in imports} == {"__future__", "argparse", "json", "sys", "time", "numpy",
+                                                       "mpi4py"}

@@ -2,7 +2,9 @@
 
 Truth from outside the code under test: the synthetic times below are written from the closed forms of ring and
 recursive doubling on 2 ranks (steps, bytes moved, reduced, staged and each step's working set, by hand), not from
-``physical_features``.
+``physical_features``. The synthetic machine pays PI per byte read out of a peer's private L2 (while the working
+set fits it: the fraction L2 / W of the bytes) and DELTA per byte that comes from memory because the two ranks'
+working sets outgrow the shared L3 (the fraction 1 - L3 / 2W).
 """
 
 from __future__ import annotations
@@ -18,29 +20,33 @@ from validation.calibrate import CalibrationError, calibrate
 from validation.compare import compare, predict
 from validation.records import MPI, Measurement, Measurements
 
-ALPHA, BETA, GAMMA, DELTA = 4e-6, 1e-10, 2e-10, 3e-10   # DELTA: extra s/B once a step's data spill L2
+ALPHA, BETA, GAMMA = 4e-6, 1e-10, 2e-10
+PI, DELTA = 2e-10, 3e-10   # extra s/B read out of a peer's private L2; extra s/B from memory beyond the shared L3
+L3 = 32 << 20
 SIZES = parse_sizes("4KiB..64MiB:x2")
 
 
-def by_hand(algorithm: str, n: int, l2: int) -> float:
-    """2 ranks. Ring: 2 steps of n/2 (one reduces); a rank's working set per step is its n-byte buffer plus the
-    n/2 it receives. Recursive doubling: 1 step, n received and staged and reduced: working set 3n, and it streams
-    n moved + n staged."""
+def by_hand(algorithm: str, n: int, l2: int, l3: int = L3) -> float:
+    """2 ranks. Ring: 2 steps moving n/2 each (one reduces); a rank's working set per step is its n-byte buffer plus
+    the n/2 it receives, W = 1.5 n. Recursive doubling: 1 step, n received, staged and reduced: W = 3n, and it
+    streams n moved + n staged."""
     if algorithm == "ring":
-        return 2 * ALPHA + BETA * n + GAMMA * n / 2 + (DELTA * n if 1.5 * n > l2 else 0.0)
-    return ALPHA + BETA * n + GAMMA * n + (DELTA * 2 * n if 3 * n > l2 else 0.0)
+        streamed, w, t = n, 1.5 * n, 2 * ALPHA + BETA * n + GAMMA * n / 2
+    else:
+        streamed, w, t = 2 * n, 3 * n, ALPHA + BETA * n + GAMMA * n
+    return t + PI * streamed * min(1.0, l2 / w) + DELTA * streamed * max(0.0, 1 - l3 / (2 * w))
 
 
-def measurements(l2: int, noise: float = 0.003, seed: int = 3, run_id: str = "run-A") -> Measurements:
+def measurements(l2: int, noise: float = 0.003, seed: int = 3, run_id: str = "run-A", l3: int = L3) -> Measurements:
     rng = np.random.default_rng(seed)
     rows = []
     for alg in ("ring", "recursive_doubling"):
         for n in SIZES:
-            t = by_hand(alg, n, l2)
+            t = by_hand(alg, n, l2, l3)
             rows += [Measurement("cpu", alg, "allreduce", 2, n, "float32", i, t * float(np.exp(rng.normal(0, noise))))
                      for i in range(5)]
     caches = {"L1d": {"bytes": 48 << 10, "shared_by_cpus": 1}, "L2": {"bytes": l2, "shared_by_cpus": 1},
-              "L3": {"bytes": 480 << 20, "shared_by_cpus": 2}}
+              "L3": {"bytes": l3, "shared_by_cpus": 2}}
     return Measurements(rows, {"caches": caches, "run_id": run_id})
 
 
@@ -48,20 +54,21 @@ def measurements(l2: int, noise: float = 0.003, seed: int = 3, run_id: str = "ru
 def test_a_cache_bend_is_fitted_where_the_provenance_says_the_cache_ends(l2):
     profile = calibrate(measurements(l2), holdout="sizes")
     assert profile.caches["L2"].bytes == l2
-    (r,) = profile.regimes  # one regime: the bend is the cache term's, not a BIC-searched break
-    assert r.spill_s_per_byte["L2"] == pytest.approx(DELTA, rel=0.02)
-    assert r.alpha_s == pytest.approx(ALPHA, rel=0.02) and r.beta_s_per_byte == pytest.approx(BETA, rel=0.02)
-    assert r.gamma_s_per_byte == pytest.approx(GAMMA, rel=0.02)
-    # nothing spills L3 (480 MiB) in these sizes, and L1d's term has no true cost: both end at 0, saying why
-    assert r.spill_s_per_byte.get("L3", 0) == 0 and "no bytes in steps that spill L3" in r.fixed["spill_L3"]
-    assert r.spill_s_per_byte.get("L1d", 0) < 0.02 * BETA
+    (r,) = profile.regimes  # one regime: the bends are the cache terms', not a BIC-searched break
+    assert r.peer_s_per_byte["L2"] == pytest.approx(PI, rel=0.03)
+    assert r.spill_s_per_byte["L3"] == pytest.approx(DELTA, rel=0.03)
+    assert r.alpha_s == pytest.approx(ALPHA, rel=0.03) and r.beta_s_per_byte == pytest.approx(BETA, rel=0.03)
+    assert r.gamma_s_per_byte == pytest.approx(GAMMA, rel=0.03)
+    assert r.peer_s_per_byte.get("L1d", 0) < 0.02 * BETA   # L1d's term has no true cost
     assert r.condition_number is not None and r.condition_number < 1e6
-    # the predicted per-byte cost of ring jumps exactly where 1.5 n first exceeds L2
+    # ring's predicted per-byte cost falls once 1.5 n outgrows L2 (less of what the peer reads is in its L2) ...
+    slope = {n: predict(profile, "ring", 2, n) / n for n in SIZES}
+    fits = [n for n in SIZES if n >= 64 << 10 and 1.5 * n <= l2]
     first = next(n for n in SIZES if 1.5 * n > l2)
-    below = [n for n in SIZES if n < first][-1]
-    slope_below = predict(profile, "ring", 2, below) / below
-    slope_at = predict(profile, "ring", 2, first) / first
-    assert slope_at > slope_below * 1.5
+    assert slope[2 * first] < slope[fits[-1]] - 0.4 * PI   # a third of it left in L2 at 2 x first
+    # ... and rises once 2 x 1.5 n outgrows the shared L3
+    spill = next(n for n in SIZES if 3 * n > L3)
+    assert slope[4 * spill] > slope[spill // 2] + 0.5 * DELTA
     held = compare(profile, measurements(l2)).summary
     assert held["mape_held_out_ge_64KiB_pct"] < 1.5
 
@@ -80,7 +87,8 @@ def test_the_simulator_times_a_schedule_with_the_physical_terms():
         f = physical_features(schedule(alg, 2, n), profile.cache_terms)
         by_terms = (r.alpha_s * f["steps"] + r.beta_s_per_byte * f["moved"] + r.gamma_s_per_byte * f["reduced"]
                     + r.sigma_s_per_byte * f["staged"]
-                    + sum(d * f[f"beyond_{lvl}"] for lvl, d in r.spill_s_per_byte.items()))
+                    + sum(d * f[f"beyond_{lvl}"] for lvl, d in r.spill_s_per_byte.items())
+                    + sum(d * f[f"peer_{lvl}"] for lvl, d in r.peer_s_per_byte.items()))
         assert profile.schedule_time(schedule(alg, 2, n)) == pytest.approx(by_terms, rel=1e-12)
         assert profile.schedule_time(schedule(alg, 2, n)) == pytest.approx(by_hand(alg, n, 1 << 20), rel=0.03)
 
@@ -88,13 +96,27 @@ def test_the_simulator_times_a_schedule_with_the_physical_terms():
 def test_physical_features_by_hand():
     caches = (("L2", 1 << 20, 1),)
     f = physical_features(schedule("recursive_doubling", 4, 1 << 16), caches)
-    # 2 steps, each exchanging the whole 64 KiB buffer through a receive buffer: working set 3 x 64 KiB per step
-    assert (f["steps"], f["moved"], f["reduced"], f["staged"], f["beyond_L2"]) == (2, 2 << 16, 2 << 16, 2 << 16, 0)
-    f = physical_features(schedule("recursive_doubling", 4, 1 << 19), caches)  # 3 x 512 KiB > 1 MiB
-    assert f["beyond_L2"] == 2 * (2 << 19)
+    # 2 steps, each exchanging the whole 64 KiB buffer through a receive buffer: working set 3 x 64 KiB per step, in
+    # L2, so all of the 64 KiB moved and 64 KiB staged per step are read out of the peer's L2
+    assert (f["steps"], f["moved"], f["reduced"], f["staged"]) == (2, 2 << 16, 2 << 16, 2 << 16)
+    assert f["peer_L2"] == 2 * (2 << 16) and "beyond_L2" not in f
+    f = physical_features(schedule("recursive_doubling", 4, 1 << 19), caches)  # 3 x 512 KiB: 2/3 of it fits
+    assert f["peer_L2"] == pytest.approx(2 * (2 << 19) * (2 / 3), rel=1e-12)
     f = physical_features(schedule("ring", 4, 1 << 20), (("L3", 4 << 20, 4),))
-    # a shared cache: 4 ranks x (1 MiB + 256 KiB) = 5 MiB > 4 MiB in each of the 6 steps
-    assert f["staged"] == 0 and f["beyond_L3"] == 6 * (1 << 18)
+    # a shared cache: 4 ranks x (1 MiB + 256 KiB) = 5 MiB, 1/5 of it beyond 4 MiB, in each of the 6 steps of 256 KiB
+    assert f["staged"] == 0 and f["beyond_L3"] == pytest.approx(6 * (1 << 18) / 5, rel=1e-12)
+    assert physical_features(schedule("ring", 4, 1 << 18), (("L3", 4 << 20, 4),))["beyond_L3"] == 0
+
+
+def test_a_profile_refuses_a_cache_term_of_the_wrong_kind():
+    caches = {"L2": {"bytes": 1 << 20, "shared_by_cpus": 1}, "L3": {"bytes": 32 << 20, "shared_by_cpus": 2}}
+    for term, level, words in (("spill_s_per_byte", "L2", "L2 is a private cache (shared_by_cpus 1); its term is "
+                                                           "peer_s_per_byte"),
+                               ("peer_s_per_byte", "L3", "L3 is a shared cache (shared_by_cpus 2); its term is "
+                                                         "spill_s_per_byte")):
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            HardwareProfile.model_validate({"format": "trainsim-profile/1", "caches": caches, "regimes": [
+                {"alpha_s": 1e-6, "beta_s_per_byte": 1e-10, term: {level: 1e-10}}]})
 
 
 def test_a_profile_refuses_a_spill_term_for_a_cache_it_does_not_describe():
@@ -156,7 +178,8 @@ def test_cli_cache_size_and_statistic_are_recorded_and_bad_ones_refused(tmp_path
     from validation.report import regime_rows
 
     (row,) = regime_rows(profile)
-    assert row["cond"] != "-" and "spill_L3 no data→0" in row["fixed"] and row["spill ns/B"].startswith("L1d")
+    assert row["cond"] != "-" and "sigma not identifiable→0" in row["fixed"]
+    assert row["spill ns/B"].startswith("L3") and "L2" in row["peer ns/B"]
     capsys.readouterr()
     for bad, words in (("L2", "expected LEVEL=SIZE"), ("L2=fast", "--cache-size: "), ("L2=-1MiB", "-1MiB"),
                        ("L2=0B", "whole number")):

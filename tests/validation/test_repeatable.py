@@ -120,3 +120,52 @@ def test_validate_refuses_to_fit_oversubscribed_ranks_before_measuring(tmp_path)
                           "--out", str(tmp_path / "v")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "4 ranks on" in res.stderr and "--allow-oversubscribed" in res.stderr and not (tmp_path / "v").exists()
+
+
+def test_repetitions_the_sentinel_saw_disturbed_are_left_out_of_a_point():
+    # the fastest sentinel of p=2 is 10 us; 12 us is within the gate (1.25), 30 us is not
+    rows = [Measurement("cpu", "ring", "allreduce", 2, 4096, "float32", i, t, round=i // 3, sentinel_s=s)
+            for i, (t, s) in enumerate([(1e-3, 10e-6), (1e-3, 12e-6), (1e-3, 10e-6), (3e-3, 30e-6), (3e-3, 30e-6)])]
+    rows += [Measurement("cpu", "ring", "allreduce", 2, 65536, "float32", i, 5e-3, sentinel_s=40e-6) for i in range(3)]
+    small, large = Measurements(rows).points()
+    assert small.seconds == 1e-3 and small.repeats == 3 and small.disturbed == 2 and not small.slow_only
+    assert small.rounds == 1 and small.drift == 0                     # the disturbed round is gone
+    assert large.slow_only and large.repeats == 3 and large.seconds == 5e-3 and is_noisy(large)
+    # without a sentinel (0: none timed, as in files written before it) every repetition counts
+    plain = [Measurement(m.device, m.algorithm, m.collective, m.ranks, m.size_bytes, m.dtype, m.repetition,
+                         m.seconds, round=m.round) for m in rows]
+    assert Measurements(plain).points()[0].repeats == 5 and Measurements(plain).points()[0].disturbed == 0
+    # the gate is per rank count: a 4-rank point is judged against the 4-rank sentinel
+    four = [Measurement("cpu", "ring", "allreduce", 4, 4096, "float32", i, 2e-3, sentinel_s=30e-6) for i in range(3)]
+    (p4,) = [p for p in Measurements(rows + four).points() if p.ranks == 4]
+    assert p4.disturbed == 0 and not p4.slow_only
+
+
+def test_sentinel_column_round_trips_and_a_bad_cell_is_named(tmp_path):
+    from validation.records import MeasurementError, read_measurements
+
+    rows = [Measurement("cpu", "ring", "allreduce", 2, 4096, "float32", i, 1e-3, sentinel_s=s)
+            for i, s in enumerate([1e-5, 2e-5, 3e-5])]
+    Measurements(rows).write(tmp_path)
+    assert [m.sentinel_s for m in read_measurements(tmp_path / "measurements.csv").rows] == [1e-5, 2e-5, 3e-5]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device,algorithm,collective,ranks,size_bytes,dtype,repetition,seconds,sentinel_s\n"
+                   "cpu,ring,allreduce,2,4096,float32,0,1e-3,-1\n")
+    with pytest.raises(MeasurementError, match=r"bad.csv: line 2, column 'sentinel_s': expected sentinel seconds"):
+        read_measurements(bad)
+
+
+def test_measure_times_a_sentinel_next_to_every_batch_and_records_it():
+    from validation.measure import ATTEMPTS, SENTINEL_REPEATS, measure
+
+    m = measure(["ring", "recursive_doubling"], [2], [4096, 65536], repeats=4, warmup=1, rounds=2, pin=False)
+    info = m.provenance["measure"]["sentinel"]
+    assert info["size_bytes"] == {"2": 65536} and info["repeats"] == SENTINEL_REPEATS   # no point above 64 KiB
+    batches = 2 * 2 * 2 + info["batches_measured_again"]                 # points x rounds, and the ones re-timed
+    assert info["readings"] >= 2 * batches and info["batches_measured_again"] <= 8 * (ATTEMPTS - 1)
+    assert len(m.rows) == 2 * batches and all(r.sentinel_s > 0 for r in m.rows)
+    # a row carries the slower of the readings around its batch; the fastest may be a reading during a wait
+    assert 0 < info["fastest_s"]["2"] <= min(r.sentinel_s for r in m.rows)
+    off = measure(["ring"], [2], [4096, 65536], repeats=2, warmup=0, sentinel=False, pin=False)
+    assert off.provenance["measure"]["sentinel"] is None and all(r.sentinel_s == 0 for r in off.rows)
+    assert len(off.rows) == 4
