@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = ["validate", "--ranks", "2", "--algorithms", "ring,recursive_doubling", "--sizes", "4KiB..64MiB:x2",
-           "--repeats", "40", "--rounds", "5", "--statistic", "p10", "--cache-size", "L3=16MiB", "--repeat", "2",
+           "--repeats", "40", "--rounds", "5", "--statistic", "p10", "--repeat", "2",
            "--no-plots"]
 
 
