@@ -18,7 +18,8 @@ The rules, kept deliberately simple and consistent:
   (activations in and out for every sample, 16-bit weights read once per batch);
 * backward: twice the forward flops *and* bytes (gradients with respect to the
   activations and to the weights each cost about one forward; the saved
-  activations and incoming gradients are read, outgoing gradients written);
+  activations and incoming gradients are read, outgoing gradients written), or a piece's
+  own ``Work.backward_bytes`` where it counts them (an unfused attention core's softmax and dropout);
 * optimizer step: memory-bound streaming over the parameters,
   ``OPTIMIZER_BYTES_PER_PARAM`` bytes each, an elementwise kernel.
 
@@ -70,18 +71,22 @@ REDUCE_BYTES_PER_BYTE = 3.0
 _PASSES = {"forward": 1.0, "backward": BACKWARD_FACTOR}
 
 
-def work_time(work: Work, device: Device, batch: int, factor: float = 1.0) -> float:
+def work_time(work: Work, device: Device, batch: int, pass_: str = "forward") -> float:
     """Seconds of one piece of work for one batch: its roofline time over its kind's efficiency.
 
-    ``factor`` scales FLOPs and bytes alike (backward: ``BACKWARD_FACTOR``).
+    Backward costs ``BACKWARD_FACTOR`` times the forward FLOPs and bytes, or the piece's own
+    ``backward_bytes`` where it gives them (an unfused attention core's softmax and dropout).
     """
+    factor = _PASSES[pass_]
     flops = factor * batch * work.flops
-    moved = factor * (batch * work.bytes + work.params * WEIGHT_BYTES)
+    if pass_ == "backward" and work.backward_bytes is not None:
+        moved = batch * work.backward_bytes + factor * work.params * WEIGHT_BYTES
+    else:
+        moved = factor * (batch * work.bytes + work.params * WEIGHT_BYTES)
     return max(flops / device.peak_flops, moved / device.memory_bandwidth) / device.efficiency[work.kind]
 
 
-def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forward",
-               kinds: tuple[str, ...] | None = None) -> float:
+def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forward", core: bool = False) -> float:
     """Roofline time of one layer for one batch: the sum of its pieces of work.
 
     Parameters
@@ -91,9 +96,10 @@ def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forwar
     batch : int
         Samples per batch on this device (> 0).
     pass_ : {"forward", "backward"}
-        Backward costs ``BACKWARD_FACTOR`` times the forward FLOPs and bytes.
-    kinds : tuple of str, optional
-        Only the pieces of these kinds (selective recomputation re-runs the attention core).
+        Backward costs ``BACKWARD_FACTOR`` times the forward FLOPs and bytes (or a piece's
+        ``backward_bytes``).
+    core : bool, default False
+        Only the pieces of its attention core (``Work.core``: what selective recomputation re-runs).
 
     Returns
     -------
@@ -112,8 +118,7 @@ def layer_time(layer: Layer, device: Device, batch: int, *, pass_: str = "forwar
         raise ValueError(f"pass_ must be 'forward' or 'backward', got {pass_!r}")
     if not batch > 0:
         raise ValueError(f"batch must be > 0, got {batch!r}")
-    factor = _PASSES[pass_]
-    return float(sum(work_time(w, device, batch, factor) for w in layer.work if kinds is None or w.kind in kinds))
+    return float(sum(work_time(w, device, batch, pass_) for w in layer.work if w.core or not core))
 
 
 def forward_time(model: Model, device: Device, batch: int) -> float:

@@ -135,8 +135,9 @@ class Device:
 #            A100 peak (backward lower); 0.6 for forward and backward together.
 #            H100 0.6: Shah et al. 2024, FlashAttention-3 (arXiv:2407.08608): FP16 up to 740 TFLOP/s
 #            (75 %) forward, FlashAttention-2 35 % on H100; 0.6 for a mixed forward/backward.
-#            V100 0.4, TPU v4 0.5, CPU 0.3: ASSUMPTIONS (FlashAttention does not run on Volta; an
-#            unfused attention is partly memory-bound).
+#            V100 0.4, TPU v4 0.5, CPU 0.3: ASSUMPTIONS (FlashAttention does not run on Volta).
+#            The share applies to a fused core only (workload.attention: fused); an unfused core is
+#            timed as the batched GEMMs and elementwise kernels it is (simulator.workloads.block_work).
 #   elementwise (fraction of memory bandwidth) - V100 0.83: Jia et al. 2018, "Dissecting the NVIDIA
 #            Volta GPU Architecture via Microbenchmarking" (arXiv:1804.06826), ~750 of 900 GB/s
 #            measured global-memory bandwidth. A100 0.85, H100 0.85, TPU v4 0.8, CPU 0.75:

@@ -21,7 +21,7 @@ from simulator.config.models import DeviceSpec, EfficiencySpec, FromFile, Hierar
 from simulator.devices import Device, Efficiency, get_device
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
-from simulator.workloads import Model, get_model, model_from_layers
+from simulator.workloads import Model, get_model, model_from_layers, with_attention
 from topologies.link_classes import set_class
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
@@ -163,8 +163,10 @@ def check_efficiency_kinds(spec: str | DeviceSpec, model: Model, where: str) -> 
     present = {w.kind for la in model.layers for w in la.work} | {"elementwise"}   # the optimizer step
     for kind in spec.efficiency.given():
         if kind not in present:
-            raise ConfigError(f"{where}.efficiency.{kind}: {model.name} has no {kind} work, so it would change "
-                              "nothing; remove it")
+            unfused = " (workload.attention: unfused runs the attention core as GEMMs and elementwise work)" \
+                if kind == "attention" and model.attention == "unfused" else ""
+            raise ConfigError(f"{where}.efficiency.{kind}: {model.name} has no {kind} work{unfused}, so it would "
+                              "change nothing; remove it")
 
 
 def resolve_model(config: Config) -> Model:
@@ -179,6 +181,13 @@ def resolve_model(config: Config) -> Model:
             model = model_from_layers(spec.name, [layer.model_dump() for layer in spec.layers])
         except ValueError as e:
             raise ConfigError(f"workload.model: {e}") from None
+    attention = config.workload.attention
+    if any(la.kind == "transformer" for la in model.layers):
+        model = with_attention(model, attention)
+    elif "attention" in config.workload.model_fields_set:
+        raise ConfigError(f"workload.attention: {attention} sets how transformer blocks run their attention core, "
+                          f"and {model.name} has none (a preset transformer or layers of kind: transformer_block); "
+                          "remove it")
     # gradients as the collective sums them: fp16/bf16 in 2 bytes; fp32 (and what other methods start from) in 4
     from simulator.compression import INPLACE
 

@@ -22,11 +22,13 @@ layer turns YAML into the plain dicts :func:`model_from_layers` accepts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
     "ACT_BYTES",
+    "ATTENTION",
     "LAYER_KINDS",
     "PRESETS",
     "Bucket",
@@ -38,6 +40,7 @@ __all__ = [
     "gradient_buckets",
     "megatron_iteration_flops",
     "model_from_layers",
+    "with_attention",
 ]
 
 ACT_BYTES = 2
@@ -46,6 +49,10 @@ ACT_BYTES = 2
 _Shape = tuple[int, int, int]  # (channels, height, width) of a CNN feature map
 
 WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")   # as simulator.devices.WORK_KINDS
+
+ATTENTION = ("fused", "unfused")
+"""How a transformer block's attention core runs (:func:`block_work`): one fused FlashAttention-style kernel,
+or unfused kernels that write the a·s² scores to memory and read them back."""
 
 LAYER_KINDS = (*WORK_KINDS, "transformer", "lm_head")
 """A layer's kind: one piece of work of a :data:`WORK_KINDS` kind, a ``transformer`` block (its GEMM,
@@ -65,12 +72,21 @@ class Work:
         Activation bytes read and written per sample (weights excluded).
     params : int, default 0
         Parameters whose weights this piece reads once per batch.
+    backward_bytes : float or None, default None
+        Activation bytes its backward reads and writes per sample; ``None``: ``BACKWARD_FACTOR`` times
+        ``bytes``, the rule of :mod:`simulator.compute` (an unfused attention core's softmax and dropout
+        move 11 bytes per score in backward for 9 in forward: :func:`block_work`).
+    core : bool, default False
+        Part of a transformer block's attention core (scores, softmax, dropout, context): what tensor
+        parallelism splits by heads (sequence parallelism or not) and selective recomputation re-runs.
     """
 
     kind: str
     flops: float
     bytes: float
     params: float = 0
+    backward_bytes: float | None = None
+    core: bool = False
 
     def __post_init__(self) -> None:
         """Check the kind and that every quantity is non-negative."""
@@ -79,6 +95,14 @@ class Work:
         for name in ("flops", "bytes", "params"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"work {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.backward_bytes is not None and not self.backward_bytes >= 0:
+            raise ValueError(f"work backward_bytes must be >= 0, got {self.backward_bytes!r}")
+
+    def split(self, ways: int) -> Work:
+        """The 1/``ways`` share of this piece one device of a tensor-parallel group does."""
+        back = None if self.backward_bytes is None else self.backward_bytes / ways
+        return dataclasses.replace(self, flops=self.flops / ways, bytes=self.bytes / ways,
+                                   params=self.params / ways, backward_bytes=back)
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,10 @@ class Model:
         What one sample is ("images", "sequences"), for reports.
     num_layers, hidden, heads, seq_len, vocab : int or None
         Transformer shape (None for CNNs and custom models).
+    attention : {"fused", "unfused"}, default "fused"
+        How its transformer blocks' attention core was built (:func:`block_work`; change it with
+        :func:`with_attention`): what their time and their kept activations (:mod:`simulator.parallel.memory`)
+        assume.
     """
 
     name: str
@@ -190,10 +218,14 @@ class Model:
     heads: int | None = None
     seq_len: int | None = None
     vocab: int | None = None
+    attention: str = "fused"
 
     def __post_init__(self) -> None:
-        """Store layers as a tuple; reject empty models and duplicate layer names."""
+        """Store layers as a tuple; reject empty models, duplicate layer names and an unknown attention."""
         object.__setattr__(self, "layers", tuple(self.layers))
+        if self.attention not in ATTENTION:
+            raise ValueError(f"model {self.name!r}: attention must be one of {', '.join(ATTENTION)}, "
+                             f"got {self.attention!r}")
         if not self.layers:
             raise ValueError(f"model {self.name!r}: needs at least one layer")
         if not self.bytes_per_param > 0:
@@ -502,37 +534,92 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
     )
 
 
-def block_work(s: int, h: int) -> tuple[Work, Work, Work]:
+def block_work(s: int, h: int, heads: int = 1, attention: str = "fused") -> tuple[Work, ...]:
     """A transformer block's forward work per sequence: its GEMMs, its attention core, its elementwise ops.
 
     - ``gemm``: QKV, projection and the two 4h MLP matrices, 24·s·h² FLOPs (Narayanan et al. 2021,
       appendix); activations in and out, 16-bit: QKV 2sh + 6sh, projection 2sh + 2sh, MLP 2sh + 8sh and
       8sh + 2sh = 32·s·h bytes; weights 12h² + 9h (the biases).
-    - ``attention``: scores QKᵀ, softmax and context AV, 4·s²·h FLOPs, one fused kernel
-      (FlashAttention-style: the a·s² scores stay on chip): reads Q, K, V and writes the context,
-      8·s·h bytes.
+    - the attention core (``core``): scores QKᵀ, softmax, dropout and context AV, 4·s²·h FLOPs; how it
+      moves its a·s² scores (``heads`` a) is ``attention`` (:data:`ATTENTION`):
+
+      ``fused`` (FlashAttention, Dao et al. 2022; Megatron-core and PyTorch's SDPA today): one
+      ``attention`` kernel, the scores never leave the chip; it reads Q, K, V and writes the context,
+      8·s·h bytes (backward twice that, the rule of :mod:`simulator.compute`).
+
+      ``unfused`` (Megatron-LM before FlashAttention: Shoeybi et al. 2019, Narayanan et al. 2021):
+      the scores go through HBM between four kernels. Forward, per score element (fp16: 2 bytes, the
+      dropout mask 1 byte), as Dao et al. 2022, Sec. 2.2 and Algorithm 0, count the standard
+      implementation's HBM traffic, with Megatron's dropout on the probabilities added:
+
+      ====================================================  =====  =======
+      kernel                                                reads  writes
+      ====================================================  =====  =======
+      QKᵀ, batched GEMM (Q, K in: 4sh)                                2
+      scale-mask-softmax (Megatron's fused kernel)            2      2
+      dropout of the probabilities (output and 1-byte mask)   2      3
+      AV, batched GEMM (V in, context out: 4sh)               2
+      ====================================================  =====  =======
+
+      13 bytes per score, 13·a·s². Backward (Dao et al. 2022, Algorithm 3, with dropout): dV = P̃ᵀ·dO
+      reads the dropped probabilities P̃ (2), dP̃ = dO·Vᵀ writes dP̃ (2); dropout backward reads dP̃ and
+      the mask, writes dP (2 + 1 + 2); softmax backward reads its output P and dP, writes dS (2 + 2 + 2);
+      dQ = dS·K and dK = dSᵀ·Q are two batched GEMMs, each reading dS (2 + 2): 19 bytes per score,
+      19·a·s². What stays in HBM for backward is P, the mask and P̃: Korthikanti et al. 2022's 5·a·s²
+      bytes (:mod:`simulator.parallel.memory`). As work: the two batched GEMMs are ``gemm`` pieces (cuBLAS
+      strided-batched GEMMs, ``torch.baddbmm`` / ``bmm``, the kernels the ``gemm`` share describes; the
+      ``attention`` share is a fused FlashAttention kernel's, which these runs do not have): 4·s²·h
+      FLOPs over 8·s·h + 4·a·s² bytes (their intensity, about h/a FLOP a byte, is below an A100's
+      ridge of 153 for heads of 128 or less, so they are memory-bound on the roofline); backward twice
+      both. Softmax and dropout are an ``elementwise`` piece of 9·a·s² bytes, 11·a·s² in backward.
     - ``elementwise``: two LayerNorms (read and write: 2 × 4sh), two dropout + residual adds (read
       2 × 2sh, write 2sh and a 1-byte mask sh: 2 × 7sh) and GeLU on 4h (8sh + 8sh): 38·s·h bytes; the
       LayerNorms' 4h weights. Their FLOPs are not counted (memory-bound; Narayanan's count).
     """
-    return (Work("gemm", 24.0 * s * h * h, 32.0 * s * h, 12 * h * h + 9 * h),
-            Work("attention", 4.0 * s * s * h, 8.0 * s * h),
-            Work("elementwise", 0.0, 38.0 * s * h, 4 * h))
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
+    gemm = Work("gemm", 24.0 * s * h * h, 32.0 * s * h, 12 * h * h + 9 * h)
+    rest = Work("elementwise", 0.0, 38.0 * s * h, 4 * h)
+    if attention == "fused":
+        return gemm, Work("attention", 4.0 * s * s * h, 8.0 * s * h, core=True), rest
+    scores = float(heads) * s * s
+    return (gemm, Work("gemm", 4.0 * s * s * h, 8.0 * s * h + 4.0 * scores, core=True),
+            Work("elementwise", 0.0, 9.0 * scores, backward_bytes=11.0 * scores, core=True), rest)
 
 
-def _block(name: str, s: int, h: int, heads: int) -> Layer:
+def _block(name: str, s: int, h: int, heads: int, attention: str = "fused") -> Layer:
     """One pre/post-LN transformer block: attention + 4h MLP, as its GEMM, attention and elementwise work.
 
     Params 12h^2 + 13h. Forward FLOPs per token 24h^2 (QKV, projection, MLP GEMMs)
     + 4sh (scores QK^T and context AV), Narayanan et al. 2021, appendix; bytes moved as
-    :func:`block_work` counts them. (What a block *keeps* for backward is Korthikanti et al.
-    2022's s·h·(34 + 5·a·s/h) bytes: :mod:`simulator.parallel.memory`.)
+    :func:`block_work` counts them for ``attention``. (What a block *keeps* for backward is
+    Korthikanti et al. 2022's s·h·(34 + 5·a·s/h) bytes unfused: :mod:`simulator.parallel.memory`.)
     """
-    work = block_work(s, h)
+    work = block_work(s, h, heads, attention)
     return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * ACT_BYTES,
                  sum(w.bytes for w in work), kind="transformer",
                  matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)),   # QKV, projection, MLP in and out
                  work=work)
+
+
+def with_attention(model: Model, attention: str) -> Model:
+    """``model`` with its transformer blocks' attention core ``fused`` or ``unfused`` (:func:`block_work`).
+
+    Raises
+    ------
+    ValueError
+        If ``attention`` is not one of :data:`ATTENTION`, or the model has no transformer blocks.
+    """
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
+    if not any(la.kind == "transformer" for la in model.layers):
+        raise ValueError(f"model {model.name!r} has no transformer blocks, so it has no attention core")
+    if attention == model.attention:
+        return model
+    s, h, a = model.seq_len, model.hidden, model.heads
+    assert s is not None and h is not None and a is not None   # a model with blocks has their shape
+    layers = tuple(_block(la.name, s, h, a, attention) if la.kind == "transformer" else la for la in model.layers)
+    return dataclasses.replace(model, layers=layers, attention=attention)
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:

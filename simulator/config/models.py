@@ -315,6 +315,9 @@ class Workload(StrictModel):
     model: StrictStr | CustomModel = Field(
         "resnet50", description="a preset name, {name, layers: [...]}, or a bare list of layers")
     batch_per_device: PositiveInt = 32
+    attention: Literal["fused", "unfused"] = Field(
+        "fused", description="transformer blocks' attention core: fused (FlashAttention-style, the scores stay on "
+                             "chip) or unfused (pre-2022 Megatron-LM: the a·s² scores through memory)")
 
     @model_validator(mode="before")
     @classmethod

@@ -32,8 +32,16 @@ full recomputation                                   ``2·s·b·h``
 ===================================================  ================================
 
 (selective recomputation drops the attention core's ``5·a·s/h`` term: the scores, softmax
-and its dropout are rebuilt in backward). With full recomputation the block being
-recomputed needs its activations once more while its backward runs. Other
+and its dropout are rebuilt in backward). That term is the unfused attention core's
+(``workload.attention: unfused``, :func:`simulator.workloads.block_work`): the softmax output (2 bytes
+a score), the dropout mask (1) and the dropout output (2). A fused, FlashAttention-style core
+(``fused``, the default) keeps no scores: besides Q, K, V and the output, which the ``34`` already
+counts, it keeps the softmax statistics, one fp32 log-sum-exp per query and head (Dao 2023,
+FlashAttention-2, Algorithm 1: ``L``), ``STATS_BYTES·a·s`` bytes, so its term is ``4·a/(h·T)``
+instead of ``5·a·s/(h·T)`` (0 with selective recomputation, which re-runs the core).
+
+With full recomputation the block being recomputed needs its activations once more while its
+backward runs. Other
 layers keep their output (``Layer.activation_bytes``; the vocabulary-parallel
 ``lm_head`` 1/T of it). A stage holds one set per microbatch in flight; how many are
 in flight at the peak is read off the pipeline schedule
@@ -53,11 +61,12 @@ from simulator.devices import Device
 from simulator.workloads import Layer, Model
 
 __all__ = [
-    "GRAD_BYTES", "OPTIMIZER_BYTES", "PARAM_BYTES", "DeviceMemory", "check_fits", "layer_activation_bytes",
-    "model_state_bytes", "recompute_working_bytes",
+    "GRAD_BYTES", "OPTIMIZER_BYTES", "PARAM_BYTES", "STATS_BYTES", "DeviceMemory", "check_fits",
+    "layer_activation_bytes", "model_state_bytes", "recompute_working_bytes",
 ]
 
 PARAM_BYTES = 2        # fp16/bf16 working weights
+STATS_BYTES = 4        # a fused attention core's fp32 log-sum-exp per query row and head
 GRAD_BYTES = 2         # fp16/bf16 gradients
 OPTIMIZER_BYTES = 12   # K: fp32 master weights, Adam momentum and variance
 
@@ -78,13 +87,19 @@ def model_state_bytes(params: float, zero: int = 0, data_parallel: int = 1) -> f
 
 def layer_activation_bytes(layer: Layer, model: Model, tensor: int = 1, recompute: str | bool = "none",
                            sequence_parallel: bool = False) -> float:
-    """Bytes ``layer`` keeps for its backward, per sample (one sequence or image): Table 2 above."""
+    """Bytes ``layer`` keeps for its backward, per sample (one sequence or image): Table 2 above, with the
+    attention core's term as ``model.attention`` has it."""
     recompute = {True: "full", False: "none"}.get(recompute, recompute) if isinstance(recompute, bool) else recompute
     if layer.kind == "transformer" and model.hidden and model.seq_len:
         s, h, a = model.seq_len, model.hidden, model.heads or 1
         if recompute == "full":
             return 2.0 * s * h
-        attention = 0.0 if recompute == "selective" else 5 * a * s / (h * tensor)
+        if recompute == "selective":
+            attention = 0.0
+        elif model.attention == "unfused":
+            attention = 5 * a * s / (h * tensor)
+        else:
+            attention = STATS_BYTES * a / (h * tensor)
         rest = 34 / tensor if sequence_parallel else 10 + 24 / tensor
         return s * h * (rest + attention)
     if layer.kind == "lm_head":

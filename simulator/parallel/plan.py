@@ -215,14 +215,15 @@ def _sizes_and_schedule(config: Config, network: Network, model: Model) -> tuple
 
 def _compute(config: Config, hw: ResolvedHardware, split: list[Layer], b: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-layer forward and backward seconds per microbatch (recomputation adds to blocks' backward:
-    full, their whole forward; selective, their attention core's forward)."""
+    full, their whole forward; selective, their attention core's forward, an unfused core's s² traffic
+    included)."""
     fwd = np.array([compute.layer_time(la, hw.device, b) for la in split])
     bwd = np.array([compute.layer_time(la, hw.device, b, pass_="backward") for la in split])
     mode, block = config.parallelism.recompute, np.array([la.kind == "transformer" for la in split])
     if mode == "full":
         bwd = bwd + np.where(block, fwd, 0.0)
     elif mode == "selective":
-        again = np.array([compute.layer_time(la, hw.device, b, kinds=("attention",)) for la in split])
+        again = np.array([compute.layer_time(la, hw.device, b, core=True) for la in split])
         bwd = bwd + np.where(block, again, 0.0)
     return fwd, bwd
 

@@ -62,17 +62,17 @@ def check_recompute(model: Model, recompute: str) -> None:
 def split_layer(layer: Layer, tensor: int, sequence_parallel: bool = False) -> Layer:
     """The 1/T share of ``layer`` one device holds and computes (the whole layer if it does not split).
 
-    A split layer's GEMM and attention work is divided by T; its elementwise work (LayerNorm,
-    dropout, residual adds, GeLU of a block; the head's LayerNorm and softmax) is replicated on
-    every rank of the group unless ``sequence_parallel`` splits it along the sequence
-    (Korthikanti et al. 2022, §4.2.2). Parameters are divided by T either way (as before).
+    A split layer's GEMM and attention work is divided by T, and so is all of a block's attention core
+    (``Work.core``: each rank runs a/T heads, an unfused core's softmax and dropout included); its other
+    elementwise work (LayerNorm, dropout, residual adds, GeLU of a block; the head's LayerNorm and
+    softmax) is replicated on every rank of the group unless ``sequence_parallel`` splits it along the
+    sequence (Korthikanti et al. 2022, §4.2.2). Parameters are divided by T either way (as before).
     """
     if tensor == 1 or layer.kind not in ALLREDUCES:
         return layer
     # each weight matrix is split along its longer side (Megatron's column / row parallel GEMMs)
     matrices = tuple((-(-m // tensor), n) if m >= n else (m, -(-n // tensor)) for m, n in layer.matrices)
-    work = tuple(dataclasses.replace(w, flops=w.flops / tensor, bytes=w.bytes / tensor, params=w.params / tensor)
-                 if w.kind != "elementwise" or sequence_parallel else w for w in layer.work)
+    work = tuple(w.split(tensor) if w.kind != "elementwise" or w.core or sequence_parallel else w for w in layer.work)
     return dataclasses.replace(layer, params=-(-layer.params // tensor), forward_flops=sum(w.flops for w in work),
                                activation_bytes=layer.activation_bytes / tensor,
                                memory_bytes=sum(w.bytes for w in work), matrices=matrices, work=work)

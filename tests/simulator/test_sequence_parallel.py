@@ -16,41 +16,48 @@ from simulator.parallel.memory import layer_activation_bytes
 from simulator.parallel.plan import build_plan
 from simulator.resolve import resolve_hardware
 from simulator.run import simulate
-from simulator.workloads import get_model
+from simulator.workloads import get_model, with_attention
 from tests.simulator.test_engine_matrix import job
 
 S, H, A, L = 512, 1024, 16, 24          # BERT-large
 
 
-def table2(t: int, sp: bool, recompute: str) -> float:
-    """Korthikanti et al. 2022, Table 2: activation bytes per layer for one sequence (b = 1)."""
+def table2(t: int, sp: bool, recompute: str, attention: str = "unfused") -> float:
+    """Korthikanti et al. 2022, Table 2: activation bytes per layer for one sequence (b = 1). Their
+    attention core is unfused (5·a·s² bytes of scores kept); a fused one keeps 4 bytes (an fp32 log-sum-exp)
+    per query and head instead: 4·a·s."""
     if recompute == "full":
         return 2 * S * H
+    core = 0 if recompute == "selective" else (5 * A * S / (H * t) if attention == "unfused" else 4 * A / (H * t))
     if sp:
-        return S * H * (34 / t + (0 if recompute == "selective" else 5 * A * S / (H * t)))
-    return S * H * (10 + 24 / t + (0 if recompute == "selective" else 5 * A * S / (H * t)))
+        return S * H * (34 / t + core)
+    return S * H * (10 + 24 / t + core)
 
 
 @pytest.mark.parametrize("t", [1, 2, 4, 8])
 @pytest.mark.parametrize("sp", [False, True])
 @pytest.mark.parametrize("recompute", ["none", "selective", "full"])
-def test_a_block_keeps_what_table_2_says(t, sp, recompute):
+@pytest.mark.parametrize("attention", ["unfused", "fused"])
+def test_a_block_keeps_what_table_2_says(t, sp, recompute, attention):
     if sp and t == 1:
         return
-    model = get_model("bert_large")
+    model = with_attention(get_model("bert_large"), attention)
     block = model.layers[1]
-    assert layer_activation_bytes(block, model, t, recompute, sp) == pytest.approx(table2(t, sp, recompute),
+    assert layer_activation_bytes(block, model, t, recompute, sp) == pytest.approx(table2(t, sp, recompute, attention),
                                                                                  rel=1e-12)
-    if t == 1 and recompute == "none":   # the paper's no-parallelism row: sbh(34 + 5as/h)
-        assert layer_activation_bytes(block, model) == pytest.approx(S * H * (34 + 5 * A * S / H), rel=1e-12)
+    if t == 1 and recompute == "none":   # the paper's no-parallelism row: sbh(34 + 5as/h); fused: sbh·34 + 4as
+        kept = S * H * (34 + 5 * A * S / H) if attention == "unfused" else S * H * 34 + 4 * A * S
+        assert layer_activation_bytes(block, model) == pytest.approx(kept, rel=1e-12)
 
 
-def bert(t: int, sp: bool = False, recompute: str = "none", bandwidth: str = "10GB/s") -> dict:
+def bert(t: int, sp: bool = False, recompute: str = "none", bandwidth: str = "10GB/s",
+         attention: str = "fused") -> dict:
     return {
         "name": "sp",
         "cluster": {"topology": {"kind": "switch", "devices": 8, "link": {"bandwidth": bandwidth, "latency": "2us"}},
                     "device": "a100"},
-        "workload": {"model": "bert_large", "batch_per_device": 4},
+        "workload": {"model": "bert_large", "batch_per_device": 4, **({"attention": attention} if attention != "fused"
+                                                                         else {})},
         "parallelism": {"data": 1, "tensor": t, "microbatches": 2, "sequence_parallel": sp, "recompute": recompute},
         "training": {"iterations": 3, "warmup": 1},
     }
@@ -66,12 +73,14 @@ def plan_of(raw: dict):
 @pytest.mark.parametrize("t", [2, 4])
 @pytest.mark.parametrize("sp", [False, True])
 @pytest.mark.parametrize("recompute", ["none", "selective"])
-def test_the_plan_holds_table_2_for_every_block(t, sp, recompute):
+@pytest.mark.parametrize("attention", ["unfused", "fused"])
+def test_the_plan_holds_table_2_for_every_block(t, sp, recompute, attention):
     b = 2                                            # batch 4 in 2 microbatches; one stage, one in flight
-    plan, base = plan_of(bert(t, sp, recompute)), plan_of(bert(t))
+    plan, base = plan_of(bert(t, sp, recompute, attention=attention)), plan_of(bert(t, attention=attention))
     assert plan.memory[0].in_flight == base.memory[0].in_flight == 1
-    working = 5 * A * S * S / t if recompute == "selective" else 0.0   # the attention core, rebuilt once
-    expected = b * L * (table2(t, sp, recompute) - table2(t, False, "none")) + b * working
+    core = 5 * A * S * S / t if attention == "unfused" else 4 * A * S / t
+    working = core if recompute == "selective" else 0.0   # the attention core, rebuilt once
+    expected = b * L * (table2(t, sp, recompute, attention) - table2(t, False, "none", attention)) + b * working
     assert plan.memory[0].activations - base.memory[0].activations == pytest.approx(expected, rel=1e-9)
 
 
@@ -171,6 +180,14 @@ def test_each_kinds_efficiency_moves_every_job(parallel, sync, kind):
     (["parallelism.recompute=partial"], "parallelism.recompute: expected 'none', 'selective' or 'full'"),
     (["cluster.device={name: a100, efficiency: {gemm: 1.5}}"], "cluster.device.efficiency.gemm: "),
     (["cluster.device={name: a100, efficiency: {convolution: 0.5}}"], "cluster.device.efficiency.convolution: "),
+    (["workload.model=resnet50", "workload.attention=unfused"],
+     "workload.attention: unfused sets how transformer blocks run their attention core, and resnet50 has none"),
+    (["workload.model=resnet50", "workload.attention=fused"], "workload.attention: fused .* resnet50 has none"),
+    (["workload.model=[{name: qk, kind: attention, params: 0, forward_flops: 1e9}]", "workload.attention=unfused"],
+     "workload.attention: .* custom has none"),
+    (["workload.attention=unfused", "cluster.device={name: a100, efficiency: {attention: 0.5}}"],
+     r"cluster.device.efficiency.attention: bert_large has no attention work \(workload.attention: unfused runs"),
+    (["workload.attention=flash"], "workload.attention: "),
 ])
 def test_keys_that_cannot_apply_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
