@@ -154,6 +154,8 @@ class Network:
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
+        self._bounded = 0   # coupled steps given a lower bound instead of a solve (schedule_lower_bound)
+        self._bounds: dict[bytes, float] = {}   # those bounds, keyed as _steps
         self._reduce_used: set[float] = set()   # reduce efficiencies of the switches collectives reduced in
 
     def efficiency_summary(self) -> dict[str, Any]:
@@ -237,11 +239,14 @@ class Network:
         return self.model.finish_times(self.flows(src, dst, nbytes), self.routing.capacity)
 
     def step_time(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
-                  reduced: np.ndarray | None = None, route_key: bytes | None = None) -> float:
+                  reduced: np.ndarray | None = None, route_key: bytes | None = None, *, bound: bool = False
+                  ) -> float:
         """Duration of one collective step (memoised on endpoints and relative bytes).
 
         ``reduced`` marks the transfers whose receiver reduces (γ applies to them);
         ``route_key`` (a digest of ``src`` and ``dst``) saves re-hashing shared arrays.
+        ``bound``: a step whose flows share links and that was not solved before is not solved
+        now; it is given the model's ``last_finish_lower_bound`` instead (counted in ``_bounded``).
         """
         if len(src) == 0:
             return 0.0
@@ -256,7 +261,13 @@ class Network:
         else:
             key = route_key + digest(flow_bytes)
             t = self._steps.get(key)
-            if t is None:
+            if t is None and bound:
+                self._bounded += 1
+                t = self._bounds.get(key)
+                if t is None:
+                    t = self._bounds[key] = self.model.last_finish_lower_bound(
+                        FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency), self.routing.capacity)
+            elif t is None:
                 t = self._steps[key] = self._coupled(routes, route_key, flow_bytes)
         if self.gamma and red.any():
             if routes.unique_dst:
@@ -298,13 +309,30 @@ class Network:
         """Simulated duration of a whole collective schedule (see ``schedule_cost``)."""
         return self.schedule_cost(schedule, placement)[0]
 
-    def schedule_cost(self, schedule: Schedule, placement: np.ndarray | None = None) -> tuple[float, float]:
+    def schedule_lower_bound(self, schedule: Schedule, placement: np.ndarray | None = None) -> tuple[float, bool]:
+        """A lower bound on ``schedule_time`` that solves no max-min allocation, and whether it is exact.
+
+        The schedule is costed as ``schedule_time`` costs it, except that each step whose flows share
+        links, and that no earlier call solved, costs the network model's ``last_finish_lower_bound``
+        (for the fluid model: no flow faster than its path's bottleneck, no link carrying more than its
+        capacity; ``Fluid.last_finish_lower_bound`` proves it), which no solve can undercut. Every other
+        term (uncoupled steps, γ, a pipeline's pace, the launch latency, a calibrated profile's fitted
+        cost) is the same float as ``schedule_time``'s, added in the same order, so where no step needed
+        the bound (``exact``) the bound is ``schedule_time``'s float itself.
+        """
+        before = self._bounded
+        seconds = self.schedule_cost(schedule, placement, bound=True)[0]
+        return seconds, self._bounded == before
+
+    def schedule_cost(self, schedule: Schedule, placement: np.ndarray | None = None, *, bound: bool = False
+                      ) -> tuple[float, float]:
         """Simulated seconds of a whole collective schedule, and the bytes its flows carried.
 
         ``placement[r]`` is the device rank that schedule rank ``r`` runs on
         (default: the identity). A step's transfers of one chunk range travel as one
         message (``Step.messages``). Steps that rotate the chunks of a ring over the
         same routes are timed together (see ``_rotations``); the seconds are the same.
+        ``bound``: as ``step_time``'s (``schedule_lower_bound``).
         """
         if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
@@ -314,7 +342,7 @@ class Network:
             place, effs = self.with_switches(schedule, place[None, :])
             place, switch = place[0], (schedule.workers, effs[:1])
         if schedule.slices > 1 or switch is not None:
-            return self._pipelined_cost(schedule, place[None, :], switch)
+            return self._pipelined_cost(schedule, place[None, :], switch, bound=bound)
         rotations = _Rotations(self, schedule.chunk_bytes)
         plan_key = (id(schedule.steps), digest(place))
         plan = self._ring_plans.get(plan_key)
@@ -326,7 +354,7 @@ class Network:
             for _ in times:
                 carried += rotations.step_bytes
         else:
-            times, carried = self._step_times(schedule, place, rotations)
+            times, carried = self._step_times(schedule, place, rotations, bound)
             if len(times) >= 64 and all(t is None for t in times):   # a pure ring: keep how it was grouped
                 if len(self._ring_plans) >= 4:
                     self._ring_plans.pop(next(iter(self._ring_plans)))
@@ -339,7 +367,7 @@ class Network:
             total += self.launch_latency
         return total, carried
 
-    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations
+    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations, bound: bool = False
                     ) -> tuple[list[float | None], float]:
         """Each step's seconds (None: left to ``rotations``) and the bytes carried, in step order."""
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
@@ -373,7 +401,7 @@ class Network:
                 continue
             last = (None, None, None, None)
             nbytes = chunk_bytes[step.first] if step.count is None else step.message_bytes(chunk_bytes)
-            times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2]))
+            times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2], bound=bound))
             carried += float(nbytes.sum())
         return times, carried
 
@@ -436,7 +464,7 @@ class Network:
         return np.array(rows, dtype=np.int64), np.array(effs)
 
     def _pipelined_cost(self, schedule: Schedule, groups: np.ndarray,
-                        switch: tuple[int, np.ndarray] | None) -> tuple[float, float]:
+                        switch: tuple[int, np.ndarray] | None, *, bound: bool = False) -> tuple[float, float]:
         """Seconds and bytes of ``schedule`` (on every row of ``groups`` at once) in ``c = slices`` slices.
 
         One slice (every chunk cut to ``1/c``) through every step, step after step, is the pipeline
@@ -466,7 +494,7 @@ class Network:
                 red = red & ~np.tile(dst >= w, g)
             s, d = groups[:, src].ravel(), groups[:, dst].ravel()
             key = digest(s, d)
-            total += self.step_time(s, d, timed, red, route_key=key)
+            total += self.step_time(s, d, timed, red, route_key=key, bound=bound)
             sent += float(nbytes.sum()) * c
             if c > 1:
                 routes = self._routes(s, d, key)

@@ -52,6 +52,10 @@ class NetworkModel(Protocol):
         """Seconds from the common start until each flow's last byte arrives."""
         ...
 
+    def last_finish_lower_bound(self, flows: FlowBatch, capacity: np.ndarray) -> float:
+        """A number never above ``finish_times(flows, capacity).max()``, cheaper than solving for it."""
+        ...
+
 
 def segment_reduce(ufunc: np.ufunc, values: np.ndarray, ptr: np.ndarray, empty: float) -> np.ndarray:
     """``ufunc.reduce`` over each CSR segment ``values[ptr[i]:ptr[i+1]]``; ``empty`` for empty ones."""

@@ -41,7 +41,7 @@ from simulator.config import Config, ConfigError
 from simulator.errors import TrainsimInputError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
-from simulator.tuner import best_algorithm
+from simulator.tuner import Choice, best_algorithm, fastest
 from simulator.workloads import Layer, Model, gradient_buckets
 
 from .memory import (
@@ -121,7 +121,7 @@ class ParallelPlan:
     memory: tuple[DeviceMemory, ...]    # [P] one device of each stage
     algorithm: str
     tensor_bytes_per_block_pass: float  # bytes one device sends per block, microbatch and pass
-    auto_candidates_s: dict[str, float]  # algorithm: auto — every candidate's seconds
+    auto: Choice | None                 # algorithm: auto — the candidates' seconds (or bounds, pruned)
     zero: int                           # ZeRO stage
     recompute: str                      # none | selective | full
     wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
@@ -426,36 +426,37 @@ def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config
 
 
 def _algorithm(config: Config, network: Network, placement: Placement, parts: tuple[tuple[GradientPart, ...], ...]
-               ) -> tuple[str, dict[str, float]]:
+               ) -> tuple[str, Choice | None]:
     """The configured algorithm; ``auto`` is timed on stage 0's data-parallel group over its parts."""
     algorithm = config.communication.algorithm
     if algorithm != "auto":
-        return algorithm, {}
+        return algorithm, None
     group = placement.data_group(0, 0)
     sizes = [part.bytes for u in range(0, len(parts), placement.sizes.pipeline) for part in parts[u]]
     info = {"devices_per_node": placement.devices_per_node_in(group)}
     phases = _phases_needed(config)
     if not phases:
-        best, totals = best_algorithm(network, len(group), sizes, placement=group,
-                                      options=config.communication.algorithm_options, **info)
+        choice = best_algorithm(network, len(group), sizes, placement=group,
+                                options=config.communication.algorithm_options, **info)
     else:
-        totals = {}   # ZeRO / an all-gathering codec: the candidates that have those phases, timed on them
+        candidates = {}   # ZeRO / an all-gathering codec: the candidates that have those phases, timed on them
         for name, own in PHASES.items():
             if phases <= own.keys():
                 options = algorithm_options(config, name)
                 try:
-                    totals[name] = sum(network.schedule_time(collectives.schedule(
-                        own[ph], len(group), n, collective=ph, **info, **options), group)
-                        for n in sizes for ph in sorted(phases))
+                    candidates[name] = [(collectives.schedule(own[ph], len(group), n, collective=ph, **info,
+                                                              **options), group)
+                                        for n in sizes for ph in sorted(phases)]
                 except collectives.ScheduleError:
                     continue  # cannot run on this node structure / with these options (as best_algorithm)
-        best = min(totals, key=lambda k: (totals[k], list(totals).index(k)))
-    if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in totals:
+        choice = fastest(network, candidates)
+    if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in {**choice.seconds,
+                                                                                          **choice.pruned}:
         why = (f"this job's gradients need a {' and a '.join(sorted(phases))}" if phases
                else "no switch reduces for a whole data-parallel group")
         raise ConfigError(f"cluster.topology.reduction: auto cannot use the in-switch (nvls) allreduce here ({why}); "
                           "remove it")
-    return best, totals
+    return choice.algorithm, choice
 
 
 def _phases_needed(config: Config) -> set[str]:
@@ -483,7 +484,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
     chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
-    algorithm, candidates = _algorithm(config, network, placement, parts)
+    algorithm, auto = _algorithm(config, network, placement, parts)
     sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, parts, chunk_params,
                                                        hw.device)
     zero_shards = sizes.data if par.zero else 1
@@ -500,7 +501,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     return ParallelPlan(sizes, placement, par.microbatches, b, v, par.schedule, ops, virtual, compute_f, compute_b,
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
-                        memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
+                        memory, algorithm, per_block, auto, par.zero, par.recompute, wire,
                         comm.compression.method, average, comm.priority,
                         tuple(sorted(algorithm_options(config, algorithm).items())), par.sequence_parallel)
 

@@ -141,8 +141,9 @@ def test_outputs_are_written(small_config, tmp_path):
 
 def test_auto_algorithm_is_reported_and_is_the_fastest_candidate(small_config):
     s = simulate(load_config(small_config, ["communication.algorithm=auto"])).summary
-    cands = s["auto_candidates_s"]
+    cands, pruned = s["auto_candidates_s"], s["auto_pruned_lower_bound_s"]
     assert s["algorithm"] in cands
     assert cands[s["algorithm"]] == min(cands.values())
+    assert all(bound > cands[s["algorithm"]] for bound in pruned.values())   # pruned: slower than the choice
     ring = simulate(load_config(small_config)).summary
     assert s["iteration_time_s"] <= ring["iteration_time_s"] * (1 + 1e-12)
