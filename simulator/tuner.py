@@ -6,11 +6,15 @@ registered algorithm that can run on these ranks is timed on the actual topology
 fastest total wins. Ties go to the earlier algorithm in registry order, so the
 choice is deterministic.
 
-Branch and bound: solving the max-min steps of every candidate is most of the cost, so each
-candidate first gets a lower bound that solves none (``Network.schedule_lower_bound``); candidates
-are then simulated cheapest bound first, and one whose bound already exceeds the fastest simulated
-total is not simulated at all (``Choice.pruned``). The choice is the one timing every candidate
-would make: a pruned candidate is slower than the winner.
+Branch and bound: routing and solving the max-min steps of every candidate are most of the cost,
+so each candidate first gets a floor that routes nothing (``Network.schedule_floor``: the links no
+route avoids, every message its step's smallest). Candidates are taken cheapest floor first: the
+first is simulated; each later one is pruned when its floor already exceeds the fastest simulated
+total, else it gets a tighter bound that routes but solves no max-min step
+(``Network.schedule_lower_bound``; where no step needed solving that is its simulated time) and is
+pruned when that exceeds the fastest total, else simulated. A pruned candidate (``Choice.pruned``,
+with the bound that pruned it) is slower than the winner, so the choice is the one timing every
+candidate would make.
 """
 
 from __future__ import annotations
@@ -51,38 +55,48 @@ def fastest(network: Network, candidates: Mapping[str, Sequence[tuple[collective
     """The candidate whose schedules (each with its placement) take the least simulated seconds in all.
 
     ``candidates`` in registry order (the tie-break). Each candidate's total is the sum of
-    ``network.schedule_time`` over its schedules, in order; a candidate whose lower bound exceeds
-    the fastest total by more than :data:`PRUNE_MARGIN` is not simulated (see the module docstring).
+    ``network.schedule_time`` over its schedules, in order; a candidate whose floor or lower bound
+    exceeds the fastest total by more than :data:`PRUNE_MARGIN` is not simulated (see the module
+    docstring).
     """
     if not candidates:
         raise ValueError("no candidates")
-    bounds: dict[str, float] = {}
-    exact: dict[str, bool] = {}
-    for name, runs in candidates.items():
-        total, all_exact = 0.0, True
-        for sched, place in runs:
-            seconds, ok = network.schedule_lower_bound(sched, place)
-            total += seconds
-            all_exact = all_exact and ok
-        bounds[name], exact[name] = total, all_exact
     order = list(candidates)
+    floors = {name: sum(network.schedule_floor(s, place) for s, place in runs) for name, runs in candidates.items()}
     best = np.inf
     seconds, pruned = {}, {}
-    for name in sorted(order, key=lambda k: (bounds[k], order.index(k))):
-        if exact[name]:          # no coupled step: the bound is the simulated total, float for float
-            seconds[name] = bounds[name]
-        elif bounds[name] > best * (1 + PRUNE_MARGIN):
-            pruned[name] = bounds[name]
+    for name in sorted(order, key=lambda k: (floors[k], order.index(k))):
+        runs = candidates[name]
+        if floors[name] > best * (1 + PRUNE_MARGIN):
+            pruned[name] = floors[name]
             continue
-        else:
+        if best < np.inf:
+            bound, exact = _lower_bound(network, runs)
+            if exact:            # no step to solve: the bound is the simulated total, float for float
+                seconds[name] = bound
+            elif bound > best * (1 + PRUNE_MARGIN):
+                pruned[name] = bound
+                continue
+        if name not in seconds:
             total = 0.0
-            for sched, place in candidates[name]:
+            for sched, place in runs:
                 total += network.schedule_time(sched, place)
             seconds[name] = total
         best = min(best, seconds[name])
     seconds = {k: seconds[k] for k in order if k in seconds}
     chosen = min(seconds, key=lambda k: (seconds[k], order.index(k)))
     return Choice(chosen, seconds, {k: pruned[k] for k in order if k in pruned})
+
+
+def _lower_bound(network: Network, runs: Sequence[tuple[collectives.Schedule, np.ndarray | None]]
+                 ) -> tuple[float, bool]:
+    """``Network.schedule_lower_bound`` summed over the runs as ``schedule_time`` would be, and whether exact."""
+    total, exact = 0.0, True
+    for sched, place in runs:
+        seconds, ok = network.schedule_lower_bound(sched, place)
+        total += seconds
+        exact = exact and ok
+    return total, exact
 
 
 def best_algorithm(network: Network, ranks: int, sizes: Iterable[int], *, collective: str = "allreduce",

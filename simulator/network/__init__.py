@@ -156,6 +156,7 @@ class Network:
         self.steps_solved = 0
         self._bounded = 0   # coupled steps given a lower bound instead of a solve (schedule_lower_bound)
         self._bounds: dict[bytes, float] = {}   # those bounds, keyed as _steps
+        self._forced_cache: dict[bytes, tuple[float, float]] = {}   # schedule_floor's, per route digest
         self._reduce_used: set[float] = set()   # reduce efficiencies of the switches collectives reduced in
 
     def efficiency_summary(self) -> dict[str, Any]:
@@ -308,6 +309,84 @@ class Network:
     def schedule_time(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
         """Simulated duration of a whole collective schedule (see ``schedule_cost``)."""
         return self.schedule_cost(schedule, placement)[0]
+
+    def schedule_floor(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
+        """A coarser lower bound on ``schedule_time`` than ``schedule_lower_bound``'s, that routes nothing.
+
+        Only the links no route can avoid count (``Routing.forced_links``: outside the switch core a
+        route is forced); a flow's latency is taken as theirs, plus the largest software latency among
+        them and a bound on its core hops' latency, all at most its route's. Each message is taken to
+        carry its step's smallest message, ``m_k`` (messages of one pair, which travel as one flow,
+        carry at least that each). Steps whose messages run between the same pairs form a group ``g``
+        (a ring's steps, or one step) of ``K_g`` steps moving ``M_g = Σ m_k``. By the two facts of
+        ``Fluid.last_finish_lower_bound`` step ``k`` lasts at least ``λ_i + m_k / c_i`` for every flow
+        ``i`` (``c_i``: its slowest forced link) and, where flows share links, ``λ_l + n_l·m_k / c_l``
+        for every forced link ``l`` (``n_l`` messages forced over it, ``λ_l`` the smallest of their
+        latencies). A sum of maxima is at least the maximum of the sums, so the group lasts at least
+        ``max(max_i K_g λ_i + M_g / c_i, max_l K_g λ_l + M_g n_l / c_l)``. A step that reduces adds at
+        least ``γ·m_k``; every collective its launch latency. With a calibrated profile this is the
+        profile's time; pipelined (``slices`` > 1) and in-switch (``nvls``) schedules get their launch
+        latency only.
+        """
+        if self.profile is not None:
+            return self.profile.schedule_time(schedule)
+        if schedule.slices > 1 or schedule.switches:
+            return self.launch_latency
+        place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
+        chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
+        smallest_chunk = float(chunk_bytes.min()) if len(chunk_bytes) else 0.0
+        groups: dict[bytes, list] = {}    # route digest -> [forced structure, K_g, M_g]
+        by_id: dict[tuple[int, int], list] = {}
+        reduces: dict[int, bool] = {}     # id(reduce flags) -> any (builders share the arrays between steps)
+        n_chunks, total = len(chunk_bytes), 0.0
+        for step in schedule.steps:
+            src, dst, red = step.messages()
+            if not len(src):
+                continue
+            group = by_id.get((id(src), id(dst)))
+            if group is None:
+                s, d = self.routing.device_nodes(place[src]), self.routing.device_nodes(place[dst])
+                key = digest(s, d)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = [self._forced(key, s, d), 0, 0.0]
+                by_id[(id(src), id(dst))] = group
+            if step.count is None and len(src) == n_chunks and step.rotation is not None:
+                m = smallest_chunk            # a ring's step moves every chunk once
+            else:
+                m = float(step.message_bytes(chunk_bytes).min())
+            group[1] += 1
+            group[2] += m
+            if self.gamma:
+                r = reduces.get(id(red))
+                if r is None:
+                    r = reduces[id(red)] = bool(red.any())
+                if r:
+                    total += self.gamma * m
+        for (latency, per_byte), steps, moved in groups.values():
+            total += float((steps * latency + moved * per_byte).max(initial=0.0))
+        return total + self.launch_latency
+
+    def _forced(self, key: bytes, src_nodes: np.ndarray, dst_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``schedule_floor``'s terms for flows between these nodes, cached by ``key``: latencies and seconds
+        per byte of each flow (forced links only), then, where flows share links, of each forced link."""
+        cached = self._forced_cache.get(key)
+        if cached is None:
+            r = self.routing
+            ptr, links, core_latency = r.forced_links(src_nodes, dst_nodes)
+            latency = segment_reduce(np.add, r.latency[links], ptr, 0.0) + core_latency
+            if r.has_software_latency:
+                latency = latency + segment_reduce(np.maximum, r.software_latency[links], ptr, 0.0)
+            per_byte = 1.0 / segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
+            if len(links) and getattr(self.model, "shares_links", False):
+                flow_of = np.repeat(np.arange(len(latency)), np.diff(ptr))
+                used, where = np.unique(links, return_inverse=True)
+                first = np.full(len(used), np.inf)
+                np.minimum.at(first, where, latency[flow_of])
+                latency = np.concatenate([latency, first])
+                per_byte = np.concatenate([per_byte, np.bincount(where) / r.capacity[used]])
+            cached = self._forced_cache[key] = (latency, per_byte)
+        return cached
 
     def schedule_lower_bound(self, schedule: Schedule, placement: np.ndarray | None = None) -> tuple[float, bool]:
         """A lower bound on ``schedule_time`` that solves no max-min allocation, and whether it is exact.

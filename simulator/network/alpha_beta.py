@@ -15,6 +15,7 @@ __all__ = ["AlphaBeta"]
 
 class AlphaBeta:
     name = "alpha_beta"
+    shares_links = False
     scales_linearly = True
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:

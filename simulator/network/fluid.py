@@ -72,6 +72,8 @@ class Fluid:
     """Max-min fair sharing with re-allocation whenever a flow completes."""
 
     name = "fluid"
+    #: flows on one link share its capacity (``Network.schedule_floor`` counts a link's bytes)
+    shares_links = True
     #: finish times are latency + a function of the sizes that scales with them (Network memoises on it)
     scales_linearly = True
 

@@ -1,8 +1,8 @@
 """Branch and bound in ``algorithm: auto`` (``simulator/tuner.py``).
 
-Truth comes from timing every candidate in full, as the tuner did before it pruned: the lower bound
-(``Network.schedule_lower_bound``) never exceeds the simulated time, is that time exactly where it
-says so, and pruning never changes the choice.
+Truth comes from timing every candidate in full, as the tuner did before it pruned: the floor
+(``Network.schedule_floor``) and the lower bound (``Network.schedule_lower_bound``) never exceed the
+simulated time, the bound is that time exactly where it says so, and pruning never changes the choice.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ TOPOLOGIES = {   # (graph, devices per node)
     "torus": (lambda: topologies.build("torus", dims=(4, 4), bandwidth="100Gbps", latency="1us"), 1),
     "hierarchical": (lambda: hierarchical(4, 4, inter_kind="leaf_spine"), 4),
     "hierarchical_nvls": (lambda: hierarchical(1, 8, inter_kind="switch", intra_reduce_efficiency=0.85), 8),
+    "hierarchical_fat_tree": (lambda: hierarchical(8, 2, inter_kind="fat_tree", nics_per_node=2), 2),
 }
 
 
@@ -75,12 +76,12 @@ def test_the_bound_never_exceeds_random_flows_finish_times():
 
 @pytest.mark.parametrize("model", ["fluid", "alpha_beta"])
 @pytest.mark.parametrize("topology", list(TOPOLOGIES))
-def test_the_schedule_bound_never_exceeds_the_simulated_time(topology, model):
+def test_the_floor_and_the_bound_never_exceed_the_simulated_time(topology, model):
     build, dpn = TOPOLOGIES[topology]
     graph = build()
     ranks = len(Network(graph).routing.devices)
     rng = np.random.default_rng(len(topology))
-    bounded = 0
+    bounded, floors = 0, []
     for name in collectives.algorithms("allreduce"):
         for size in [int(rng.integers(1, 2**12)), int(rng.integers(2**20, 2**26)), 2**24]:
             for options in ({}, {"slices": 4}):
@@ -93,6 +94,9 @@ def test_the_schedule_bound_never_exceeds_the_simulated_time(topology, model):
                     continue
                 bound, exact = Network(graph, model, gamma=gamma).schedule_lower_bound(sched)
                 seconds = Network(graph, model, gamma=gamma).schedule_time(sched)
+                floor = Network(graph, model, gamma=gamma).schedule_floor(sched)
+                assert floor <= seconds * (1 + 1e-9), (name, size, options)
+                floors.append(floor / seconds)
                 if exact:
                     assert bound == seconds
                 else:
@@ -100,6 +104,8 @@ def test_the_schedule_bound_never_exceeds_the_simulated_time(topology, model):
                     assert bound <= seconds * (1 + 1e-9), (name, size, options)
     if model == "fluid" and topology != "switch":
         assert bounded   # the case exercised the bound, not only exact steps
+    if topology in {"switch", "leaf_spine", "hierarchical", "hierarchical_nvls"}:   # routes mostly forced
+        assert max(floors) > 0.99   # there the floor is close to the time (a torus is all core: floor ~ 0)
 
 
 CASES = [   # (topology, sizes, options)
@@ -141,3 +147,12 @@ def test_some_cases_prune():
     choice = best_algorithm(Network(graph), 16, [2**26], devices_per_node=4)
     assert choice.algorithm == "hierarchical"
     assert {"recursive_doubling", "rabenseifner"} <= set(choice.pruned)
+
+
+def test_a_floor_that_prunes_routes_nothing():
+    graph = hierarchical(4, 4, inter_kind="leaf_spine")
+    net = Network(graph)
+    floors = {name: net.schedule_floor(collectives.schedule(name, 16, 2**26, devices_per_node=4))
+              for name in ("hierarchical", "recursive_doubling")}
+    assert floors["recursive_doubling"] > 2 * floors["hierarchical"]
+    assert net.routing._paths == {} and net.steps_solved == 0
