@@ -42,12 +42,15 @@ class Choice:
 
     ``seconds``: the simulated total of each candidate simulated (registry order); ``pruned``: the
     lower bound of each candidate that was not, because its bound exceeded the fastest total
-    (registry order). Every candidate is in exactly one of the two.
+    (registry order). Every candidate is in exactly one of the two. ``priced``: the chosen one's
+    ``Network.schedule_cost`` (seconds, bytes carried) of each of its schedules, in order, so that
+    what the tuner simulated need not be simulated again.
     """
 
     algorithm: str
     seconds: dict[str, float]
     pruned: dict[str, float]
+    priced: tuple[tuple[float, float], ...] = ()
 
 
 def fastest(network: Network, candidates: Mapping[str, Sequence[tuple[collectives.Schedule, np.ndarray | None]]]
@@ -64,39 +67,35 @@ def fastest(network: Network, candidates: Mapping[str, Sequence[tuple[collective
     order = list(candidates)
     floors = {name: sum(network.schedule_floor(s, place) for s, place in runs) for name, runs in candidates.items()}
     best = np.inf
-    seconds, pruned = {}, {}
+    seconds, pruned, priced = {}, {}, {}
     for name in sorted(order, key=lambda k: (floors[k], order.index(k))):
         runs = candidates[name]
         if floors[name] > best * (1 + PRUNE_MARGIN):
             pruned[name] = floors[name]
             continue
         if best < np.inf:
-            bound, exact = _lower_bound(network, runs)
-            if exact:            # no step to solve: the bound is the simulated total, float for float
-                seconds[name] = bound
+            bounds = [network.schedule_lower_bound(s, place) for s, place in runs]
+            bound = _total(b[0] for b in bounds)
+            if all(b[2] for b in bounds):   # no step to solve: the bound is the simulated total, float for float
+                priced[name] = tuple(b[:2] for b in bounds)
             elif bound > best * (1 + PRUNE_MARGIN):
                 pruned[name] = bound
                 continue
-        if name not in seconds:
-            total = 0.0
-            for sched, place in runs:
-                total += network.schedule_time(sched, place)
-            seconds[name] = total
+        if name not in priced:
+            priced[name] = tuple(network.schedule_cost(s, place) for s, place in runs)
+        seconds[name] = _total(c[0] for c in priced[name])
         best = min(best, seconds[name])
     seconds = {k: seconds[k] for k in order if k in seconds}
     chosen = min(seconds, key=lambda k: (seconds[k], order.index(k)))
-    return Choice(chosen, seconds, {k: pruned[k] for k in order if k in pruned})
+    return Choice(chosen, seconds, {k: pruned[k] for k in order if k in pruned}, priced[chosen])
 
 
-def _lower_bound(network: Network, runs: Sequence[tuple[collectives.Schedule, np.ndarray | None]]
-                 ) -> tuple[float, bool]:
-    """``Network.schedule_lower_bound`` summed over the runs as ``schedule_time`` would be, and whether exact."""
-    total, exact = 0.0, True
-    for sched, place in runs:
-        seconds, ok = network.schedule_lower_bound(sched, place)
-        total += seconds
-        exact = exact and ok
-    return total, exact
+def _total(seconds: Iterable[float]) -> float:
+    """Seconds summed in order from 0.0 (the float ``sum`` of the schedules' times gives)."""
+    total = 0.0
+    for s in seconds:
+        total += s
+    return total
 
 
 def best_algorithm(network: Network, ranks: int, sizes: Iterable[int], *, collective: str = "allreduce",

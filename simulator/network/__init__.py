@@ -388,8 +388,10 @@ class Network:
             cached = self._forced_cache[key] = (latency, per_byte)
         return cached
 
-    def schedule_lower_bound(self, schedule: Schedule, placement: np.ndarray | None = None) -> tuple[float, bool]:
-        """A lower bound on ``schedule_time`` that solves no max-min allocation, and whether it is exact.
+    def schedule_lower_bound(self, schedule: Schedule, placement: np.ndarray | None = None
+                             ) -> tuple[float, float, bool]:
+        """A lower bound on ``schedule_time`` that solves no max-min allocation, the bytes carried
+        (``schedule_cost``'s), and whether the bound is exact.
 
         The schedule is costed as ``schedule_time`` costs it, except that each step whose flows share
         links, and that no earlier call solved, costs the network model's ``last_finish_lower_bound``
@@ -400,8 +402,8 @@ class Network:
         the bound (``exact``) the bound is ``schedule_time``'s float itself.
         """
         before = self._bounded
-        seconds = self.schedule_cost(schedule, placement, bound=True)[0]
-        return seconds, self._bounded == before
+        seconds, carried = self.schedule_cost(schedule, placement, bound=True)
+        return seconds, carried, self._bounded == before
 
     def schedule_cost(self, schedule: Schedule, placement: np.ndarray | None = None, *, bound: bool = False
                       ) -> tuple[float, float]:

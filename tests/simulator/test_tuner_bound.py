@@ -92,7 +92,7 @@ def test_the_floor_and_the_bound_never_exceed_the_simulated_time(topology, model
                 gamma = float(rng.choice([0.0, 1e-11]))
                 if not Network(graph).supports(sched):
                     continue
-                bound, exact = Network(graph, model, gamma=gamma).schedule_lower_bound(sched)
+                bound, _, exact = Network(graph, model, gamma=gamma).schedule_lower_bound(sched)
                 seconds = Network(graph, model, gamma=gamma).schedule_time(sched)
                 floor = Network(graph, model, gamma=gamma).schedule_floor(sched)
                 assert floor <= seconds * (1 + 1e-9), (name, size, options)
