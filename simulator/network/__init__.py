@@ -378,7 +378,7 @@ class Network:
             if r.has_software_latency:
                 latency = latency + segment_reduce(np.maximum, r.software_latency[links], ptr, 0.0)
             per_byte = 1.0 / segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
-            if len(links) and getattr(self.model, "shares_links", False):
+            if len(links) and self.model.shares_links:
                 flow_of = np.repeat(np.arange(len(latency)), np.diff(ptr))
                 used, where = np.unique(links, return_inverse=True)
                 first = np.full(len(used), np.inf)
