@@ -14,7 +14,8 @@ total, else it gets a tighter bound that routes but solves no max-min step
 (``Network.schedule_lower_bound``; where no step needed solving that is its simulated time) and is
 pruned when that exceeds the fastest total, else simulated. A pruned candidate (``Choice.pruned``,
 with the bound that pruned it) is slower than the winner, so the choice is the one timing every
-candidate would make.
+candidate would make. With a calibrated profile (``cluster.profile``) every candidate costs a closed
+form: all are priced, none pruned.
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ def fastest(network: Network, candidates: Mapping[str, Sequence[tuple[collective
         raise ValueError("no candidates")
     order = list(candidates)
     floors = {name: sum(network.schedule_floor(s, place) for s, place in runs) for name, runs in candidates.items()}
+    # a calibrated profile prices a schedule in closed form: nothing to save, so nothing is pruned
+    bounding = network.profile is None
     best = np.inf
     seconds, pruned, priced = {}, {}, {}
     for name in sorted(order, key=lambda k: (floors[k], order.index(k))):
         runs = candidates[name]
-        if floors[name] > best * (1 + PRUNE_MARGIN):
+        if bounding and floors[name] > best * (1 + PRUNE_MARGIN):
             pruned[name] = floors[name]
             continue
-        if best < np.inf:
+        if bounding and best < np.inf:
             bounds = [network.schedule_lower_bound(s, place) for s, place in runs]
             bound = _total(b[0] for b in bounds)
             if all(b[2] for b in bounds):   # no step to solve: the bound is the simulated total, float for float

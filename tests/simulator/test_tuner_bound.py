@@ -156,3 +156,19 @@ def test_a_floor_that_prunes_routes_nothing():
               for name in ("hierarchical", "recursive_doubling")}
     assert floors["recursive_doubling"] > 2 * floors["hierarchical"]
     assert net.routing._paths == {} and net.steps_solved == 0
+
+
+def test_with_a_calibrated_profile_nothing_is_pruned():
+    from pathlib import Path
+
+    from simulator.network.profile import load_profile
+
+    profile = load_profile(Path(__file__).resolve().parents[2] / "validation" / "profiles" / "cpu-xeon-2core.yaml")
+    graph = TOPOLOGIES["hierarchical"][0]()
+    choice = best_algorithm(Network(graph, profile=profile), 16, [2**26, 4096], devices_per_node=4)
+    every = {name: sum(profile.schedule_time(collectives.schedule(name, 16, n, devices_per_node=4))
+                       for n in (2**26, 4096))
+             for name in collectives.algorithms("allreduce")}   # a profile prices nvls too (Network.supports)
+    assert choice.pruned == {}           # closed forms: every candidate priced, none reported as a bound
+    assert choice.seconds == pytest.approx(every, rel=1e-12)
+    assert choice.algorithm == min(every, key=every.get)
