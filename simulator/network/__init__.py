@@ -62,6 +62,18 @@ class _Classes:
     positions: list[np.ndarray]    # sorted flow indices of each class
 
 
+@dataclass(frozen=True)
+class _FloorPlan:
+    """A schedule's steps as ``schedule_floor`` reads them (the steps held, so their id stays theirs)."""
+
+    steps: tuple
+    forced: list[tuple[np.ndarray, np.ndarray]]   # per group of steps over the same pairs: ``Network._forced``
+    step: np.ndarray          # index into steps of each non-empty step
+    group: np.ndarray         # its group
+    sized: list[int]          # positions (into ``step``) of steps that do not move every chunk exactly once
+    reduces: np.ndarray       # positions of steps that reduce
+
+
 class _Rotations:
     """Ring steps of one schedule, timed together.
 
@@ -156,7 +168,8 @@ class Network:
         self.steps_solved = 0
         self._bounded = 0   # coupled steps given a lower bound instead of a solve (schedule_lower_bound)
         self._bounds: dict[bytes, float] = {}   # those bounds, keyed as _steps
-        self._forced_cache: dict[bytes, tuple[float, float]] = {}   # schedule_floor's, per route digest
+        self._forced_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}   # schedule_floor's, per route digest
+        self._floor_plans: dict[tuple[int, bytes, int], _FloorPlan] = {}
         self._reduce_used: set[float] = set()   # reduce efficiencies of the switches collectives reduced in
 
     def efficiency_summary(self) -> dict[str, Any]:
@@ -334,38 +347,59 @@ class Network:
             return self.launch_latency
         place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
-        smallest_chunk = float(chunk_bytes.min()) if len(chunk_bytes) else 0.0
-        groups: dict[bytes, list] = {}    # route digest -> [forced structure, K_g, M_g]
-        by_id: dict[tuple[int, int], list] = {}
-        reduces: dict[int, bool] = {}     # id(reduce flags) -> any (builders share the arrays between steps)
-        n_chunks, total = len(chunk_bytes), 0.0
-        for step in schedule.steps:
-            src, dst, red = step.messages()
+        plan = self._floor_plan(schedule, place)
+        m = np.full(len(plan.group), float(chunk_bytes.min()) if len(chunk_bytes) else 0.0)
+        for i in plan.sized:          # the others move every chunk once: their smallest message is the smallest chunk
+            m[i] = float(schedule.steps[plan.step[i]].message_bytes(chunk_bytes).min())
+        steps = np.bincount(plan.group, minlength=len(plan.forced))
+        moved = np.bincount(plan.group, weights=m, minlength=len(plan.forced))
+        total = self.gamma * float(m[plan.reduces].sum()) if self.gamma else 0.0
+        for (latency, per_byte), k, mk in zip(plan.forced, steps.tolist(), moved.tolist(), strict=True):
+            total += float((k * latency + mk * per_byte).max(initial=0.0))
+        return total + self.launch_latency
+
+    def _floor_plan(self, schedule: Schedule, place: np.ndarray) -> _FloorPlan:
+        """What ``schedule_floor`` reads of a schedule's steps on these devices, kept per (steps, placement):
+        builders share steps between message sizes (a job's buckets), so only the sizes change."""
+        key = (id(schedule.steps), digest(place), len(schedule.chunk_bytes))
+        plan = self._floor_plans.get(key)
+        if plan is not None and plan.steps is schedule.steps:
+            return plan
+        n_chunks = len(schedule.chunk_bytes)
+        forced: dict[bytes, int] = {}
+        by_id: dict[tuple[int, int], int] = {}
+        any_reduce: dict[int, bool] = {}    # id(reduce flags) -> any: builders share the arrays between steps
+        structures, step, group, sized, reduces = [], [], [], [], []
+        for i, st in enumerate(schedule.steps):
+            src, dst, red = st.messages()
             if not len(src):
                 continue
-            group = by_id.get((id(src), id(dst)))
-            if group is None:
+            g = by_id.get((id(src), id(dst)))
+            if g is None:
                 s, d = self.routing.device_nodes(place[src]), self.routing.device_nodes(place[dst])
-                key = digest(s, d)
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = [self._forced(key, s, d), 0, 0.0]
-                by_id[(id(src), id(dst))] = group
-            if step.count is None and len(src) == n_chunks and step.rotation is not None:
-                m = smallest_chunk            # a ring's step moves every chunk once
-            else:
-                m = float(step.message_bytes(chunk_bytes).min())
-            group[1] += 1
-            group[2] += m
-            if self.gamma:
-                r = reduces.get(id(red))
-                if r is None:
-                    r = reduces[id(red)] = bool(red.any())
-                if r:
-                    total += self.gamma * m
-        for (latency, per_byte), steps, moved in groups.values():
-            total += float((steps * latency + moved * per_byte).max(initial=0.0))
-        return total + self.launch_latency
+                rkey = digest(s, d)
+                g = forced.get(rkey)
+                if g is None:
+                    g = forced[rkey] = len(structures)
+                    structures.append(self._forced(rkey, s, d))
+                by_id[(id(src), id(dst))] = g
+            once = st.count is None and len(src) == n_chunks and (
+                st.rotation is not None or int(np.bincount(st.first, minlength=n_chunks).max()) == 1)
+            if not once:
+                sized.append(len(step))
+            r = any_reduce.get(id(red))
+            if r is None:
+                r = any_reduce[id(red)] = bool(red.any())
+            if r:
+                reduces.append(len(step))
+            step.append(i)
+            group.append(g)
+        plan = _FloorPlan(schedule.steps, structures, np.array(step, dtype=np.int64),
+                          np.array(group, dtype=np.int64), sized, np.array(reduces, dtype=np.int64))
+        if len(self._floor_plans) >= 8:
+            self._floor_plans.pop(next(iter(self._floor_plans)))
+        self._floor_plans[key] = plan
+        return plan
 
     def _forced(self, key: bytes, src_nodes: np.ndarray, dst_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``schedule_floor``'s terms for flows between these nodes, cached by ``key``: latencies and seconds
