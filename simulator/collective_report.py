@@ -92,7 +92,7 @@ def collective_rows(*, algorithm: str, collective: str, ranks: list[int], sizes:
         for name in names:
             for size in sizes:
                 if name == "auto":
-                    chosen, _ = best_algorithm(net, p, [size], collective=collective, options=options, **info)
+                    chosen = best_algorithm(net, p, [size], collective=collective, options=options, **info).algorithm
                     rows.append({**_one(net, info, chosen, collective, p, size, gamma, options), "chosen_by": "auto"})
                     continue
                 try:

@@ -96,16 +96,23 @@ def hierarchical_allreduce(ranks: int, size_bytes: int, **options: object) -> Sc
     intra = _choice(options, "intra", INTRA, where)
     if inter != "ring" or intra != "ring":
         return _composed(ranks, size_bytes, per_node, nodes, inter, intra, options)
+    shards = split_evenly(size_bytes, per_node)
+    chunk_bytes = [b for shard in shards for b in split_evenly(shard, nodes)]
+    return Schedule("allreduce", "hierarchical", ranks, chunk_bytes, _ring_2d_steps(ranks, per_node))
+
+
+@lru_cache(maxsize=2)
+def _ring_2d_steps(ranks: int, per_node: int) -> tuple[Step, ...]:
+    """The 2-D ring's steps, built once per shape: steps are frozen and do not depend on the bytes, so
+    the schedules of every message size (a job's buckets) share them."""
+    nodes = ranks // per_node
     node, local = np.divmod(np.arange(ranks, dtype=np.int32), per_node)
-    steps = (
+    return tuple(
         _intra(node, local, per_node, nodes, first_shift=1, reduce=True)
         + _inter(node, local, per_node, nodes, first_shift=1, reduce=True)
         + _inter(node, local, per_node, nodes, first_shift=0, reduce=False)
         + _intra(node, local, per_node, nodes, first_shift=0, reduce=False)
     )
-    shards = split_evenly(size_bytes, per_node)
-    chunk_bytes = [b for shard in shards for b in split_evenly(shard, nodes)]
-    return Schedule("allreduce", "hierarchical", ranks, chunk_bytes, tuple(steps))
 
 
 def _intra(

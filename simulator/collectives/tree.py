@@ -50,6 +50,8 @@ blog, 2019, and NCCL ``src/graph/trees.cc`` (double binary tree construction).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ._build import concat_steps, int_option, root_option
@@ -186,16 +188,22 @@ def double_binary_tree_allreduce(ranks: int, size_bytes: int, **options: object)
     Chunk ``t * q + j`` is piece ``j`` of tree ``t``'s half (``q`` = pipeline_chunks).
     """
     pieces = int_option(options, "pipeline_chunks", 1, "double_binary_tree allreduce")
+    halves = split_evenly(size_bytes, 2)
+    chunk_bytes = split_evenly(halves[0], pieces) + split_evenly(halves[1], pieces)
+    return Schedule("allreduce", "double_binary_tree", ranks, chunk_bytes, _dbt_steps(ranks, pieces))
+
+
+@lru_cache(maxsize=4)
+def _dbt_steps(ranks: int, pieces: int) -> tuple[Step, ...]:
+    """The two trees' steps, built once per shape: steps are frozen and do not depend on the bytes, so
+    the schedules of every message size (a job's buckets) share them."""
     trees = []
     for t, parents in enumerate(_complementary_parents(ranks)):
         height, depth = _heights_and_depths(parents)
         root = int(np.flatnonzero(parents < 0)[0])
         trees.append((t, parents, height, depth, int(height[root])))
     total = max(2 * tree_height for *_, tree_height in trees) + pieces - 1 if ranks > 1 else 0
-    steps = tuple(_dbt_step(trees, pieces, k) for k in range(total))
-    halves = split_evenly(size_bytes, 2)
-    chunk_bytes = split_evenly(halves[0], pieces) + split_evenly(halves[1], pieces)
-    return Schedule("allreduce", "double_binary_tree", ranks, chunk_bytes, steps)
+    return tuple(_dbt_step(trees, pieces, k) for k in range(total))
 
 
 def _dbt_step(trees: list, pieces: int, k: int) -> Step:

@@ -118,8 +118,9 @@ class Job:
         summary.update(sync.summary())
         summary.update(self._bytes(per_device_comm))
         summary.update(self.network.efficiency_summary())
-        if plan.auto_candidates_s:
-            summary["auto_candidates_s"] = plan.auto_candidates_s
+        if plan.auto is not None:
+            summary["auto_candidates_s"] = plan.auto.seconds
+            summary["auto_pruned_lower_bound_s"] = plan.auto.pruned
         if plan.compression != "fp32":
             raw, wire, codec = (float(np.mean(col)) for col in zip(*plan.wire, strict=True))
             summary.update({"compression": plan.compression, "compression_ratio": raw / wire,

@@ -62,6 +62,18 @@ class _Classes:
     positions: list[np.ndarray]    # sorted flow indices of each class
 
 
+@dataclass(frozen=True)
+class _FloorPlan:
+    """A schedule's steps as ``schedule_floor`` reads them (the steps held, so their id stays theirs)."""
+
+    steps: tuple
+    forced: list[tuple[np.ndarray, np.ndarray]]   # per group of steps over the same pairs: ``Network._forced``
+    step: np.ndarray          # index into steps of each non-empty step
+    group: np.ndarray         # its group
+    sized: list[int]          # positions (into ``step``) of steps that do not move every chunk exactly once
+    reduces: np.ndarray       # positions of steps that reduce
+
+
 class _Rotations:
     """Ring steps of one schedule, timed together.
 
@@ -154,6 +166,10 @@ class Network:
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
+        self._bounded = 0   # coupled steps given a lower bound instead of a solve (schedule_lower_bound)
+        self._bounds: dict[bytes, float] = {}   # those bounds, keyed as _steps
+        self._forced_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}   # schedule_floor's, per route digest
+        self._floor_plans: dict[tuple[int, bytes, int], _FloorPlan] = {}
         self._reduce_used: set[float] = set()   # reduce efficiencies of the switches collectives reduced in
 
     def efficiency_summary(self) -> dict[str, Any]:
@@ -237,11 +253,14 @@ class Network:
         return self.model.finish_times(self.flows(src, dst, nbytes), self.routing.capacity)
 
     def step_time(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray,
-                  reduced: np.ndarray | None = None, route_key: bytes | None = None) -> float:
+                  reduced: np.ndarray | None = None, route_key: bytes | None = None, *, bound: bool = False
+                  ) -> float:
         """Duration of one collective step (memoised on endpoints and relative bytes).
 
         ``reduced`` marks the transfers whose receiver reduces (γ applies to them);
         ``route_key`` (a digest of ``src`` and ``dst``) saves re-hashing shared arrays.
+        ``bound``: a step whose flows share links and that was not solved before is not solved
+        now; it is given the model's ``last_finish_lower_bound`` instead (counted in ``_bounded``).
         """
         if len(src) == 0:
             return 0.0
@@ -256,7 +275,13 @@ class Network:
         else:
             key = route_key + digest(flow_bytes)
             t = self._steps.get(key)
-            if t is None:
+            if t is None and bound:
+                self._bounded += 1
+                t = self._bounds.get(key)
+                if t is None:
+                    t = self._bounds[key] = self.model.last_finish_lower_bound(
+                        FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency), self.routing.capacity)
+            elif t is None:
                 t = self._steps[key] = self._coupled(routes, route_key, flow_bytes)
         if self.gamma and red.any():
             if routes.unique_dst:
@@ -298,13 +323,131 @@ class Network:
         """Simulated duration of a whole collective schedule (see ``schedule_cost``)."""
         return self.schedule_cost(schedule, placement)[0]
 
-    def schedule_cost(self, schedule: Schedule, placement: np.ndarray | None = None) -> tuple[float, float]:
+    def schedule_floor(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
+        """A coarser lower bound on ``schedule_time`` than ``schedule_lower_bound``'s, that routes nothing.
+
+        Only the links no route can avoid count (``Routing.forced_links``: outside the switch core a
+        route is forced); a flow's latency is taken as theirs, plus the largest software latency among
+        them and a bound on its core hops' latency, all at most its route's. Each message is taken to
+        carry its step's smallest message, ``m_k`` (messages of one pair, which travel as one flow,
+        carry at least that each). Steps whose messages run between the same pairs form a group ``g``
+        (a ring's steps, or one step) of ``K_g`` steps moving ``M_g = Σ m_k``. By the two facts of
+        ``Fluid.last_finish_lower_bound`` step ``k`` lasts at least ``λ_i + m_k / c_i`` for every flow
+        ``i`` (``c_i``: its slowest forced link) and, where flows share links, ``λ_l + n_l·m_k / c_l``
+        for every forced link ``l`` (``n_l`` messages forced over it, ``λ_l`` the smallest of their
+        latencies). A sum of maxima is at least the maximum of the sums, so the group lasts at least
+        ``max(max_i K_g λ_i + M_g / c_i, max_l K_g λ_l + M_g n_l / c_l)``. A step that reduces adds at
+        least ``γ·m_k``; every collective its launch latency. With a calibrated profile this is the
+        profile's time; pipelined (``slices`` > 1) and in-switch (``nvls``) schedules get their launch
+        latency only.
+        """
+        if self.profile is not None:
+            return self.profile.schedule_time(schedule)
+        if schedule.slices > 1 or schedule.switches:
+            return self.launch_latency
+        place = np.arange(schedule.ranks) if placement is None else np.asarray(placement)
+        chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
+        plan = self._floor_plan(schedule, place)
+        m = np.full(len(plan.group), float(chunk_bytes.min()) if len(chunk_bytes) else 0.0)
+        for i in plan.sized:          # the others move every chunk once: their smallest message is the smallest chunk
+            m[i] = float(schedule.steps[plan.step[i]].message_bytes(chunk_bytes).min())
+        steps = np.bincount(plan.group, minlength=len(plan.forced))
+        moved = np.bincount(plan.group, weights=m, minlength=len(plan.forced))
+        total = self.gamma * float(m[plan.reduces].sum()) if self.gamma else 0.0
+        for (latency, per_byte), k, mk in zip(plan.forced, steps.tolist(), moved.tolist(), strict=True):
+            total += float((k * latency + mk * per_byte).max(initial=0.0))
+        return total + self.launch_latency
+
+    def _floor_plan(self, schedule: Schedule, place: np.ndarray) -> _FloorPlan:
+        """What ``schedule_floor`` reads of a schedule's steps on these devices, kept per (steps, placement):
+        builders share steps between message sizes (a job's buckets), so only the sizes change."""
+        key = (id(schedule.steps), digest(place), len(schedule.chunk_bytes))
+        plan = self._floor_plans.get(key)
+        if plan is not None and plan.steps is schedule.steps:
+            return plan
+        n_chunks = len(schedule.chunk_bytes)
+        forced: dict[bytes, int] = {}
+        by_id: dict[tuple[int, int], int] = {}
+        any_reduce: dict[int, bool] = {}    # id(reduce flags) -> any: builders share the arrays between steps
+        structures, step, group, sized, reduces = [], [], [], [], []
+        for i, st in enumerate(schedule.steps):
+            src, dst, red = st.messages()
+            if not len(src):
+                continue
+            g = by_id.get((id(src), id(dst)))
+            if g is None:
+                s, d = self.routing.device_nodes(place[src]), self.routing.device_nodes(place[dst])
+                rkey = digest(s, d)
+                g = forced.get(rkey)
+                if g is None:
+                    g = forced[rkey] = len(structures)
+                    structures.append(self._forced(rkey, s, d))
+                by_id[(id(src), id(dst))] = g
+            once = st.count is None and len(src) == n_chunks and (
+                st.rotation is not None or int(np.bincount(st.first, minlength=n_chunks).max()) == 1)
+            if not once:
+                sized.append(len(step))
+            r = any_reduce.get(id(red))
+            if r is None:
+                r = any_reduce[id(red)] = bool(red.any())
+            if r:
+                reduces.append(len(step))
+            step.append(i)
+            group.append(g)
+        plan = _FloorPlan(schedule.steps, structures, np.array(step, dtype=np.int64),
+                          np.array(group, dtype=np.int64), sized, np.array(reduces, dtype=np.int64))
+        if len(self._floor_plans) >= 8:
+            self._floor_plans.pop(next(iter(self._floor_plans)))
+        self._floor_plans[key] = plan
+        return plan
+
+    def _forced(self, key: bytes, src_nodes: np.ndarray, dst_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``schedule_floor``'s terms for flows between these nodes, cached by ``key``: latencies and seconds
+        per byte of each flow (forced links only), then, where flows share links, of each forced link."""
+        cached = self._forced_cache.get(key)
+        if cached is None:
+            r = self.routing
+            ptr, links, core_latency = r.forced_links(src_nodes, dst_nodes)
+            latency = segment_reduce(np.add, r.latency[links], ptr, 0.0) + core_latency
+            if r.has_software_latency:
+                latency = latency + segment_reduce(np.maximum, r.software_latency[links], ptr, 0.0)
+            per_byte = 1.0 / segment_reduce(np.minimum, r.capacity[links], ptr, np.inf)
+            if len(links) and self.model.shares_links:
+                flow_of = np.repeat(np.arange(len(latency)), np.diff(ptr))
+                used, where = np.unique(links, return_inverse=True)
+                first = np.full(len(used), np.inf)
+                np.minimum.at(first, where, latency[flow_of])
+                latency = np.concatenate([latency, first])
+                per_byte = np.concatenate([per_byte, np.bincount(where) / r.capacity[used]])
+            cached = self._forced_cache[key] = (latency, per_byte)
+        return cached
+
+    def schedule_lower_bound(self, schedule: Schedule, placement: np.ndarray | None = None
+                             ) -> tuple[float, float, bool]:
+        """A lower bound on ``schedule_time`` that solves no max-min allocation, the bytes carried
+        (``schedule_cost``'s), and whether the bound is exact.
+
+        The schedule is costed as ``schedule_time`` costs it, except that each step whose flows share
+        links, and that no earlier call solved, costs the network model's ``last_finish_lower_bound``
+        (for the fluid model: no flow faster than its path's bottleneck, no link carrying more than its
+        capacity; ``Fluid.last_finish_lower_bound`` proves it), which no solve can undercut. Every other
+        term (uncoupled steps, γ, a pipeline's pace, the launch latency, a calibrated profile's fitted
+        cost) is the same float as ``schedule_time``'s, added in the same order, so where no step needed
+        the bound (``exact``) the bound is ``schedule_time``'s float itself.
+        """
+        before = self._bounded
+        seconds, carried = self.schedule_cost(schedule, placement, bound=True)
+        return seconds, carried, self._bounded == before
+
+    def schedule_cost(self, schedule: Schedule, placement: np.ndarray | None = None, *, bound: bool = False
+                      ) -> tuple[float, float]:
         """Simulated seconds of a whole collective schedule, and the bytes its flows carried.
 
         ``placement[r]`` is the device rank that schedule rank ``r`` runs on
         (default: the identity). A step's transfers of one chunk range travel as one
         message (``Step.messages``). Steps that rotate the chunks of a ring over the
         same routes are timed together (see ``_rotations``); the seconds are the same.
+        ``bound``: as ``step_time``'s (``schedule_lower_bound``).
         """
         if self.profile is not None:  # calibrated: the schedule-derived α-β-γ cost, as validation predicts
             return self.profile.schedule_time(schedule), float(schedule.total_bytes_sent())
@@ -314,7 +457,7 @@ class Network:
             place, effs = self.with_switches(schedule, place[None, :])
             place, switch = place[0], (schedule.workers, effs[:1])
         if schedule.slices > 1 or switch is not None:
-            return self._pipelined_cost(schedule, place[None, :], switch)
+            return self._pipelined_cost(schedule, place[None, :], switch, bound=bound)
         rotations = _Rotations(self, schedule.chunk_bytes)
         plan_key = (id(schedule.steps), digest(place))
         plan = self._ring_plans.get(plan_key)
@@ -326,7 +469,7 @@ class Network:
             for _ in times:
                 carried += rotations.step_bytes
         else:
-            times, carried = self._step_times(schedule, place, rotations)
+            times, carried = self._step_times(schedule, place, rotations, bound)
             if len(times) >= 64 and all(t is None for t in times):   # a pure ring: keep how it was grouped
                 if len(self._ring_plans) >= 4:
                     self._ring_plans.pop(next(iter(self._ring_plans)))
@@ -339,7 +482,7 @@ class Network:
             total += self.launch_latency
         return total, carried
 
-    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations
+    def _step_times(self, schedule: Schedule, place: np.ndarray, rotations: _Rotations, bound: bool = False
                     ) -> tuple[list[float | None], float]:
         """Each step's seconds (None: left to ``rotations``) and the bytes carried, in step order."""
         chunk_bytes = np.asarray(schedule.chunk_bytes, dtype=float)
@@ -373,7 +516,7 @@ class Network:
                 continue
             last = (None, None, None, None)
             nbytes = chunk_bytes[step.first] if step.count is None else step.message_bytes(chunk_bytes)
-            times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2]))
+            times.append(self.step_time(pair[0], pair[1], nbytes, red, route_key=pair[2], bound=bound))
             carried += float(nbytes.sum())
         return times, carried
 
@@ -436,7 +579,7 @@ class Network:
         return np.array(rows, dtype=np.int64), np.array(effs)
 
     def _pipelined_cost(self, schedule: Schedule, groups: np.ndarray,
-                        switch: tuple[int, np.ndarray] | None) -> tuple[float, float]:
+                        switch: tuple[int, np.ndarray] | None, *, bound: bool = False) -> tuple[float, float]:
         """Seconds and bytes of ``schedule`` (on every row of ``groups`` at once) in ``c = slices`` slices.
 
         One slice (every chunk cut to ``1/c``) through every step, step after step, is the pipeline
@@ -466,7 +609,7 @@ class Network:
                 red = red & ~np.tile(dst >= w, g)
             s, d = groups[:, src].ravel(), groups[:, dst].ravel()
             key = digest(s, d)
-            total += self.step_time(s, d, timed, red, route_key=key)
+            total += self.step_time(s, d, timed, red, route_key=key, bound=bound)
             sent += float(nbytes.sum()) * c
             if c > 1:
                 routes = self._routes(s, d, key)

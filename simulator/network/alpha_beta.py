@@ -15,7 +15,12 @@ __all__ = ["AlphaBeta"]
 
 class AlphaBeta:
     name = "alpha_beta"
+    shares_links = False
     scales_linearly = True
 
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         return alone_finish_times(flows, capacity)
+
+    def last_finish_lower_bound(self, flows: FlowBatch, capacity: np.ndarray) -> float:
+        """The last finish time itself (no solve to save)."""
+        return float(alone_finish_times(flows, capacity).max(initial=0.0))

@@ -48,8 +48,15 @@ class FlowBatch:
 class NetworkModel(Protocol):
     """How long bytes take. ``fluid`` shares links max-min fairly; ``alpha_beta`` ignores contention."""
 
+    #: whether flows on one link share its capacity (then a link's bytes take at least bytes / capacity)
+    shares_links: bool
+
     def finish_times(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         """Seconds from the common start until each flow's last byte arrives."""
+        ...
+
+    def last_finish_lower_bound(self, flows: FlowBatch, capacity: np.ndarray) -> float:
+        """A number never above ``finish_times(flows, capacity).max()``, cheaper than solving for it."""
         ...
 
 

@@ -72,6 +72,8 @@ class Fluid:
     """Max-min fair sharing with re-allocation whenever a flow completes."""
 
     name = "fluid"
+    #: flows on one link share its capacity (``Network.schedule_floor`` counts a link's bytes)
+    shares_links = True
     #: finish times are latency + a function of the sizes that scales with them (Network memoises on it)
     scales_linearly = True
 
@@ -101,6 +103,36 @@ class Fluid:
             finish[coupled] = self.finish_times_coupled(sub, capacity)
             return finish
         return self.finish_times_coupled(flows, capacity)
+
+    def last_finish_lower_bound(self, flows: FlowBatch, capacity: np.ndarray) -> float:
+        r"""A lower bound on ``finish_times(flows, capacity).max()`` that solves no max-min allocation.
+
+        Flow :math:`i` (bytes :math:`b_i`, path latency :math:`\lambda_i`, links :math:`L_i`) finishes
+        at :math:`\lambda_i + F_i`, where :math:`F_i` is when its last byte has crossed at rates
+        :math:`r_i(t)` that every allocation here keeps feasible:
+        :math:`\sum_{i \ni l} r_i(t) \le c_l` on every link :math:`l` at every instant. Hence
+
+        1. :math:`r_i \le \min_{l \in L_i} c_l`, so :math:`F_i \ge b_i / \min_{l \in L_i} c_l`: each
+           flow alone on its path (``alone_finish_times``) is no later than under sharing;
+        2. by :math:`M_l = \max_{i \ni l} F_i` link :math:`l` has carried every byte of its flows, at
+           most :math:`c_l` per second, so :math:`M_l \ge \sum_{i \ni l} b_i / c_l`; the flow that
+           finishes at :math:`M_l` has a latency of at least :math:`\min_{i \ni l} \lambda_i`.
+
+        The bound is the larger of :math:`\max_i (\lambda_i + b_i / \min_{l \in L_i} c_l)` and
+        :math:`\max_l (\min_{i \ni l} \lambda_i + \sum_{i \ni l} b_i / c_l)`. It holds for the exact
+        fluid times; the epoch loop of ``finish_times_coupled`` retires a flow within 1e-9 of an
+        epoch's end, so its times may fall short of the exact ones by that order (``tuner`` allows
+        for it). No two flows share a link: the first term is the exact time.
+        """
+        if flows.n == 0:
+            return 0.0
+        alone = float(alone_finish_times(flows, capacity).max())
+        flow_of = flows.flow_of_entry()
+        load = np.bincount(flows.links, weights=flows.nbytes[flow_of], minlength=len(capacity))
+        first = np.full(len(capacity), np.inf)           # the smallest latency among each link's flows
+        np.minimum.at(first, flows.links, flows.latency[flow_of])
+        used = load > 0
+        return max(alone, float((first[used] + load[used] / capacity[used]).max(initial=0.0)))
 
     def finish_times_coupled(self, flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
         """The general case: epochs of max-min allocation between flow completions."""

@@ -79,6 +79,10 @@ class Routing:
         self._dist: dict[int, np.ndarray] = {}
         self._paths: dict[tuple[int, int], np.ndarray] = {}
         self._peel()
+        self._chain_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        core = set(self._core)
+        between = [link for (a, b), link in self._link.items() if a in core and b in core]
+        self._core_min_latency = float(self.latency[between].min()) if between else 0.0
 
     def _anchor(self, t: int) -> int:
         nbrs = self._adj[t]
@@ -220,6 +224,67 @@ class Routing:
             self._paths[key] = links
         return links
 
+    def forced_links(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The links of each route ``src[i] → dst[i]`` (node indices) that no ECMP choice avoids, as CSR.
+
+        Outside the core a route is forced (see ``_peel``): from the source (through its anchor) up its
+        tree to the lowest node it shares with the destination's chain, or to its tree's root when the
+        two trees differ, then down to the destination. Returns ``(ptr, links, core_latency)``: the links
+        in ``links[ptr[i]:ptr[i+1]]`` are all links of ``path_links(src[i], dst[i])``; what is left out
+        are the core hops between two roots, of which ``core_latency[i]`` is a lower bound on the
+        latency (their number, from the roots' cached core BFS, times the smallest core link latency).
+        Vectorised over the pairs, no walk.
+        """
+        top, up, down, depth = self._chains()
+        ts, tt = top[src], top[dst]
+        shared = np.cumprod((ts == tt) & (ts >= 0), axis=1).sum(axis=1)     # common top of the two chains
+        meet = np.maximum(shared - 1, 0)[:, None]     # height of the lowest shared node (0: the roots differ)
+        k = np.arange(top.shape[1])[None, :]
+        mine = np.concatenate([np.where((k > meet) & (k <= depth[src][:, None]), up[src], -1),
+                               np.where((k > meet) & (k <= depth[dst][:, None]), down[dst], -1)], axis=1)
+        keep = mine >= 0
+        ptr = np.zeros(len(src) + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=ptr[1:])
+        hops = np.zeros(len(src))
+        apart = np.flatnonzero(shared == 0)          # different trees: their roots are core nodes
+        if len(apart) and self._core_min_latency > 0:
+            rs, rt = ts[apart, 0], tt[apart, 0]
+            for root in np.unique(rt).tolist():
+                mine_ = rt == root
+                dist = np.asarray(self._core_distances(root))
+                hops[apart[mine_]] = np.maximum(dist[np.asarray(self._core_pos)[rs[mine_]]], 0)
+        return ptr, mine[keep], hops * self._core_min_latency
+
+    def _chains(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per node: its chain from its tree's root down to it (``top[x, 0]`` the root), the directed
+        links up (``up[x, k]``: chain node k to k - 1) and down (``down[x, k]``) it, and its height.
+
+        A leaf's chain goes through its anchor; a leaf whose anchor is not a transit node has a chain
+        of its own only (nothing forced). -1 pads."""
+        if self._chain_arrays is None:
+            transit = [len(a) != 1 for a in self._adj]
+            chains = []
+            for x in range(len(self._adj)):
+                chain, a = [x], self._anchor(x)
+                if a != x:
+                    if not transit[a]:
+                        chains.append(chain)
+                        continue
+                    chain.append(a)
+                while self._parent[chain[-1]] >= 0:
+                    chain.append(self._parent[chain[-1]])
+                chains.append(chain[::-1])
+            shape = (len(chains), max(map(len, chains), default=1))
+            top, up, down = (np.full(shape, -1, dtype=np.int64) for _ in range(3))
+            for x, chain in enumerate(chains):
+                top[x, : len(chain)] = chain
+                for k in range(1, len(chain)):
+                    up[x, k] = self._link[(chain[k], chain[k - 1])]
+                    down[x, k] = self._link[(chain[k - 1], chain[k])]
+            depth = np.array([len(c) - 1 for c in chains], dtype=np.int64)
+            self._chain_arrays = (top, up, down, depth)
+        return self._chain_arrays
+
     def route_latency(self, links: np.ndarray) -> float:
         """Seconds a message on these links pays besides its bytes: the hops' latencies plus, once,
         the largest software latency among them."""
@@ -230,6 +295,10 @@ class Routing:
 
     def device_node(self, rank: int) -> int:
         return int(self._device_index[rank])
+
+    def device_nodes(self, ranks: np.ndarray) -> np.ndarray:
+        """``device_node`` of every rank, as an array."""
+        return self._device_index[ranks]
 
     def endpoint(self, node: object) -> int:
         """A rank for a non-device node (a reducing switch as a schedule's switch rank), after the devices.

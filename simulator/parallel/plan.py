@@ -41,7 +41,7 @@ from simulator.config import Config, ConfigError
 from simulator.errors import TrainsimInputError
 from simulator.network import Network
 from simulator.resolve import ResolvedHardware, resolve_hardware
-from simulator.tuner import best_algorithm
+from simulator.tuner import Choice, best_algorithm, fastest
 from simulator.workloads import Layer, Model, gradient_buckets
 
 from .memory import (
@@ -121,7 +121,7 @@ class ParallelPlan:
     memory: tuple[DeviceMemory, ...]    # [P] one device of each stage
     algorithm: str
     tensor_bytes_per_block_pass: float  # bytes one device sends per block, microbatch and pass
-    auto_candidates_s: dict[str, float]  # algorithm: auto — every candidate's seconds
+    auto: Choice | None                 # algorithm: auto — the candidates' seconds (or bounds, pruned)
     zero: int                           # ZeRO stage
     recompute: str                      # none | selective | full
     wire: tuple[tuple[float, float, float], ...] = ()  # [P] per device and iteration: fp32 bytes, wire bytes, codec s
@@ -302,8 +302,12 @@ def _parts(split: list[Layer], bytes_per_param: int, virtual: tuple[range, ...],
 
 
 def _data_parallel(config: Config, network: Network, placement: Placement, algorithm: str,
-                   parts: tuple[tuple[GradientPart, ...], ...], chunk_params: np.ndarray, device):
+                   parts: tuple[tuple[GradientPart, ...], ...], chunk_params: np.ndarray, device,
+                   priced: dict[tuple[str, int], Collective] | None = None):
     """Per stage, chunk and part: gradient collectives; per stage: after-step gathers; ZeRO-3 gathers [P, v].
+
+    ``priced``: collectives ``auto``'s tuner already simulated on stage 0's data-parallel group
+    (``_algorithm``), taken as they are where the job runs that group alone.
 
     Parameter servers carry the data-parallel traffic themselves: then there are no collectives. A
     compressed part is its encoding's collectives between the compression and the decompression
@@ -321,6 +325,8 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
     for s in range(p_):
         groups = placement.device[:, s, :].T                   # [T, D]: one data-parallel group per tensor index
         info = {"devices_per_node": placement.devices_per_node_in(groups[0])}
+        if priced and s == 0 and len(groups) == 1:    # the very schedules, on the group the tuner timed
+            memo.update({(name, n, groups.tobytes()): c for (name, n), c in priced.items()})
         per_chunk, post = [], []
         for c in range(v):
             if zero == 0:
@@ -427,36 +433,47 @@ def _check_memory(memory: tuple[DeviceMemory, ...], hw: ResolvedHardware, config
 
 
 def _algorithm(config: Config, network: Network, placement: Placement, parts: tuple[tuple[GradientPart, ...], ...]
-               ) -> tuple[str, dict[str, float]]:
-    """The configured algorithm; ``auto`` is timed on stage 0's data-parallel group over its parts."""
+               ) -> tuple[str, Choice | None, dict[tuple[str, int], Collective]]:
+    """The configured algorithm; ``auto`` is timed on stage 0's data-parallel group over its parts.
+
+    Also what the tuner priced of the chosen allreduce on that group: ``(collective, bytes) -> Collective``
+    (``_data_parallel`` takes those prices instead of simulating them again; none with ZeRO or an
+    all-gathering codec, whose phases ``_collective`` prices and checks).
+    """
     algorithm = config.communication.algorithm
     if algorithm != "auto":
-        return algorithm, {}
+        return algorithm, None, {}
     group = placement.data_group(0, 0)
     sizes = [part.bytes for u in range(0, len(parts), placement.sizes.pipeline) for part in parts[u]]
     info = {"devices_per_node": placement.devices_per_node_in(group)}
     phases = _phases_needed(config)
     if not phases:
-        best, totals = best_algorithm(network, len(group), sizes, placement=group,
-                                      options=config.communication.algorithm_options, **info)
+        choice = best_algorithm(network, len(group), sizes, placement=group,
+                                options=config.communication.algorithm_options, **info)
+        runs = [("allreduce", n) for n in sizes]
     else:
-        totals = {}   # ZeRO / an all-gathering codec: the candidates that have those phases, timed on them
+        candidates = {}   # ZeRO / an all-gathering codec: the candidates that have those phases, timed on them
         for name, own in PHASES.items():
             if phases <= own.keys():
                 options = algorithm_options(config, name)
                 try:
-                    totals[name] = sum(network.schedule_time(collectives.schedule(
-                        own[ph], len(group), n, collective=ph, **info, **options), group)
-                        for n in sizes for ph in sorted(phases))
+                    candidates[name] = [(collectives.schedule(own[ph], len(group), n, collective=ph, **info,
+                                                              **options), group)
+                                        for n in sizes for ph in sorted(phases)]
                 except collectives.ScheduleError:
                     continue  # cannot run on this node structure / with these options (as best_algorithm)
-        best = min(totals, key=lambda k: (totals[k], list(totals).index(k)))
-    if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in totals:
+        choice = fastest(network, candidates)
+        runs = []   # a phase's collective may refuse options the allreduce takes: the plan prices (and checks) it
+    if getattr(config.cluster.topology, "reduction", None) is not None and "nvls" not in {**choice.seconds,
+                                                                                          **choice.pruned}:
         why = (f"this job's gradients need a {' and a '.join(sorted(phases))}" if phases
                else "no switch reduces for a whole data-parallel group")
         raise ConfigError(f"cluster.topology.reduction: auto cannot use the in-switch (nvls) allreduce here ({why}); "
                           "remove it")
-    return best, totals
+    priced: dict[tuple[str, int], Collective] = {}
+    for (name, n), (seconds, sent) in zip(runs, choice.priced[: len(runs)], strict=True):
+        priced.setdefault((name, int(n)), Collective(name, seconds, sent))
+    return choice.algorithm, choice, priced
 
 
 def _phases_needed(config: Config) -> set[str]:
@@ -484,9 +501,9 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     send_f, send_b, send_bytes = _sends(network, placement, model, virtual, b)
     params = np.array([sum(split[i].params for i in r) for r in virtual], dtype=float)
     chunk_params = params.reshape(v, p_).T                      # [stage, chunk]
-    algorithm, candidates = _algorithm(config, network, placement, parts)
+    algorithm, auto, priced = _algorithm(config, network, placement, parts)
     sync, after, gather, gather_bytes = _data_parallel(config, network, placement, algorithm, parts, chunk_params,
-                                                       hw.device)
+                                                       hw.device, priced)
     zero_shards = sizes.data if par.zero else 1
     optimizer = np.array([compute.step_time(Model("stage", tuple(split[i] for u in range(s, p_ * v, p_)
                                                                   for i in virtual[u])), hw.device)
@@ -501,7 +518,7 @@ def build_plan(config: Config, hw: ResolvedHardware, network: Network, *, check:
     return ParallelPlan(sizes, placement, par.microbatches, b, v, par.schedule, ops, virtual, compute_f, compute_b,
                         tuple(fwd[list(r)] for r in virtual), parts, comm.overlap, layer_bytes, tensor_f, tensor_b,
                         tensor_bytes, gather, gather_bytes, send_f, send_b, send_bytes, sync, after, optimizer,
-                        memory, algorithm, per_block, candidates, par.zero, par.recompute, wire,
+                        memory, algorithm, per_block, auto, par.zero, par.recompute, wire,
                         comm.compression.method, average, comm.priority,
                         tuple(sorted(algorithm_options(config, algorithm).items())), par.sequence_parallel)
 

@@ -129,10 +129,13 @@ def test_auto_picks_the_fastest_simulated_algorithm(size):
 
     g = topologies.build("switch", n=16, bandwidth=BW, latency=LAT)
     net = Network(g)
-    best, totals = best_algorithm(net, 16, [size], devices_per_node=1)
+    choice = best_algorithm(net, 16, [size], devices_per_node=1)
+    best = choice.algorithm
     every = {name: net.schedule_time(collectives.schedule(name, 16, size, devices_per_node=1))
              for name in collectives.algorithms("allreduce") if name != "nvls"}  # this switch does not reduce
-    assert totals == pytest.approx(every)
+    assert {**choice.seconds, **choice.pruned}.keys() == every.keys()
+    assert choice.seconds == pytest.approx({k: every[k] for k in choice.seconds})
+    assert all(every[best] < bound <= every[k] * (1 + 1e-9) for k, bound in choice.pruned.items())
     assert every[best] == min(every.values())
     # latency-bound: a log(p)-step algorithm beats ring's 2(p-1) steps; bandwidth-bound: not a tree
     if size == 8:

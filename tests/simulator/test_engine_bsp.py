@@ -141,8 +141,12 @@ def test_outputs_are_written(small_config, tmp_path):
 
 def test_auto_algorithm_is_reported_and_is_the_fastest_candidate(small_config):
     s = simulate(load_config(small_config, ["communication.algorithm=auto"])).summary
-    cands = s["auto_candidates_s"]
+    cands, pruned = s["auto_candidates_s"], s["auto_pruned_lower_bound_s"]
     assert s["algorithm"] in cands
     assert cands[s["algorithm"]] == min(cands.values())
+    assert all(bound > cands[s["algorithm"]] for bound in pruned.values())   # pruned: slower than the choice
+    # the plan takes the tuner's prices of the chosen schedules: the same as configuring that algorithm
+    fixed = simulate(load_config(small_config, [f"communication.algorithm={s['algorithm']}"])).summary
+    assert (fixed["iteration_time_s"], fixed["communication_s"]) == (s["iteration_time_s"], s["communication_s"])
     ring = simulate(load_config(small_config)).summary
     assert s["iteration_time_s"] <= ring["iteration_time_s"] * (1 + 1e-12)

@@ -10,6 +10,7 @@ closer to the destination's anchor (in adjacency order), take the one
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 import pytest
 
 import topologies
@@ -112,3 +113,34 @@ def test_a_disconnected_pair_is_a_clear_error():
     r = Routing(g)
     with pytest.raises(ValueError, match="no route from d0 to d1"):
         r.node_path(r.device_node(0), r.device_node(1))
+
+
+MORE = {"switch": dict(kind="switch", n=6, bandwidth=1e9),
+        "ring_2": dict(kind="ring", n=2, bandwidth=1e9, latency=1e-6),
+        "fat_tree_latency": dict(kind="fat_tree", k=4, bandwidth=1e9, latency=1e-6),
+        "hierarchical_leaf_spine_latency": dict(TOPOLOGIES["hierarchical_leaf_spine"], inter_latency=2e-6,
+                                                intra_latency=1e-6)}
+
+
+@pytest.mark.parametrize("name", [*TOPOLOGIES, *MORE])
+def test_forced_links_are_the_routes_links_outside_the_core(name):
+    """What ``schedule_floor`` relies on: forced links are route links, their latency and the core hops' bound
+    are no more than the route's (equal where every core link has one latency: the count of core hops is exact)."""
+    spec = dict(TOPOLOGIES.get(name) or MORE[name])
+    g = topologies.build(spec.pop("kind"), **spec)
+    r = Routing(g)
+    core = set(r._core)
+    core_links = {link for (a, b), link in r._link.items() if a in core and b in core}
+    nodes = np.arange(len(g)) if len(g) < 60 else np.array([r.device_node(d) for d in range(len(r.devices))])
+    src, dst = (a.ravel() for a in np.meshgrid(nodes, nodes))
+    ptr, links, core_latency = r.forced_links(src, dst)
+    for i, (u, v) in enumerate(zip(src.tolist(), dst.tolist(), strict=True)):
+        path = r.path_links(u, v).tolist()
+        forced = links[ptr[i]:ptr[i + 1]].tolist()
+        assert len(set(forced)) == len(forced) and set(forced) <= set(path), (u, v)
+        bound, latency = r.latency[forced].sum() + core_latency[i], r.latency[path].sum()
+        if name == "ring_2":    # two leaves: nothing is forced there (no transit node)
+            assert forced == [] and bound == 0.0
+            continue
+        assert set(forced) == set(path) - core_links, (u, v)
+        assert bound == pytest.approx(latency, rel=1e-12, abs=1e-18)
