@@ -489,6 +489,21 @@ class _Wake:
         self.callbacks = [callback]
 
 
+class _WakeAlarm:
+    """The engine environment's movable alarm (``set_alarm`` / ``clear_alarm``) on a plain SimPy environment: a
+    timer event per setting, an older one still in the queue ignored when it fires."""
+
+    def __init__(self, env: simpy.Environment):
+        self.env, self._timer = env, None
+
+    def set_alarm(self, delay: float, callback) -> None:
+        timer = self._timer = _Wake(lambda t: t is self._timer and callback())
+        self.env.schedule(timer, delay=delay)
+
+    def clear_alarm(self) -> None:
+        self._timer = None
+
+
 @dataclass(frozen=True)
 class FlowGroup:
     """A push or pull prepared once: its flows' routes as arrays (flows with no bytes or no hops left out)."""
@@ -557,7 +572,8 @@ class FlowSimulator:
         self._pack()
         self._free_groups: list[int] = []
         self._last = 0.0                  # simulated time the remaining bytes refer to
-        self._timer: simpy.Event | None = None   # the next completion's; an older one is ignored
+        # the next completion: the engine environment's movable alarm, or timer events on a plain one
+        self._alarm = env if hasattr(env, "set_alarm") else _WakeAlarm(env)
         self._pending_allocation = False
         self.bytes_carried = 0.0
         self.flows_started = 0
@@ -635,7 +651,7 @@ class FlowSimulator:
     def start(self, group: FlowGroup) -> simpy.Event:
         """Start a prepared group's flows now; the event fires when the last has arrived (plus its latency)."""
         event = self.env.event()
-        k = group.n
+        k = len(group.sizes)
         if k == 0:
             event._ok, event._value = True, None
             self.env.schedule(event)
@@ -650,8 +666,10 @@ class FlowSimulator:
             self._grow(2 * self._fs.shape[1] + k)
             _add(group.links, group.hops, group.nbytes, group.latency, g, self._fs, self._s, self._li,
                  self._active, self._is, self._lc, self._ci, self._cf, self._crowd, self._meta)
-        for n in group.sizes:
-            self.bytes_carried += n
+        carried = self.bytes_carried
+        for n in group.sizes:                         # one by one, in order: the same running sum
+            carried += n
+        self.bytes_carried = carried
         self.flows_started += k
         if not self._pending_allocation:
             self._pending_allocation = True
@@ -680,14 +698,9 @@ class FlowSimulator:
                 event._ok, event._value = True, None
                 env.schedule(event, delay=max(0.0, float(done_at[g]) - now))
         if soonest == np.inf:
-            self._timer = None
-            return
-        timer = self._timer = _Wake(self._on_timer)   # an older timer still in the queue is ignored
-        env.schedule(timer, delay=soonest)
-
-    def _on_timer(self, timer: simpy.Event) -> None:
-        if timer is self._timer:
-            self._reallocate()
+            self._alarm.clear_alarm()
+        else:
+            self._alarm.set_alarm(soonest, self._reallocate)
 
     # -- for tests ------------------------------------------------------------------------
     def live(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
