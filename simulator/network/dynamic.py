@@ -62,7 +62,8 @@ _TIE = 1e-12  # links whose fair share is within this of the lowest saturate in 
 
 # rows of the per-slot arrays (one contiguous row per field: the retire pass streams them)
 _REM, _RATE, _LAT, _THR = 0, 1, 2, 3           # _fs: float64[4, slots]; _THR: _DONE x the flow's bytes
-_FREE, _DONE_ROW, _ACT, _WORK, _ADV = 0, 1, 2, 3, 4   # _is: int64[5, slots]; free list, scratch, advance code
+_FREE, _DONE_ROW, _ACT, _WORK, _ADV, _FRESH = 0, 1, 2, 3, 4, 5   # _is: int64[6, slots]; free list, scratch,
+# advance code, flows added since the last re-allocation
 # columns of the per-slot route array
 _HOPS, _GROUP, _CLS, _LINK0 = 0, 1, 2, 3        # _s: int64[slots, 3 + max hops]; hops 0 = a free slot
 # _CLS: the flow's class (-1: none; then its rate is its own _RATE)
@@ -74,8 +75,10 @@ _LIVE, _COUNT, _POS, _SAT, _CLASS, _CPOS = 0, 1, 2, 3, 4, 5   # _li: int64[links
 _CROWD = 8
 # bottleneck classes (see ``_class_fill``): _ci int64[classes, 3], _cf float64[5, classes + 2] (a row per field),
 # _lc int64[links, classes]; the last row of _cf holds the lowest link capacity (_CRATE column)
-_CL, _CN, _CSTATE = 0, 1, 2                      # its bottleneck link, its live flows, 0 open / 1 frozen / 2 now
+_CL, _CN, _CSTATE, _CD = 0, 1, 2, 3              # its bottleneck link, its live flows, 0 open / 1 frozen / 2 now,
+# its flows in the class rows (_cr, _cm; the others are fresh)
 _CRATE, _CSHARE, _CMIN = 0, 1, 2                 # its rate, its fair share now, its live flows' fewest bytes left
+_CTHR = 5                                        # the highest _THR of its flows in the class rows
 _MAX_CLASSES = 32                                # more distinct bottlenecks than this: the flow-by-flow filling
 _CSTEP, _CSLACK = 3, 4                           # _cf: its rate x dt and x slack in this advance
 # _ADV (how the retire pass advances a slot): a class (its _CSTEP), _NEW (started since the last re-allocation:
@@ -83,6 +86,7 @@ _CSTEP, _CSLACK = 3, 4                           # _cf: its rate x dt and x slac
 _NEW, _OWN = _MAX_CLASSES, _MAX_CLASSES + 1
 # entries of the int64 meta array
 _HW, _NFREE, _NACTIVE, _NDONE, _STAMP, _NCLS, _VALID, _NFAST, _NFULL, _NCROWD = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+_ROWS, _NFRESH = 10, 11   # _ROWS: the class rows hold the classed flows' bytes (not _fs[_REM]); fresh flows
 _FEASIBLE = 1e-12  # a link loaded above capacity by more than this fraction: the classes' rates are not max-min
 
 
@@ -124,6 +128,8 @@ def _add(links, hops, nbytes, latency, group, fs, s, li, active, is_, lc, ci, cf
         fs[_THR, i] = _DONE * nbytes[k]
         s[i, _CLS] = -1
         adv[i] = _NEW
+        is_[_FRESH, meta[_NFRESH]] = i
+        meta[_NFRESH] += 1
         if meta[_VALID]:
             _join(i, h, s, li, lc, ci, cf, meta)
     meta[_HW], meta[_NFREE], meta[_NACTIVE] = hw, nfree, nactive
@@ -242,6 +248,96 @@ def _leave(now, nf, fs, s, li, active, pending, done_at, is_, lc, ci, crowd, met
             done[ndone] = g
             ndone += 1
     meta[_NDONE], meta[_NFREE], meta[_NACTIVE] = ndone, nfree, nactive
+
+
+@njit(cache=True, nogil=True)
+def _advance_rows(now, dt, slack, fs, s, li, active, pending, done_at, is_, lc, ci, cf, crowd, cr, cm,
+                  meta):  # pragma: no cover - compiled
+    """``_retire`` when every live flow has a class and the class rows hold their bytes left: each class's row
+    advances by its rate x dt (the product the flow loop subtracted), and only a class whose fewest bytes
+    left (tracked exactly: rounding is monotonic, so the least of ``r - p`` is the least ``r`` minus ``p``)
+    reach its highest threshold or its slack is searched for finished flows; the fresh flows then join their
+    class rows (rate 0 in their first advance, as in ``_retire``). Returns how many flows stay live."""
+    thr, adv, finished, fresh = fs[_THR], is_[_ADV], is_[_WORK], is_[_FRESH]
+    na, nf = 0, 0
+    for c in range(meta[_NCLS]):
+        rate = cf[_CRATE, c]
+        p = rate * dt
+        limit = rate * slack
+        n = ci[c, _CD]
+        row = cr[c]
+        for j in range(n):
+            row[j] = row[j] - p
+        low = cf[_CMIN, c] - p
+        if low <= cf[_CTHR, c] or low <= limit:      # some flow of the class may have finished: look
+            members = cm[c]
+            low, top, j = np.inf, 0.0, 0
+            while j < n:
+                rem, i = row[j], members[j]
+                if rem <= thr[i] or rem <= limit:
+                    finished[nf] = i
+                    nf += 1
+                    n -= 1
+                    row[j], members[j] = row[n], members[n]
+                else:
+                    low, top = min(low, rem), max(top, thr[i])
+                    j += 1
+            ci[c, _CD], cf[_CTHR, c] = n, top
+        cf[_CMIN, c] = low
+        na += n
+    for t in range(meta[_NFRESH]):
+        i = fresh[t]
+        c = s[i, _CLS]
+        n = ci[c, _CD]
+        cr[c, n], cm[c, n] = fs[_REM, i], i
+        ci[c, _CD] = n + 1
+        adv[i] = c
+        cf[_CMIN, c] = min(cf[_CMIN, c], fs[_REM, i])
+        cf[_CTHR, c] = max(cf[_CTHR, c], thr[i])
+        na += 1
+    meta[_NFRESH] = 0
+    for t in range(1, nf):                            # slot order, as the flow loop finished them
+        i = finished[t]
+        u = t
+        while u > 0 and finished[u - 1] > i:
+            finished[u] = finished[u - 1]
+            u -= 1
+        finished[u] = i
+    _leave(now, nf, fs, s, li, active, pending, done_at, is_, lc, ci, crowd, meta)
+    if na == 0:
+        meta[_HW], meta[_NFREE] = 0, 0
+    return na
+
+
+@njit(cache=True, nogil=True)
+def _unpack_rows(fs, ci, cr, cm, meta):  # pragma: no cover - compiled
+    """The class rows' bytes back to ``_fs[_REM]`` (the flow loop's form); the rows are dropped."""
+    remaining = fs[_REM]
+    for c in range(meta[_NCLS]):
+        for j in range(ci[c, _CD]):
+            remaining[cm[c, j]] = cr[c, j]
+        ci[c, _CD] = 0
+    meta[_ROWS], meta[_NFRESH] = 0, 0
+
+
+@njit(cache=True, nogil=True)
+def _fill_rows(na, fs, s, is_, ci, cf, cr, cm, meta):  # pragma: no cover - compiled
+    """After a classification: the live flows' bytes left into their class rows, with each class's fewest
+    bytes left and highest threshold."""
+    act, thr = is_[_ACT], fs[_THR]
+    for c in range(meta[_NCLS]):
+        ci[c, _CD] = 0
+        cf[_CMIN, c] = np.inf
+        cf[_CTHR, c] = 0.0
+    for t in range(na):
+        i = act[t]
+        c = s[i, _CLS]
+        n = ci[c, _CD]
+        cr[c, n], cm[c, n] = fs[_REM, i], i
+        ci[c, _CD] = n + 1
+        cf[_CMIN, c] = min(cf[_CMIN, c], fs[_REM, i])
+        cf[_CTHR, c] = max(cf[_CTHR, c], thr[i])
+    meta[_ROWS], meta[_NFRESH] = 1, 0
 
 
 @njit(cache=True, nogil=True)
@@ -393,7 +489,7 @@ def _class_fill(lf, li, active, lc, ci, cf, crowd, meta):  # pragma: no cover - 
 
 
 @njit(cache=True, nogil=True)
-def _classify(na, fs, s, li, active, is_, lc, ci, cf, meta):  # pragma: no cover - compiled
+def _classify(na, fs, s, li, active, is_, lc, ci, cf, cr, cm, meta):  # pragma: no cover - compiled
     """After a flow-by-flow filling: the live flows' classes from the links that froze them (``_CLS`` holds
     that link now); more than ``_MAX_CLASSES`` bottlenecks leave the flows without classes."""
     act, adv = is_[_ACT], is_[_ADV]
@@ -424,10 +520,11 @@ def _classify(na, fs, s, li, active, is_, lc, ci, cf, meta):  # pragma: no cover
         for q in range(s[i, _HOPS]):
             lc[s[i, _LINK0 + q], c] += 1
     meta[_NCLS], meta[_VALID] = k, 1
+    _fill_rows(na, fs, s, is_, ci, cf, cr, cm, meta)
 
 
 @njit(cache=True, nogil=True)
-def _step(now, dt, slack, fs, s, lf, li, active, lwork, pending, done_at, is_, lc, ci, cf, crowd,
+def _step(now, dt, slack, fs, s, lf, li, active, lwork, pending, done_at, is_, lc, ci, cf, crowd, cr, cm,
           meta):  # pragma: no cover - compiled
     """Advance, retire, re-share the links; returns the time to the next completion (``inf``: no flow left)
     and how many groups completed (their ids: ``done``).
@@ -437,7 +534,13 @@ def _step(now, dt, slack, fs, s, lf, li, active, lwork, pending, done_at, is_, l
     flows, marks every link at that share (within ``_TIE``) and freezes the unfrozen flows crossing a
     marked link at that rate; the links that froze them are the next classes.
     """
-    na = _retire(now, dt, slack, fs, s, li, active, pending, done_at, is_, lc, ci, cf, crowd, meta)
+    if meta[_VALID] and meta[_ROWS]:
+        na = _advance_rows(now, dt, slack, fs, s, li, active, pending, done_at, is_, lc, ci, cf, crowd, cr, cm, meta)
+    else:
+        if meta[_ROWS]:
+            _unpack_rows(fs, ci, cr, cm, meta)
+        meta[_NFRESH] = 0
+        na = _retire(now, dt, slack, fs, s, li, active, pending, done_at, is_, lc, ci, cf, crowd, meta)
     if na == 0:
         return np.inf, meta[_NDONE]
     if meta[_VALID]:
@@ -445,7 +548,16 @@ def _step(now, dt, slack, fs, s, lf, li, active, lwork, pending, done_at, is_, l
         if soonest >= 0.0:
             meta[_NFAST] += 1
             return soonest, meta[_NDONE]
+    if meta[_ROWS]:
+        _unpack_rows(fs, ci, cr, cm, meta)
     meta[_NFULL] += 1
+    return _fill_flows(fs, s, lf, li, active, lwork, is_, lc, ci, cf, cr, cm, meta), meta[_NDONE]
+
+
+@njit(cache=True, nogil=True)
+def _fill_flows(fs, s, lf, li, active, lwork, is_, lc, ci, cf, cr, cm, meta):  # pragma: no cover - compiled
+    """Progressive filling flow by flow over the live flows (their bytes left in ``_fs[_REM]``), then their
+    classes; returns the soonest completion."""
     nl = meta[_NACTIVE]
     for t in range(nl):
         link = active[t]
@@ -475,8 +587,8 @@ def _step(now, dt, slack, fs, s, lf, li, active, lwork, pending, done_at, is_, l
             raise AssertionError("progressive filling froze no flow: the live-flow counts per link are stale")
         m = kept
     meta[_STAMP] = stamp
-    _classify(na, fs, s, li, active, is_, lc, ci, cf, meta)
-    return soonest, meta[_NDONE]
+    _classify(na, fs, s, li, active, is_, lc, ci, cf, cr, cm, meta)
+    return soonest
 
 
 class _Wake:
@@ -554,16 +666,18 @@ class FlowSimulator:
         self._li[:, _POS] = -1
         self._li[:, _CLASS] = -1
         self._lc = np.zeros((n_links, _MAX_CLASSES), dtype=np.int64)
-        self._ci = np.zeros((_MAX_CLASSES, 3), dtype=np.int64)
-        self._cf = np.zeros((5, _OWN + 1))
+        self._ci = np.zeros((_MAX_CLASSES, 4), dtype=np.int64)
+        self._cf = np.zeros((6, _OWN + 1))
         self._cf[_CRATE, _MAX_CLASSES] = float(np.min(capacity)) if len(capacity) else np.inf
         self._crowd = np.zeros(n_links, dtype=np.int64)
         self._active = np.zeros(n_links, dtype=np.int64)
         self._lwork = np.zeros(n_links, dtype=np.int64)
-        self._meta = np.zeros(10, dtype=np.int64)
+        self._meta = np.zeros(12, dtype=np.int64)
         self._hops = 1
         self._fs = np.zeros((4, 0))
-        self._is = np.zeros((5, 0), dtype=np.int64)
+        self._is = np.zeros((6, 0), dtype=np.int64)
+        self._cr = np.zeros((_MAX_CLASSES, 0))
+        self._cm = np.zeros((_MAX_CLASSES, 0), dtype=np.int64)
         self._s = np.zeros((0, _LINK0 + 1), dtype=np.int64)
         self._grow(slots)
         self._events: list[simpy.Event | None] = []   # per group id
@@ -583,20 +697,22 @@ class FlowSimulator:
         m = self._fs.shape[1]
         fs = np.zeros((4, n))
         s = np.zeros((n, _LINK0 + self._hops), dtype=np.int64)
-        is_ = np.zeros((5, n), dtype=np.int64)
+        is_ = np.zeros((6, n), dtype=np.int64)
         is_[_ADV] = -1
+        cr, cm = np.zeros((_MAX_CLASSES, n)), np.zeros((_MAX_CLASSES, n), dtype=np.int64)
         fs[:, :m] = self._fs
         s[:m, : self._s.shape[1]] = self._s
-        is_[_FREE, :m] = self._is[_FREE]
-        is_[_ADV, :m] = self._is[_ADV]
-        self._fs, self._s, self._is = fs, s, is_
+        is_[[_FREE, _ADV, _FRESH], :m] = self._is[[_FREE, _ADV, _FRESH]]
+        cr[:, :m], cm[:, :m] = self._cr, self._cm
+        self._fs, self._s, self._is, self._cr, self._cm = fs, s, is_, cr, cm
         self._pack()
 
     def _pack(self) -> None:
         """The kernel's arrays in one tuple (rebuilt whenever one of them is replaced)."""
         if hasattr(self, "_done_at"):
             self._arrays = (self._fs, self._s, self._lf, self._li, self._active, self._lwork, self._pending,
-                            self._done_at, self._is, self._lc, self._ci, self._cf, self._crowd, self._meta)
+                            self._done_at, self._is, self._lc, self._ci, self._cf, self._crowd, self._cr, self._cm,
+                            self._meta)
 
     def _widen(self, hops: int) -> None:
         s = np.zeros((len(self._s), _LINK0 + hops), dtype=np.int64)
@@ -710,7 +826,12 @@ class FlowSimulator:
         links = [self._s[i, _LINK0:_LINK0 + self._s[i, _HOPS]].copy() for i in slots]
         cls = self._s[slots, _CLS]
         rate = np.where(cls >= 0, self._cf[_CRATE, np.maximum(cls, 0)], self._fs[_RATE, slots])
-        return links, rate, self._fs[_REM, slots].copy()
+        remaining = self._fs[_REM].copy()
+        if self._meta[_ROWS]:                         # the classed flows' bytes are in the class rows
+            for c in range(int(self._meta[_NCLS])):
+                n = int(self._ci[c, _CD])
+                remaining[self._cm[c, :n]] = self._cr[c, :n]
+        return links, rate, remaining[slots]
 
     def fills(self) -> tuple[int, int]:
         """Re-allocations solved per bottleneck class and flow by flow, so far."""
