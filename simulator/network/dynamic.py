@@ -6,7 +6,7 @@ has no such structure: a flow arrives whenever a worker finishes computing. Here
 the same fluid model runs *inside* the SimPy clock: every arrival and every
 completion re-shares the links (progressive filling, as in ``fluid.py``), the
 remaining bytes of every live flow advance at their rates in between, and the
-next completion is scheduled as one SimPy timeout.
+next completion is timed with one alarm (see below).
 
 A *group* of flows (one push or pull: a stage's flows to its k servers) is one event:
 it completes when its last flow does; each flow also pays its path latency once,
@@ -15,9 +15,10 @@ together finishes at exactly the times ``Network.finish_times`` gives. A caller 
 sends the same group again and again prepares it once (:meth:`FlowSimulator.prepare`:
 routes resolved into arrays) and starts it with :meth:`FlowSimulator.start`.
 
-Bookkeeping is arrays only, no Python object per flow: a flow is a slot (a row of
-``_f`` = remaining bytes, rate, size, latency and of ``_s`` = hops, group, links), a
-group is an index into ``_pending`` / ``_done_at`` and a list of SimPy events. Live
+Bookkeeping is arrays only, no Python object per flow: a flow is a slot (a column of
+``_fs`` = remaining bytes, own rate, latency, finish threshold, of ``_is`` = its advance code,
+and a row of ``_s`` = hops, group, class, links), a group is an index into ``_pending`` /
+``_done_at`` and a list of SimPy events. Live
 flows per link and the set of links carrying any (``_active``) are kept up to date as
 flows arrive and leave, so nothing re-indexes the live flows. Two Numba kernels do
 the work: ``_add`` puts a group's flows into slots; ``_step`` advances every live flow
@@ -39,6 +40,17 @@ freezing links are the next classes. That filling's arithmetic is the kernel it 
 (same levels, saturation test and subtractions); the class filling sums ``count × rate``
 per link instead of subtracting flow by flow, so its rates agree with a from-scratch
 ``max_min_rates`` to 1e-12 relative (tested after every event), not bit for bit.
+
+While every live flow has a class, the bytes left of a class's flows live in its contiguous *class
+row* (``_cr``, slots in ``_cm``; ``_advance_rows``): one vectorised loop subtracts the class's
+rate × dt (the product the flow loop subtracted, so the same floats), and a class is searched for
+finished flows only when its fewest bytes left, tracked exactly (rounding is monotonic: the least of
+``r - p`` is the least ``r`` minus ``p``), reaches its highest finish threshold or its slack. Flows
+started since the last re-allocation join their rows after it (rate 0 in their first advance); a
+flow-by-flow filling first puts the rows' bytes back into ``_fs`` (``_unpack_rows``) and rebuilds
+the rows after classifying (``_fill_rows``). The next completion is timed with the engine
+environment's movable alarm (``set_alarm``; ``_WakeAlarm`` gives a plain SimPy environment the same
+two calls with timer events).
 
 Numba is imported with this module; :func:`load_kernels` loads the cached kernels
 ahead of a timed region.

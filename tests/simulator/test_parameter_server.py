@@ -337,3 +337,16 @@ def test_pushes_overlap_backward_in_the_trace():
     assert len(pushes) == 4
     inside = [p for p in pushes if p["ts"] + p["dur"] <= backward["ts"] + backward["dur"] + 1e-6]
     assert len(inside) == 3                        # all but the last layer's push finish during backward
+
+
+def test_the_slowest_replicas_applied_pushes_are_kept_as_the_minimum():
+    """Pushes applied in a random order of replicas: the count kept up to date equals the minimum over them."""
+    from simulator.engine.protocols import ASP, BSP
+
+    rng = np.random.default_rng(4)
+    for protocol in (ASP(simpy.Environment(), 7, 100, 1), BSP(simpy.Environment(), 7, 100, 1)):
+        for _ in range(300):
+            r = int(rng.integers(0, 7))
+            protocol.replica_applied(r, protocol.applied_clock[r])
+            assert protocol.slowest == min(protocol.applied_clock)
+        assert protocol.slowest > 20
