@@ -38,6 +38,7 @@ from simulator.results import IterationRecord, Result, Trace, summarize
 from simulator.rng import Streams
 
 from .allreduce import AllreduceSync, LocalRounds
+from .environment import Environment
 from .learning import Learner, LearnerState
 from .pipeline import Board, Link
 from .quorum import Quorum
@@ -202,7 +203,7 @@ def build_job(config: Config, env: simpy.Environment | None = None, *, graph: nx
 
 def _build_job(config: Config, env: simpy.Environment | None, *, graph: nx.Graph | None, segment: int,
                learner_start: LearnerState | None) -> Job:
-    env = env or simpy.Environment()
+    env = env or Environment()
     hw = resolve_hardware(config, graph)
     _check_size(config, hw)
     network = Network(hw.graph, config.network.model, gamma=hw.gamma, profile=hw.profile,

@@ -157,7 +157,7 @@ class UpdateLog:
         """The replica reads the parameters for ``clock`` now (its first stage starts pulling)."""
         key = (replica, clock)
         self._read_versions[key] = versions
-        self._read_slowest[key] = int(self.protocol.applied_clock.min())
+        self._read_slowest[key] = self.protocol.slowest
         if self.learner is not None:
             self._params[key] = self.learner.read()
 

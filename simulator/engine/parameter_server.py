@@ -128,17 +128,19 @@ class ParameterServers:
     def busy_s(self) -> np.ndarray:
         return np.array(self.busy)
 
-    def apply(self, touched: tuple[int, ...], seconds: tuple[float, ...], label: str, traced: bool) -> list[float]:
-        """Queue an update of ``seconds[i]`` at each shard ``touched[i]``; returns when each finishes."""
+    def apply(self, touched: tuple[int, ...], seconds: tuple[float, ...], replica: int, traced: bool) -> list[float]:
+        """Queue an update of ``seconds[i]`` at each shard ``touched[i]`` from ``replica``; returns when each
+        finishes."""
         now = self.env.now
+        free_at, busy = self.free_at, self.busy
         ends = []
         for j, sec in zip(touched, seconds, strict=True):
-            start = max(now, self.free_at[j])
-            end = self.free_at[j] = start + sec
-            self.busy[j] += sec
+            start = max(now, free_at[j])
+            end = free_at[j] = start + sec
+            busy[j] += sec
             ends.append(end)
             if traced:
-                self.trace.span(label, f"server {j}", start, end)
+                self.trace.span(f"apply replica {replica}", f"server {j}", start, end)
         return ends
 
     def complete(self, shards: tuple[int, ...], ends: list[float]) -> list[int]:
@@ -245,6 +247,7 @@ class PSSync:
         for (s, c, b) in self.units:
             touch += self._push[(0, s, c, b)].per_shard > 0
         self.touch = touch.tolist()                       # units of one replica that touch each shard
+        self._unit_per_shard = max(self.touch, default=0) <= 1
         self.stage_done = [Quorum(env, n) for n in self.units_of_stage]   # (replica, clock): stage's units done
         self._units_done: dict[tuple[int, int], int] = {}                 # (replica, clock) -> units applied or dropped
         self._shard_count: dict[tuple[int, int, int], int] = {}           # (replica, clock, shard) -> units seen
@@ -396,11 +399,26 @@ class PSSync:
         accepted = self.protocol.accept(tag, d)
         if accepted:
             self._applied_any.add((d, clock))
-            ends = self.servers.apply(traffic.touched, traffic.apply_s, f"apply replica {d}", rank.traced)
+            ends = self.servers.apply(traffic.touched, traffic.apply_s, d, rank.traced)
             finish = max(ends, default=self.env.now)
         else:
             ends, finish = None, self.env.now
-        completes, ends_at = [], []              # shards where this was the replica's last unit of ``clock``
+        if self._unit_per_shard:                 # one unit of a replica per shard: it is the last one there
+            completes, ends_at = (traffic.touched, ends) if accepted else ((), ())
+        else:
+            completes, ends_at = self._last_units(d, clock, accepted, traffic, ends)
+        if completes:                            # FIFO queues: when each completes is known now
+            self.log.queued(d, clock, completes, self.servers.complete(completes, ends_at))
+            if self.learner is not None:
+                for j, end in zip(completes, ends_at, strict=True):
+                    self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
+        self._unit_finish(rank, clock, tag, accepted, unit, finish)
+
+    def _last_units(self, d: int, clock: int, accepted: bool, traffic: _Traffic, ends: list[float] | None
+                    ) -> tuple[list[int], list[float]]:
+        """The shards where this unit was the replica's last of ``clock`` (and none of them was dropped), and
+        when its update there ends."""
+        completes, ends_at = [], []
         for i, j in enumerate(traffic.touched):
             if self.touch[j] > 1:                # more of its units touch shard j: count them
                 key = (d, clock, j)
@@ -418,12 +436,7 @@ class PSSync:
                 continue
             completes.append(j)
             ends_at.append(ends[i])
-        if completes:                            # FIFO queues: when each completes is known now
-            self.log.queued(d, clock, completes, self.servers.complete(completes, ends_at))
-            if self.learner is not None:
-                for j, end in zip(completes, ends_at, strict=True):
-                    self.env.timeout(end - self.env.now).callbacks.append(self._learner_apply(d, clock, j))
-        self._unit_finish(rank, clock, tag, accepted, unit, finish)
+        return completes, ends_at
 
     def _unit_finish(self, rank: Any, clock: int, tag: int, accepted: bool, unit: tuple[int, int, int],
                      finish: float) -> None:

@@ -49,7 +49,9 @@ class Protocol:
 
     def __init__(self, env: simpy.Environment, replicas: int, iterations: int, units: int):
         self.env, self.replicas, self.iterations, self.units = env, replicas, iterations, units
-        self.applied_clock = np.zeros(replicas, dtype=np.int64)    # pushes of each replica applied
+        self.applied_clock = [0] * replicas                         # pushes of each replica applied
+        self.slowest = 0                                            # the fewest of them (kept up to date)
+        self._at_slowest = replicas                                 # replicas with that few
         self.clocks = Quorum(env, replicas)                         # clock c: every replica's c-th push applied
 
     @property
@@ -59,7 +61,17 @@ class Protocol:
 
     @property
     def steps_done(self) -> int:
-        return int(self.applied_clock.min())
+        return self.slowest
+
+    def _count_applied(self, replica: int) -> None:
+        """One more push of ``replica`` applied; the slowest count moves on when no replica is left at it."""
+        n = self.applied_clock[replica]
+        self.applied_clock[replica] = n + 1
+        if n == self.slowest:
+            self._at_slowest -= 1
+            if self._at_slowest == 0:        # counts only grow by one: every replica is at slowest + 1 or more
+                self.slowest = n + 1
+                self._at_slowest = self.applied_clock.count(n + 1)
 
     def gate(self, replica: int, clock: int) -> simpy.Event | None:
         return None
@@ -82,7 +94,7 @@ class Protocol:
         return None
 
     def replica_applied(self, replica: int, clock: int) -> None:
-        self.applied_clock[replica] += 1
+        self._count_applied(replica)
         self.clocks.arrive(clock)
 
     def step_ends(self) -> np.ndarray | None:
@@ -183,7 +195,7 @@ class BSP(Protocol):
             self.steps.forget(tag)
 
     def replica_applied(self, replica: int, clock: int) -> None:
-        self.applied_clock[replica] += 1
+        self._count_applied(replica)
 
     def step_ends(self) -> np.ndarray:
         return np.array([self.steps.reached_at[g] for g in range(self._steps_done)])

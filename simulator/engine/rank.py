@@ -46,28 +46,29 @@ class Stats:
     """Per-iteration tallies the summary needs (seconds of simulated time, summed over rank processes)."""
 
     iterations: int
-    first_start: np.ndarray = field(init=False)
-    flush: np.ndarray = field(init=False)
-    busy: np.ndarray = field(init=False)          # time spent in ops (compute and in-op communication)
+    first_start: list[float] = field(init=False)  # (plain lists: one op updates them, per op)
+    flush: list[float] = field(init=False)
+    busy: list[float] = field(init=False)         # time spent in ops (compute and in-op communication)
     tensor: np.ndarray = field(init=False)        # tensor-parallel all-reduce time
     gathers: np.ndarray = field(init=False)       # ZeRO-3 parameter all-gathers
     sends: np.ndarray = field(init=False)         # point-to-point transfer times
 
     def __post_init__(self) -> None:
         n = self.iterations
-        self.first_start, self.flush = np.full(n, np.inf), np.zeros(n)
-        self.busy, self.tensor, self.gathers, self.sends = (np.zeros(n) for _ in range(4))
+        self.first_start, self.flush, self.busy = [np.inf] * n, [0.0] * n, [0.0] * n
+        self.tensor, self.gathers, self.sends = (np.zeros(n) for _ in range(3))
 
     def op(self, it: int, start: float, end: float, busy: float, backward: bool) -> None:
-        self.first_start[it] = min(self.first_start[it], start)
-        if backward:
-            self.flush[it] = max(self.flush[it], end)
+        if start < self.first_start[it]:
+            self.first_start[it] = start
+        if backward and end > self.flush[it]:
+            self.flush[it] = end
         self.busy[it] += busy
 
     def bubble(self, processes: int) -> np.ndarray:
         """Idle share of each iteration's pipeline span (first forward → last backward)."""
-        span = self.flush - self.first_start
-        return np.maximum(0.0, 1.0 - self.busy / (processes * span))  # ≥ 0 up to rounding
+        span = np.array(self.flush) - np.array(self.first_start)
+        return np.maximum(0.0, 1.0 - np.array(self.busy) / (processes * span))  # ≥ 0 up to rounding
 
 
 class Rank:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SlowdownModel", "device_factors"]
 
+_BLOCK = 32    # noise values drawn per call to a rank's generator
+
 
 def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -> list[tuple[float, float]]:
     """(fraction of workers, compute-time ratio to ``device``) for each entry of ``heterogeneity``."""
@@ -68,23 +70,32 @@ class SlowdownModel:
         # which devices are slow stays; the noise of each stretch of a job between failures is its own
         per_rank = (lambda r: streams.get("stragglers", r)) if segment == 0 else \
             (lambda r: streams.get("stragglers", r, segment))
-        self._rngs = [per_rank(r) for r in range(workers)] if self.noisy else []
+        self._noisy = spec.distribution != "none" and spec.sigma > 0
+        self._rngs = [per_rank(r) for r in range(workers)] if self._noisy else []
+        self._base = self.persistent.tolist()
+        # each rank's next noise values, drawn _BLOCK at a time (a generator's draws in one call are the
+        # values the same number of single draws give, in order)
+        self._drawn: list[list[float]] = [[] for _ in self._rngs]
 
     @property
     def noisy(self) -> bool:
-        return self.spec.distribution != "none" and self.spec.sigma > 0
+        return self._noisy
 
     def factor(self, rank: int) -> float:
         """Slowdown of ``rank``'s next iteration (1.0 = nominal)."""
-        base = self.persistent[rank]
-        if not self.noisy:
-            return float(base)
-        rng, sigma = self._rngs[rank], self.spec.sigma
+        if not self._noisy:
+            return self._base[rank]
+        drawn = self._drawn[rank]
+        if not drawn:
+            drawn += reversed(self._draw(self._rngs[rank]))
+        return self._base[rank] * drawn.pop()
+
+    def _draw(self, rng: np.random.Generator) -> list[float]:
+        sigma = self.spec.sigma
         match self.spec.distribution:
             case "lognormal":
-                noise = rng.lognormal(0.0, sigma)
+                return rng.lognormal(0.0, sigma, size=_BLOCK).tolist()
             case "normal":
-                noise = max(0.1, rng.normal(1.0, sigma))
+                return [max(0.1, x) for x in rng.normal(1.0, sigma, size=_BLOCK).tolist()]
             case _:
-                noise = 1.0 + rng.exponential(sigma)
-        return float(base * noise)
+                return [1.0 + x for x in rng.exponential(sigma, size=_BLOCK).tolist()]

@@ -8,7 +8,7 @@ import simpy
 
 import topologies
 from simulator.network import Network
-from simulator.network.dynamic import _CROWD, FlowSimulator
+from simulator.network.dynamic import _CROWD, _HOPS, _HW, FlowSimulator
 from simulator.network.fluid import max_min_rates
 
 BW, LAT = 10e9, 1e-6
@@ -39,14 +39,39 @@ def _checked(flows: FlowSimulator, seen: list[int]) -> None:
     flows._reallocate = reallocate
 
 
+def _shadowed(flows: FlowSimulator, compared: list[int]) -> None:
+    """After every re-allocation: each flow that was live at the one before has exactly (to the bit) the bytes
+    left it had then minus its rate then x the time since, the flow loop's arithmetic, wherever the kernel
+    keeps them (the slot arrays, or its class's row)."""
+    inner = flows._reallocate
+    state: dict = {"at": 0.0, "left": {}, "rate": {}}
+
+    def reallocate(event=None):
+        now = flows.env.now
+        inner(event)
+        dt, state["at"] = now - state["at"], now
+        _, rate, remaining = flows.live()
+        slots = np.flatnonzero(flows._s[: int(flows._meta[_HW]), _HOPS] > 0).tolist()
+        left, rates = {}, {}
+        for i, r, q in zip(slots, rate, remaining, strict=True):
+            if i in state["left"]:
+                assert q == state["left"][i] - state["rate"][i] * dt
+                compared.append(i)
+            left[i], rates[i] = q, r
+        state["left"], state["rate"] = left, rates
+
+    flows._reallocate = reallocate
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rates_after_every_arrival_and_departure_equal_a_full_re_solve(seed):
     """Random groups of 1-4 flows (some at the same instant, some with no bytes or to their own device) on an
     oversubscribed fat-tree: hundreds of arrivals and departures, each followed by the check above."""
     g = topologies.build("fat_tree", k=4, bandwidth=BW, latency=LAT, oversubscription=2.0)
     env = simpy.Environment()
-    flows, seen, done = FlowSimulator(env, Network(g), slots=4), [], []   # few slots: they must grow
+    flows, seen, done, compared = FlowSimulator(env, Network(g), slots=4), [], [], []   # few slots: they grow
     _checked(flows, seen)
+    _shadowed(flows, compared)
     rng = np.random.default_rng(seed)
 
     def sender(i):
@@ -66,6 +91,7 @@ def test_rates_after_every_arrival_and_departure_equal_a_full_re_solve(seed):
     env.run()
     assert len(done) == 24 * 4
     assert len(seen) > 150 and max(seen) >= 20           # many events, with many flows sharing links
+    assert len(compared) > 5 * len(seen)
     assert flows.links_in_use() == {} and flows.live()[0] == []
 
 
@@ -98,8 +124,9 @@ def test_parameter_server_traffic_takes_the_class_path_and_still_equals_a_full_r
     most events were solved per bottleneck class, not flow by flow (so the check above covers that path)."""
     g = topologies.build("fat_tree", k=6, bandwidth=BW, latency=LAT)
     env = simpy.Environment()
-    flows, seen = FlowSimulator(env, Network(g)), []
+    flows, seen, compared = FlowSimulator(env, Network(g)), [], []
     _checked(flows, seen)
+    _shadowed(flows, compared)
     rng = np.random.default_rng(seed)
     servers = [51, 52, 53]
 
@@ -116,6 +143,7 @@ def test_parameter_server_traffic_takes_the_class_path_and_still_equals_a_full_r
     fast, full = flows.fills()
     assert len(seen) == fast + full > 400
     assert fast > 2 * full
+    assert len(compared) > 10 * len(seen)
 
 
 def test_more_bottlenecks_than_classes_fall_back_to_the_flow_by_flow_filling():

@@ -205,7 +205,7 @@ def test_backup_workers_use_the_first_p_minus_b_gradients(small_config):
     cfg = straggling(ps_config(small_config, workers=6, servers=2, mode="bsp", backup_workers=2), seed=5)
     protocol = build_job(load_config(cfg)).run().sync.protocol
     assert protocol.steps_done == 12
-    applied = int(protocol.applied_clock.sum())
+    applied = sum(protocol.applied_clock)
     assert applied == 12 * 4                       # p − b pushes count per step
     plain = simulate(load_config(straggling(ps_config(small_config, workers=6, servers=2, mode="bsp"), seed=5)))
     backup = simulate(load_config(cfg))
@@ -337,3 +337,16 @@ def test_pushes_overlap_backward_in_the_trace():
     assert len(pushes) == 4
     inside = [p for p in pushes if p["ts"] + p["dur"] <= backward["ts"] + backward["dur"] + 1e-6]
     assert len(inside) == 3                        # all but the last layer's push finish during backward
+
+
+def test_the_slowest_replicas_applied_pushes_are_kept_as_the_minimum():
+    """Pushes applied in a random order of replicas: the count kept up to date equals the minimum over them."""
+    from simulator.engine.protocols import ASP, BSP
+
+    rng = np.random.default_rng(4)
+    for protocol in (ASP(simpy.Environment(), 7, 100, 1), BSP(simpy.Environment(), 7, 100, 1)):
+        for _ in range(300):
+            r = int(rng.integers(0, 7))
+            protocol.replica_applied(r, protocol.applied_clock[r])
+            assert protocol.slowest == min(protocol.applied_clock)
+        assert protocol.slowest > 20
