@@ -251,10 +251,9 @@ class Routing:
         apart = np.flatnonzero(shared == 0)          # different trees: their roots are core nodes
         if len(apart) and self._core_min_latency > 0:
             rs, rt = ts[apart, 0], tt[apart, 0]
-            pos = self._core_pos_array()[rs]
-            for root in np.unique(rt).tolist():
-                mine_ = rt == root
-                hops[apart[mine_]] = np.maximum(self._core_distance_array(root)[pos[mine_]], 0)
+            roots, which = np.unique(rt, return_inverse=True)
+            dist = np.stack([self._core_distance_array(root) for root in roots.tolist()])
+            hops[apart] = np.maximum(dist[which.ravel(), self._core_pos_array()[rs]], 0)
         return ptr, mine[keep], hops * self._core_min_latency
 
     def _core_pos_array(self) -> np.ndarray:
