@@ -121,14 +121,20 @@ def bundles(link_ptr: np.ndarray, links: np.ndarray, capacity: np.ndarray) -> li
     fine = is_bundle | (cap > c_own * (1.0 + 1e-9 * n)) | ((cap == c_own) & (k == k[owner]))
     if not fine.all():
         return None
-    kinds, kind_of = np.unique(np.stack([cap[is_bundle], k[is_bundle].astype(float)]), axis=1, return_inverse=True)
-    if kinds.shape[1] > _MAX_BUNDLE_KINDS:
+    # kinds of bundle links by (capacity, flows); not np.unique(axis=...), which imports numpy.ma
+    bc, bk = cap[is_bundle], k[is_bundle]
+    order = np.lexsort((bk, bc))
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (bc[order][1:] != bc[order][:-1]) | (bk[order][1:] != bk[order][:-1])
+    if int(new.sum()) > _MAX_BUNDLE_KINDS:
         return None
+    kind_of = np.empty(len(order), dtype=np.int64)
+    kind_of[order] = np.cumsum(new) - 1
     kind_of_link = np.full(len(used), -1)
-    kind_of_link[np.flatnonzero(is_bundle)] = kind_of.ravel()
+    kind_of_link[np.flatnonzero(is_bundle)] = kind_of
     by_bundle = np.argsort(designated, kind="stable")         # flows of one bundle together, in index order
     kind_of_flow = kind_of_link[designated[by_bundle]]
-    return [by_bundle[kind_of_flow == j].reshape(-1, int(kinds[1, j])) for j in range(kinds.shape[1])]
+    return [by_bundle[kind_of_flow == j].reshape(-1, int(size)) for j, size in enumerate(bk[order][new].tolist())]
 
 
 def canonical_sizes(groups: list[np.ndarray], nbytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
