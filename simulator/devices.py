@@ -85,7 +85,7 @@ class Device:
         Device family (informational; the roofline treats all alike).
     peak_flops : float
         Dense peak at the training precision, FLOP/s (tensor-core bf16/fp16 for
-        GPUs, bf16 MXU for TPUs, fp32 AVX-512 FMA for CPUs).
+        GPUs, fp32 for the P100, which has none; bf16 MXU for TPUs, fp32 AVX-512 FMA for CPUs).
     memory_bandwidth : float
         Peak DRAM/HBM bandwidth, bytes/s.
     memory_bytes : float
@@ -144,6 +144,13 @@ class Device:
 #            ASSUMPTIONS in line with STREAM/BabelStream-style copy kernels (measure with BabelStream
 #            and override per device).
 #   embedding (row gathers) - 0.5 on every device: ASSUMPTION (indexed rows, not one stream).
+#   P100 (fp32, no tensor cores; its own sources, measured on a P100, none fitted to the accuracy table):
+#     gemm 9.50 / 10.6 = 0.896: zzc0721/torch-performance-test-data#180, "Tesla P100-SXM2-16GB", torch 2.7 /
+#            cu128, FP32 matmul (cuBLAS SGEMM: Pascal has no TF32) 8192x8192: 9.50 TFLOPS (4096: 9.04).
+#     elementwise 443.8 / 732 = 0.606: mpicbg-scicomp/gearshifft#82 (2017-03-27), CUDA sample bandwidthTest on
+#            a "Tesla P100-PCIE-16GB" (the same 4096-bit HBM2 at 715 MHz, 732 GB/s), device to device:
+#            443,837.7 MB/s (bandwidthTest counts a copy's read and write: 2 x size / time).
+#     attention 0.5, embedding 0.5: ASSUMPTIONS (no P100 figure found; FlashAttention does not run on Pascal).
 CATALOG: dict[str, Device] = {
     # 2 x Intel Xeon Platinum 8358 (Ice Lake-SP, 32 cores, 2.6 GHz base, 2 AVX-512 FMA
     # units: 32 fp32 FLOP/cycle/core), Intel ARK: 8 channels DDR4-3200 per socket.
@@ -152,6 +159,10 @@ CATALOG: dict[str, Device] = {
     "cpu": Device("cpu", "cpu", 2 * 32 * 2.6e9 * 32, 2 * 8 * 25.6e9, 512e9, Efficiency(0.4, 0.3, 0.75, 0.5)),
     # NVIDIA Tesla V100 SXM2 32GB datasheet: 125 TFLOPS tensor (fp16), 900 GB/s HBM2, 32 GB.
     "v100": Device("v100", "gpu", 125e12, 900e9, 32e9, Efficiency(0.75, 0.4, 0.83, 0.5)),
+    # NVIDIA Tesla P100 SXM2 16GB datasheet (DGX-1's GPU): 10.6 TFLOPS fp32 (21.2 fp16 at twice the rate,
+    # no tensor cores; its era trained in fp32, so the fp32 peak), 732 GB/s HBM2, 16 GB.
+    "p100": Device("p100", "gpu", 10.6e12, 732e9, 16e9,
+                   Efficiency(9.50e12 / 10.6e12, 0.5, 443_837.7e6 / 732e9, 0.5)),
     # NVIDIA A100 80GB SXM datasheet: 312 TFLOPS bf16/fp16 tensor dense (624 with
     # sparsity), 2,039 GB/s HBM2e, 80 GB.
     "a100": Device("a100", "gpu", 312e12, 2.039e12, 80e9, Efficiency(0.87, 0.6, 0.85, 0.5)),

@@ -21,7 +21,7 @@ from simulator.config.models import DeviceSpec, EfficiencySpec, FromFile, Hierar
 from simulator.devices import Device, Efficiency, get_device
 from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
-from simulator.workloads import Model, get_model, model_from_layers, with_attention
+from simulator.workloads import Model, get_model, model_from_layers, with_attention, with_convolution
 from topologies.link_classes import set_class
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
@@ -188,6 +188,12 @@ def resolve_model(config: Config) -> Model:
         raise ConfigError(f"workload.attention: {attention} sets how transformer blocks run their attention core, "
                           f"and {model.name} has none (a preset transformer or layers of kind: transformer_block); "
                           "remove it")
+    convolution = config.workload.convolution
+    if any(la.conv is not None and la.conv.winograd for la in model.layers):
+        model = with_convolution(model, convolution)
+    elif "convolution" in config.workload.model_fields_set:
+        raise ConfigError(f"workload.convolution: {convolution} sets how 3x3 stride-1 convolutions run, and "
+                          f"{model.name} has none (a preset CNN: resnet50, resnet101, inception_v3, vgg16); remove it")
     # gradients as the collective sums them: fp16/bf16 in 2 bytes; fp32 (and what other methods start from) in 4
     from simulator.compression import INPLACE
 

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 __all__ = [
     "ACT_BYTES",
     "ATTENTION",
+    "CONVOLUTION",
     "LAYER_KINDS",
     "PRESETS",
     "Bucket",
+    "Conv",
     "Layer",
     "Model",
     "Work",
@@ -41,6 +43,8 @@ __all__ = [
     "megatron_iteration_flops",
     "model_from_layers",
     "with_attention",
+    "with_convolution",
+    "winograd_work",
 ]
 
 ACT_BYTES = 2
@@ -53,6 +57,12 @@ WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")   # as simulator.
 ATTENTION = ("fused", "unfused")
 """How a transformer block's attention core runs (:func:`block_work`): one fused FlashAttention-style kernel,
 or unfused kernels that write the a·s² scores to memory and read them back."""
+
+CONVOLUTION = ("direct", "winograd_2x2", "winograd_4x4")
+"""How 3x3 stride-1 convolutions run (:func:`winograd_work`): the direct (implicit-GEMM) convolution, or
+Winograd's minimal filtering F(m×m, 3×3) with output tiles of 2×2 or 4×4 (Lavin & Gray, CVPR 2016)."""
+
+WINOGRAD_TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
 
 LAYER_KINDS = (*WORK_KINDS, "transformer", "lm_head")
 """A layer's kind: one piece of work of a :data:`WORK_KINDS` kind, a ``transformer`` block (its GEMM,
@@ -106,6 +116,27 @@ class Work:
 
 
 @dataclass(frozen=True)
+class Conv:
+    """A convolution's shape, kept on its layer so that the algorithm it runs with can be changed
+    (:func:`with_convolution`): input ``cin × h × w``, output ``cout × ho × wo``, a ``kh × kw`` kernel."""
+
+    cin: int
+    h: int
+    w: int
+    cout: int
+    ho: int
+    wo: int
+    kh: int
+    kw: int
+    stride: int
+
+    @property
+    def winograd(self) -> bool:
+        """A 3x3 stride-1 convolution: what F(m×m, 3×3) computes."""
+        return self.kh == self.kw == 3 and self.stride == 1
+
+
+@dataclass(frozen=True)
 class Layer:
     """One trainable (or parameter-free) layer, with per-sample costs.
 
@@ -135,6 +166,8 @@ class Layer:
         elementwise); their FLOPs and bytes add up to ``forward_flops`` and ``forward_bytes``.
         Empty: one piece of the layer's own kind (``gemm`` for a ``transformer`` or ``lm_head``
         built without parts).
+    conv : Conv or None, default None
+        A convolution's shape (presets' convolutions): what :func:`with_convolution` re-times.
     """
 
     name: str
@@ -145,6 +178,7 @@ class Layer:
     kind: str = "gemm"
     matrices: tuple[tuple[int, int], ...] = ()
     work: tuple[Work, ...] = ()
+    conv: Conv | None = None
 
     def __post_init__(self) -> None:
         """Check that every quantity is non-negative, ``params`` is whole and the work adds up."""
@@ -207,6 +241,8 @@ class Model:
         How its transformer blocks' attention core was built (:func:`block_work`; change it with
         :func:`with_attention`): what their time and their kept activations (:mod:`simulator.parallel.memory`)
         assume.
+    convolution : {"direct", "winograd_2x2", "winograd_4x4"}, default "direct"
+        How its 3x3 stride-1 convolutions run (:func:`winograd_work`; change it with :func:`with_convolution`).
     """
 
     name: str
@@ -219,13 +255,18 @@ class Model:
     seq_len: int | None = None
     vocab: int | None = None
     attention: str = "fused"
+    convolution: str = "direct"
 
     def __post_init__(self) -> None:
-        """Store layers as a tuple; reject empty models, duplicate layer names and an unknown attention."""
+        """Store layers as a tuple; reject empty models, duplicate layer names, an unknown attention or
+        convolution."""
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.attention not in ATTENTION:
             raise ValueError(f"model {self.name!r}: attention must be one of {', '.join(ATTENTION)}, "
                              f"got {self.attention!r}")
+        if self.convolution not in CONVOLUTION:
+            raise ValueError(f"model {self.name!r}: convolution must be one of {', '.join(CONVOLUTION)}, "
+                             f"got {self.convolution!r}")
         if not self.layers:
             raise ValueError(f"model {self.name!r}: needs at least one layer")
         if not self.bytes_per_param > 0:
@@ -284,8 +325,67 @@ def _conv(
         out * ACT_BYTES,
         (cin * h * w + out) * ACT_BYTES,
         matrices=((cout, cin * kh * kw),),
+        conv=Conv(cin, h, w, cout, ho, wo, kh, kw, stride),
     )
     return layer, (cout, ho, wo)
+
+
+def winograd_work(conv: Conv, m: int, params: int) -> tuple[Work, Work]:
+    """A 3x3 stride-1 convolution's forward work per sample under Winograd's F(m×m, 3×3), non-fused.
+
+    Lavin & Gray (CVPR 2016, "Fast Algorithms for Convolutional Neural Networks", Sec. 4): the output is
+    cut into m×m tiles, t = ⌈ho/m⌉·⌈wo/m⌉ of them, each computed from an α×α input tile (α = m + 2):
+
+    - input transform Bᵀ·d·B and output transform Aᵀ·M·A: ``elementwise`` work, reading the input
+      (cin·h·w) and writing the transformed input U (cin·α²·t), reading the products M (cout·α²·t) and
+      writing the output (cout·ho·wo); their additions are not counted (memory-bound, as the other
+      elementwise work here);
+    - the products: α² GEMMs of (cout × cin)·(cin × t), 2·α²·cout·cin·t FLOPs, a ``gemm`` piece reading U
+      and writing M. Per output element that is α²/m² multiplies for the direct convolution's 9: 2.25×
+      fewer for F(2×2, 3×3) (16 for 36) and 4× fewer for F(4×4, 3×3) (36 for 144) when the tiles divide
+      the output (Lavin & Gray, Sec. 4: "reduces the number of multiplications by a factor of 2.25" and 4).
+
+    The weights' transform (cout·cin·α² values, once a batch) is where the ``params`` are read. Backward is
+    timed, as for every piece, at twice the forward (:mod:`simulator.compute`): the data gradient of a 3x3
+    stride-1 convolution is one too, and the filter gradient takes the same transforms (Lavin & Gray, Sec. 4).
+    """
+    alpha = m + 2
+    tiles = -(-conv.ho // m) * -(-conv.wo // m)
+    u, mm = conv.cin * alpha * alpha * tiles, conv.cout * alpha * alpha * tiles
+    products = Work("gemm", 2.0 * alpha * alpha * conv.cout * conv.cin * tiles, (u + mm) * ACT_BYTES, params)
+    transforms = Work("elementwise", 0.0, (conv.cin * conv.h * conv.w + u + mm + conv.cout * conv.ho * conv.wo)
+                      * ACT_BYTES)
+    return products, transforms
+
+
+def with_convolution(model: Model, convolution: str) -> Model:
+    """``model`` with its 3x3 stride-1 convolutions run ``direct`` or by Winograd (:func:`winograd_work`).
+
+    Raises
+    ------
+    ValueError
+        If ``convolution`` is not one of :data:`CONVOLUTION`, or the model has no 3x3 stride-1 convolution.
+    """
+    if convolution not in CONVOLUTION:
+        raise ValueError(f"convolution must be one of {', '.join(CONVOLUTION)}, got {convolution!r}")
+    if not any(la.conv is not None and la.conv.winograd for la in model.layers):
+        raise ValueError(f"model {model.name!r} has no 3x3 stride-1 convolution")
+    if convolution == model.convolution:
+        return model
+
+    def rebuilt(la: Layer) -> Layer:
+        if la.conv is None or not la.conv.winograd:
+            return la
+        if convolution == "direct":
+            work = (Work("gemm", 2.0 * la.conv.kh * la.conv.kw * la.conv.cin * la.conv.cout * la.conv.ho
+                         * la.conv.wo, (la.conv.cin * la.conv.h * la.conv.w + la.conv.cout * la.conv.ho
+                                        * la.conv.wo) * ACT_BYTES, la.params),)
+        else:
+            work = winograd_work(la.conv, WINOGRAD_TILES[convolution], la.params)
+        return dataclasses.replace(la, forward_flops=sum(w.flops for w in work),
+                                   memory_bytes=sum(w.bytes for w in work), work=work)
+
+    return dataclasses.replace(model, layers=tuple(rebuilt(la) for la in model.layers), convolution=convolution)
 
 
 def _elementwise(name: str, x: _Shape, *, params: int = 0, flops: float, passes: int) -> Layer:

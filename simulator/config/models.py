@@ -318,6 +318,9 @@ class Workload(StrictModel):
     attention: Literal["fused", "unfused"] = Field(
         "fused", description="transformer blocks' attention core: fused (FlashAttention-style, the scores stay on "
                              "chip) or unfused (pre-2022 Megatron-LM: the a·s² scores through memory)")
+    convolution: Literal["direct", "winograd_2x2", "winograd_4x4"] = Field(
+        "direct", description="3x3 stride-1 convolutions: direct (implicit GEMM) or Winograd F(2x2, 3x3) / F(4x4, 3x3) "
+                              "(Lavin & Gray 2016: 2.25x / 4x fewer multiplies, transforms through memory)")
 
     @model_validator(mode="before")
     @classmethod
