@@ -12,8 +12,9 @@ Conventions
 -----------
 * FLOP = 2 x multiply-accumulate (MAC). Papers and torchvision often quote MACs
   as "FLOPs" (ResNet-50: 4.1 G); here ResNet-50 is about 8.2 GFLOP forward.
-* Activations are 16-bit (mixed precision, :data:`ACT_BYTES`); gradients are
-  communicated as ``Model.bytes_per_param`` bytes each (fp32 by default).
+* The builders count activations and working weights 16-bit (mixed precision, :data:`ACT_BYTES`);
+  :func:`with_precision` re-counts a model at another training precision (:data:`PRECISION_BYTES`).
+  Gradients are communicated as ``Model.bytes_per_param`` bytes each (fp32 by default).
 * Transformer samples are sequences; per-sample FLOPs = per-token FLOPs x seq_len.
 
 This module does no timing (see :mod:`simulator.compute`) and no I/O: the config
@@ -30,6 +31,7 @@ __all__ = [
     "ACT_BYTES",
     "ATTENTION",
     "CONVOLUTION",
+    "PRECISION_BYTES",
     "LAYER_KINDS",
     "PRESETS",
     "Bucket",
@@ -44,11 +46,16 @@ __all__ = [
     "model_from_layers",
     "with_attention",
     "with_convolution",
+    "with_precision",
     "winograd_work",
 ]
 
 ACT_BYTES = 2
-"""Bytes per activation element (fp16/bf16 mixed-precision training)."""
+"""Bytes per activation element (fp16/bf16 mixed-precision training): what the builders count in."""
+
+PRECISION_BYTES = {"mixed": 2, "fp32": 4, "tf32": 4}
+"""Bytes per activation and working-weight element at each training precision
+(:data:`simulator.devices.PRECISIONS`); dropout masks stay 1 byte at every precision."""
 
 _Shape = tuple[int, int, int]  # (channels, height, width) of a CNN feature map
 
@@ -89,6 +96,8 @@ class Work:
     core : bool, default False
         Part of a transformer block's attention core (scores, softmax, dropout, context): what tensor
         parallelism splits by heads (sequence parallelism or not) and selective recomputation re-runs.
+    weight_bytes : float, default ACT_BYTES
+        Bytes per weight its kernels read (the working copy: 16-bit at mixed precision, 4 at fp32).
     """
 
     kind: str
@@ -97,12 +106,13 @@ class Work:
     params: float = 0
     backward_bytes: float | None = None
     core: bool = False
+    weight_bytes: float = ACT_BYTES
 
     def __post_init__(self) -> None:
         """Check the kind and that every quantity is non-negative."""
         if self.kind not in WORK_KINDS:
             raise ValueError(f"work kind must be one of {', '.join(WORK_KINDS)}, got {self.kind!r}")
-        for name in ("flops", "bytes", "params"):
+        for name in ("flops", "bytes", "params", "weight_bytes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"work {name} must be >= 0, got {getattr(self, name)!r}")
         if self.backward_bytes is not None and not self.backward_bytes >= 0:
@@ -243,6 +253,9 @@ class Model:
         assume.
     convolution : {"direct", "winograd_2x2", "winograd_4x4"}, default "direct"
         How its 3x3 stride-1 convolutions run (:func:`winograd_work`; change it with :func:`with_convolution`).
+    precision : {"mixed", "fp32", "tf32"}, default "mixed"
+        The training precision its byte counts are at (:data:`PRECISION_BYTES`; change it with
+        :func:`with_precision`).
     """
 
     name: str
@@ -256,6 +269,7 @@ class Model:
     vocab: int | None = None
     attention: str = "fused"
     convolution: str = "direct"
+    precision: str = "mixed"
 
     def __post_init__(self) -> None:
         """Store layers as a tuple; reject empty models, duplicate layer names, an unknown attention or
@@ -267,6 +281,9 @@ class Model:
         if self.convolution not in CONVOLUTION:
             raise ValueError(f"model {self.name!r}: convolution must be one of {', '.join(CONVOLUTION)}, "
                              f"got {self.convolution!r}")
+        if self.precision not in PRECISION_BYTES:
+            raise ValueError(f"model {self.name!r}: precision must be one of {', '.join(PRECISION_BYTES)}, "
+                             f"got {self.precision!r}")
         if not self.layers:
             raise ValueError(f"model {self.name!r}: needs at least one layer")
         if not self.bytes_per_param > 0:
@@ -290,6 +307,11 @@ class Model:
     def activation_bytes(self) -> float:
         """Sum of layer output activations per sample, bytes (a proxy for saved activations)."""
         return float(sum(layer.activation_bytes for layer in self.layers))
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per activation and working-weight element at its precision (:data:`PRECISION_BYTES`)."""
+        return PRECISION_BYTES[self.precision]
 
     @property
     def gradient_bytes(self) -> int:
@@ -330,7 +352,7 @@ def _conv(
     return layer, (cout, ho, wo)
 
 
-def winograd_work(conv: Conv, m: int, params: int) -> tuple[Work, Work]:
+def winograd_work(conv: Conv, m: int, params: int, element_bytes: int = ACT_BYTES) -> tuple[Work, Work]:
     """A 3x3 stride-1 convolution's forward work per sample under Winograd's F(m×m, 3×3), non-fused.
 
     Lavin & Gray (CVPR 2016, "Fast Algorithms for Convolutional Neural Networks", Sec. 4): the output is
@@ -352,9 +374,11 @@ def winograd_work(conv: Conv, m: int, params: int) -> tuple[Work, Work]:
     alpha = m + 2
     tiles = -(-conv.ho // m) * -(-conv.wo // m)
     u, mm = conv.cin * alpha * alpha * tiles, conv.cout * alpha * alpha * tiles
-    products = Work("gemm", 2.0 * alpha * alpha * conv.cout * conv.cin * tiles, (u + mm) * ACT_BYTES, params)
-    transforms = Work("elementwise", 0.0, (conv.cin * conv.h * conv.w + u + mm + conv.cout * conv.ho * conv.wo)
-                      * ACT_BYTES)
+    e = element_bytes
+    products = Work("gemm", 2.0 * alpha * alpha * conv.cout * conv.cin * tiles, (u + mm) * e, params,
+                    weight_bytes=e)
+    transforms = Work("elementwise", 0.0, (conv.cin * conv.h * conv.w + u + mm + conv.cout * conv.ho * conv.wo) * e,
+                      weight_bytes=e)
     return products, transforms
 
 
@@ -373,15 +397,17 @@ def with_convolution(model: Model, convolution: str) -> Model:
     if convolution == model.convolution:
         return model
 
+    e = model.element_bytes
+
     def rebuilt(la: Layer) -> Layer:
         if la.conv is None or not la.conv.winograd:
             return la
         if convolution == "direct":
             work = (Work("gemm", 2.0 * la.conv.kh * la.conv.kw * la.conv.cin * la.conv.cout * la.conv.ho
                          * la.conv.wo, (la.conv.cin * la.conv.h * la.conv.w + la.conv.cout * la.conv.ho
-                                        * la.conv.wo) * ACT_BYTES, la.params),)
+                                        * la.conv.wo) * e, la.params, weight_bytes=e),)
         else:
-            work = winograd_work(la.conv, WINOGRAD_TILES[convolution], la.params)
+            work = winograd_work(la.conv, WINOGRAD_TILES[convolution], la.params, e)
         return dataclasses.replace(la, forward_flops=sum(w.flops for w in work),
                                    memory_bytes=sum(w.bytes for w in work), work=work)
 
@@ -634,7 +660,8 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
     )
 
 
-def block_work(s: int, h: int, heads: int = 1, attention: str = "fused") -> tuple[Work, ...]:
+def block_work(s: int, h: int, heads: int = 1, attention: str = "fused",
+               element_bytes: int = ACT_BYTES) -> tuple[Work, ...]:
     """A transformer block's forward work per sequence: its GEMMs, its attention core, its elementwise ops.
 
     - ``gemm``: QKV, projection and the two 4h MLP matrices, 24·s·h² FLOPs (Narayanan et al. 2021,
@@ -675,19 +702,26 @@ def block_work(s: int, h: int, heads: int = 1, attention: str = "fused") -> tupl
     - ``elementwise``: two LayerNorms (read and write: 2 × 4sh), two dropout + residual adds (read
       2 × 2sh, write 2sh and a 1-byte mask sh: 2 × 7sh) and GeLU on 4h (8sh + 8sh): 38·s·h bytes; the
       LayerNorms' 4h weights. Their FLOPs are not counted (memory-bound; Narayanan's count).
+
+    The bytes above are at 16-bit elements (``element_bytes`` 2, mixed precision). At ``element_bytes`` e
+    every value is e bytes and the dropout masks stay 1 byte: GEMMs 16·e·s·h, the fused core 4·e·s·h, the
+    elementwise rest (18·e + 2)·s·h; unfused, the batched GEMMs 4·e·s·h + 2·e·a·s², softmax and dropout
+    (4·e + 1)·a·s² forward and (5·e + 1)·a·s² backward. Weights are read at e bytes each.
     """
     if attention not in ATTENTION:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
-    gemm = Work("gemm", 24.0 * s * h * h, 32.0 * s * h, 12 * h * h + 9 * h)
-    rest = Work("elementwise", 0.0, 38.0 * s * h, 4 * h)
+    e = float(element_bytes)
+    gemm = Work("gemm", 24.0 * s * h * h, 16.0 * e * s * h, 12 * h * h + 9 * h, weight_bytes=e)
+    rest = Work("elementwise", 0.0, (18.0 * e + 2.0) * s * h, 4 * h, weight_bytes=e)
     if attention == "fused":
-        return gemm, Work("attention", 4.0 * s * s * h, 8.0 * s * h, core=True), rest
+        return gemm, Work("attention", 4.0 * s * s * h, 4.0 * e * s * h, core=True, weight_bytes=e), rest
     scores = float(heads) * s * s
-    return (gemm, Work("gemm", 4.0 * s * s * h, 8.0 * s * h + 4.0 * scores, core=True),
-            Work("elementwise", 0.0, 9.0 * scores, backward_bytes=11.0 * scores, core=True), rest)
+    return (gemm, Work("gemm", 4.0 * s * s * h, 4.0 * e * s * h + 2.0 * e * scores, core=True, weight_bytes=e),
+            Work("elementwise", 0.0, (4.0 * e + 1.0) * scores, backward_bytes=(5.0 * e + 1.0) * scores, core=True,
+                 weight_bytes=e), rest)
 
 
-def _block(name: str, s: int, h: int, heads: int, attention: str = "fused") -> Layer:
+def _block(name: str, s: int, h: int, heads: int, attention: str = "fused", element_bytes: int = ACT_BYTES) -> Layer:
     """One pre/post-LN transformer block: attention + 4h MLP, as its GEMM, attention and elementwise work.
 
     Params 12h^2 + 13h. Forward FLOPs per token 24h^2 (QKV, projection, MLP GEMMs)
@@ -695,8 +729,8 @@ def _block(name: str, s: int, h: int, heads: int, attention: str = "fused") -> L
     :func:`block_work` counts them for ``attention``. (What a block *keeps* for backward is
     Korthikanti et al. 2022's s·h·(34 + 5·a·s/h) bytes unfused: :mod:`simulator.parallel.memory`.)
     """
-    work = block_work(s, h, heads, attention)
-    return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * ACT_BYTES,
+    work = block_work(s, h, heads, attention, element_bytes)
+    return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * element_bytes,
                  sum(w.bytes for w in work), kind="transformer",
                  matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)),   # QKV, projection, MLP in and out
                  work=work)
@@ -718,8 +752,45 @@ def with_attention(model: Model, attention: str) -> Model:
         return model
     s, h, a = model.seq_len, model.hidden, model.heads
     assert s is not None and h is not None and a is not None   # a model with blocks has their shape
-    layers = tuple(_block(la.name, s, h, a, attention) if la.kind == "transformer" else la for la in model.layers)
+    e = model.element_bytes
+    layers = tuple(_block(la.name, s, h, a, attention, e) if la.kind == "transformer" else la for la in model.layers)
     return dataclasses.replace(model, layers=layers, attention=attention)
+
+
+def with_precision(model: Model, precision: str, *, as_given: Iterable[str] = ()) -> Model:
+    """``model`` counted at the training ``precision`` (:data:`PRECISION_BYTES`).
+
+    Transformer blocks are rebuilt at its element size (:func:`block_work`: their 1-byte dropout masks
+    stay 1 byte); every other layer's activation and memory bytes scale by the ratio of element sizes
+    (a convolution, pooling or embedding moves values of one size), except the layers named in
+    ``as_given``, whose byte counts a user typed as they are at that precision. Every piece of work reads
+    its weights at the new element size.
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not one of :data:`PRECISION_BYTES`.
+    """
+    if precision not in PRECISION_BYTES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)}, got {precision!r}")
+    if precision == model.precision:
+        return model
+    e, given = PRECISION_BYTES[precision], frozenset(as_given)
+    r = e / model.element_bytes
+
+    def rebuilt(la: Layer) -> Layer:
+        if la.kind == "transformer":
+            assert model.seq_len and model.hidden and model.heads   # a model with blocks has their shape
+            return _block(la.name, model.seq_len, model.hidden, model.heads, model.attention, e)
+        if la.name in given:
+            return dataclasses.replace(la, work=tuple(dataclasses.replace(w, weight_bytes=e) for w in la.work))
+        work = tuple(dataclasses.replace(w, bytes=w.bytes * r, weight_bytes=e,
+                                         backward_bytes=None if w.backward_bytes is None else w.backward_bytes * r)
+                     for w in la.work)
+        return dataclasses.replace(la, activation_bytes=la.activation_bytes * r, memory_bytes=la.memory_bytes * r,
+                                   work=work)
+
+    return dataclasses.replace(model, layers=tuple(rebuilt(la) for la in model.layers), precision=precision)
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:

@@ -13,7 +13,7 @@ from simulator import compute
 from simulator.config import ConfigError, load_config
 from simulator.devices import get_device
 from simulator.run import simulate
-from simulator.workloads import ACT_BYTES, get_model, with_convolution
+from simulator.workloads import ACT_BYTES, get_model, with_convolution, with_precision
 from tests.simulator.test_engine_matrix import job
 
 CIN = COUT = 64
@@ -65,10 +65,10 @@ def test_only_3x3_stride_1_convolutions_change():
 
 
 def test_the_roofline_times_winograd_as_products_plus_transforms():
-    p100, b = get_device("p100"), 64
-    f4 = conv2(with_convolution(get_model("resnet50"), "winograd_4x4"))
+    p100, b = get_device("p100").at_precision("fp32"), 64
+    f4 = conv2(with_convolution(with_precision(get_model("resnet50"), "fp32"), "winograd_4x4"))
     products, transforms = f4.work
-    fwd = (max(b * products.flops / 10.6e12, (b * products.bytes + 9 * CIN * COUT * compute.WEIGHT_BYTES) / 732e9)
+    fwd = (max(b * products.flops / 10.6e12, (b * products.bytes + 9 * CIN * COUT * 4) / 732e9)
            / (9.50 / 10.6)
            + b * transforms.bytes / 732e9 / (443_837.7e6 / 732e9))
     assert compute.layer_time(f4, p100, b) == pytest.approx(fwd, rel=1e-12)
@@ -77,8 +77,9 @@ def test_the_roofline_times_winograd_as_products_plus_transforms():
 
 def test_the_p100_entry_is_its_cited_numbers():
     p100 = get_device("p100")
-    # Tesla P100 SXM2 16GB datasheet: 10.6 TFLOPS fp32, 732 GB/s HBM2, 16 GB
-    assert (p100.kind, p100.peak_flops, p100.memory_bandwidth, p100.memory_bytes) == ("gpu", 10.6e12, 732e9, 16e9)
+    # Tesla P100 SXM2 16GB datasheet: 21.2 TFLOPS fp16, 10.6 TFLOPS fp32, no TF32, 732 GB/s HBM2, 16 GB
+    assert (p100.kind, p100.peak_flops, p100.memory_bandwidth, p100.memory_bytes) == ("gpu", 21.2e12, 732e9, 16e9)
+    assert (p100.fp32_flops, p100.tf32_flops) == (10.6e12, None)
     # gemm: 9.50 TFLOPS FP32 8192² matmul (torch-performance-test-data#180); elementwise: bandwidthTest
     # device-to-device 443,837.7 MB/s on a P100 16GB (gearshifft#82); attention and embedding: 0.5, assumed
     assert p100.efficiency.gemm == 9.50 / 10.6
