@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -19,10 +19,12 @@ from simulator import collectives, compute
 from simulator.config import Config, ConfigError
 from simulator.config.models import DeviceSpec, EfficiencySpec, FromFile, Hierarchical
 from simulator.devices import Device, Efficiency, get_device
-from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
 from simulator.workloads import Model, get_model, model_from_layers, with_attention, with_convolution, with_precision
 from topologies.link_classes import set_class
+
+if TYPE_CHECKING:
+    from simulator.network.profile import HardwareProfile
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
 
@@ -92,6 +94,8 @@ def load_config_profile(config: Config) -> HardwareProfile | None:
     """``cluster.profile`` loaded and checked against the job (None without one)."""
     if config.cluster.profile is None:
         return None
+    from simulator.network.profile import ProfileError, load_profile  # pydantic models, only with a profile
+
     try:
         profile = load_profile(config.cluster.profile)
     except ProfileError as e:

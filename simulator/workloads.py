@@ -24,7 +24,8 @@ layer turns YAML into the plain dicts :func:`model_from_layers` accepts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -839,14 +840,14 @@ def _transformer(
     )
 
 
-PRESETS: dict[str, Model] = {
-    "resnet50": _resnet("resnet50", (3, 4, 6, 3)),
-    "resnet101": _resnet("resnet101", (3, 4, 23, 3)),
-    "inception_v3": _inception_v3(),
-    "vgg16": _vgg16(),
+_BUILDERS: dict[str, Callable[[], Model]] = {
+    "resnet50": lambda: _resnet("resnet50", (3, 4, 6, 3)),
+    "resnet101": lambda: _resnet("resnet101", (3, 4, 23, 3)),
+    "inception_v3": _inception_v3,
+    "vgg16": _vgg16,
     # Devlin et al. 2019: BERT-large, L=24, H=1024, A=16; seq 512, WordPiece vocab 30522.
     # Encoder only (no pooler, no MLM head).
-    "bert_large": _transformer(
+    "bert_large": lambda: _transformer(
         "bert_large",
         num_layers=24,
         hidden=1024,
@@ -856,11 +857,11 @@ PRESETS: dict[str, Model] = {
         causal_lm=False,
     ),
     # Radford et al. 2019: GPT-2 XL, 48 layers, d_model 1600, 25 heads, context 1024, BPE 50257.
-    "gpt2_xl": _transformer(
+    "gpt2_xl": lambda: _transformer(
         "gpt2_xl", num_layers=48, hidden=1600, heads=25, seq_len=1024, vocab=50257, causal_lm=True
     ),
     # Brown et al. 2020, Table 2.1: GPT-3 175B, 96 layers, d_model 12288, 96 heads, n_ctx 2048.
-    "gpt3_175b": _transformer(
+    "gpt3_175b": lambda: _transformer(
         "gpt3_175b",
         num_layers=96,
         hidden=12288,
@@ -883,11 +884,34 @@ _MEGATRON = {
     "megatron_1.2b": (40, 1536, 16, 1024),
     "megatron_8.3b": (72, 3072, 32, 1024),
 }
-PRESETS.update({
-    name: _transformer(name, num_layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=51200,
-                       causal_lm=True)
+_BUILDERS.update({
+    name: functools.partial(_transformer, name, num_layers=layers, hidden=hidden, heads=heads, seq_len=seq,
+                            vocab=51200, causal_lm=True)
     for name, (layers, hidden, heads, seq) in _MEGATRON.items()
 })
+
+
+class _Presets(Mapping[str, Model]):
+    """The preset models by name, each built the first time it is looked up and the same object after
+    (building all of them took ~15 ms of every start-up; a run needs one)."""
+
+    def __init__(self, builders: Mapping[str, Callable[[], Model]]):
+        self._builders = builders
+        self._built: dict[str, Model] = {}
+
+    def __getitem__(self, name: str) -> Model:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+PRESETS: Mapping[str, Model] = _Presets(_BUILDERS)
 
 
 def get_model(name: str) -> Model:
