@@ -14,8 +14,9 @@ kernel at ``efficiency.elementwise`` of the memory bandwidth. A layer takes the 
 The rules, kept deliberately simple and consistent:
 
 * forward: ``flops = batch * work.flops``;
-  ``bytes = batch * work.bytes + work.params * WEIGHT_BYTES``
-  (activations in and out for every sample, 16-bit weights read once per batch);
+  ``bytes = batch * work.bytes + work.params * work.weight_bytes``
+  (activations in and out for every sample, the working copy of the weights read once per batch: 16-bit at
+  mixed precision, 4 bytes at fp32 or tf32, as :func:`simulator.workloads.with_precision` counts them);
 * backward: twice the forward flops *and* bytes (gradients with respect to the
   activations and to the weights each cost about one forward; the saved
   activations and incoming gradients are read, outgoing gradients written), or a piece's
@@ -38,7 +39,6 @@ from simulator.workloads import Layer, Model, Work
 __all__ = [
     "BACKWARD_FACTOR",
     "OPTIMIZER_BYTES_PER_PARAM",
-    "WEIGHT_BYTES",
     "SERVER_APPLY_BYTES_PER_BYTE",
     "backward_times",
     "forward_backward_time",
@@ -50,9 +50,6 @@ __all__ = [
     "step_time",
     "work_time",
 ]
-
-WEIGHT_BYTES = 2
-"""Bytes per parameter a layer's kernels read in forward (fp16/bf16 working copy)."""
 
 BACKWARD_FACTOR = 2.0
 """Backward cost / forward cost, applied to both FLOPs and bytes."""
@@ -80,9 +77,9 @@ def work_time(work: Work, device: Device, batch: int, pass_: str = "forward") ->
     factor = _PASSES[pass_]
     flops = factor * batch * work.flops
     if pass_ == "backward" and work.backward_bytes is not None:
-        moved = batch * work.backward_bytes + factor * work.params * WEIGHT_BYTES
+        moved = batch * work.backward_bytes + factor * work.params * work.weight_bytes
     else:
-        moved = factor * (batch * work.bytes + work.params * WEIGHT_BYTES)
+        moved = factor * (batch * work.bytes + work.params * work.weight_bytes)
     return max(flops / device.peak_flops, moved / device.memory_bandwidth) / device.efficiency[work.kind]
 
 

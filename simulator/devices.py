@@ -18,11 +18,17 @@ All quantities are SI: FLOP/s, bytes/s, bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
-__all__ = ["CATALOG", "KINDS", "WORK_KINDS", "Device", "Efficiency", "get_device"]
+__all__ = ["CATALOG", "KINDS", "PRECISIONS", "WORK_KINDS", "Device", "Efficiency", "get_device"]
 
 KINDS = ("cpu", "gpu", "tpu")
+
+PRECISIONS = ("mixed", "fp32", "tf32")
+"""The training precision (``workload.precision``): ``mixed`` (fp16/bf16 activations and working weights,
+fp32 master weights: Micikevicius et al. 2018), ``fp32`` (everything in fp32, on the fp32 units), ``tf32``
+(fp32 storage, matrix products on the tensor cores' TF32 path: A100 and later). It picks the device's peak
+(:meth:`Device.at_precision`) and the bytes per element (:func:`simulator.workloads.with_precision`)."""
 
 WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")
 """What a piece of a layer's work is, for its efficiency (:class:`Efficiency`): dense matrix products
@@ -84,8 +90,8 @@ class Device:
     kind : {"cpu", "gpu", "tpu"}
         Device family (informational; the roofline treats all alike).
     peak_flops : float
-        Dense peak at the training precision, FLOP/s (tensor-core bf16/fp16 for
-        GPUs, bf16 MXU for TPUs, fp32 AVX-512 FMA for CPUs).
+        Dense peak at mixed precision, FLOP/s (tensor-core bf16/fp16 for GPUs, the P100's fp16 at twice its
+        fp32 rate; bf16 MXU for TPUs; fp32 AVX-512 FMA for CPUs, which have no faster 16-bit path here).
     memory_bandwidth : float
         Peak DRAM/HBM bandwidth, bytes/s.
     memory_bytes : float
@@ -93,6 +99,9 @@ class Device:
     efficiency : float, mapping or Efficiency, default 0.5
         The fraction of the roofline each kind of work reaches (:class:`Efficiency`); a scalar
         means every kind. Stored as an :class:`Efficiency`.
+    fp32_flops, tf32_flops : float or None, default None
+        Dense peak at ``fp32`` (the fp32 FMA units) and at ``tf32`` (tensor cores' TF32), FLOP/s; None where
+        the device has no such path (:meth:`at_precision` then refuses that precision).
     """
 
     name: str
@@ -101,6 +110,8 @@ class Device:
     memory_bandwidth: float
     memory_bytes: float
     efficiency: Efficiency = Efficiency()
+    fp32_flops: float | None = None
+    tf32_flops: float | None = None
 
     def __post_init__(self) -> None:
         """Reject unknown kinds, non-positive quantities and efficiencies outside (0, 1]."""
@@ -112,10 +123,27 @@ class Device:
             value = getattr(self, field)
             if not value > 0:
                 raise ValueError(f"device {self.name!r}: {field} must be > 0, got {value!r}")
+        for field in ("fp32_flops", "tf32_flops"):
+            value = getattr(self, field)
+            if value is not None and not value > 0:
+                raise ValueError(f"device {self.name!r}: {field} must be > 0, got {value!r}")
         try:
             object.__setattr__(self, "efficiency", Efficiency.of(self.efficiency))
         except (TypeError, ValueError) as e:
             raise ValueError(f"device {self.name!r}: {e}") from None
+
+    def at_precision(self, precision: str) -> Device:
+        """This device as it trains at ``precision`` (:data:`PRECISIONS`): ``peak_flops`` becomes the peak of
+        that precision's units. Raises ``ValueError`` naming the missing peak where the device has none."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "mixed":
+            return self
+        peak = getattr(self, f"{precision}_flops")
+        if peak is None:
+            raise ValueError(f"device {self.name!r} has no {precision} peak ({precision}_flops); give it, or "
+                             "train at another precision")
+        return replace(self, peak_flops=peak)
 
     @property
     def sustained_flops(self) -> float:
@@ -144,20 +172,36 @@ class Device:
 #            ASSUMPTIONS in line with STREAM/BabelStream-style copy kernels (measure with BabelStream
 #            and override per device).
 #   embedding (row gathers) - 0.5 on every device: ASSUMPTION (indexed rows, not one stream).
+#   P100 (fp32, no tensor cores; its own sources, measured on a P100, none fitted to the accuracy table):
+#     gemm 9.50 / 10.6 = 0.896: zzc0721/torch-performance-test-data#180, "Tesla P100-SXM2-16GB", torch 2.7 /
+#            cu128, FP32 matmul (cuBLAS SGEMM: Pascal has no TF32) 8192x8192: 9.50 TFLOPS (4096: 9.04).
+#     elementwise 443.8 / 732 = 0.606: mpicbg-scicomp/gearshifft#82 (2017-03-27), CUDA sample bandwidthTest on
+#            a "Tesla P100-PCIE-16GB" (the same 4096-bit HBM2 at 715 MHz, 732 GB/s), device to device:
+#            443,837.7 MB/s (bandwidthTest counts a copy's read and write: 2 x size / time).
+#     attention 0.5, embedding 0.5: ASSUMPTIONS (no P100 figure found; FlashAttention does not run on Pascal).
 CATALOG: dict[str, Device] = {
     # 2 x Intel Xeon Platinum 8358 (Ice Lake-SP, 32 cores, 2.6 GHz base, 2 AVX-512 FMA
     # units: 32 fp32 FLOP/cycle/core), Intel ARK: 8 channels DDR4-3200 per socket.
     # Peak = 2 * 32 * 2.6e9 * 32 = 5.32 TFLOP/s fp32; 2 * 8 * 25.6 GB/s = 409.6 GB/s;
     # 512 GB of DRAM (16 x 32 GB DIMMs, a common configuration).
-    "cpu": Device("cpu", "cpu", 2 * 32 * 2.6e9 * 32, 2 * 8 * 25.6e9, 512e9, Efficiency(0.4, 0.3, 0.75, 0.5)),
-    # NVIDIA Tesla V100 SXM2 32GB datasheet: 125 TFLOPS tensor (fp16), 900 GB/s HBM2, 32 GB.
-    "v100": Device("v100", "gpu", 125e12, 900e9, 32e9, Efficiency(0.75, 0.4, 0.83, 0.5)),
+    # Its peak is the fp32 one at every precision (no 16-bit matrix units on Ice Lake-SP).
+    "cpu": Device("cpu", "cpu", 2 * 32 * 2.6e9 * 32, 2 * 8 * 25.6e9, 512e9, Efficiency(0.4, 0.3, 0.75, 0.5),
+                  fp32_flops=2 * 32 * 2.6e9 * 32),
+    # NVIDIA Tesla V100 SXM2 32GB datasheet: 125 TFLOPS tensor (fp16), 15.7 TFLOPS single precision,
+    # 900 GB/s HBM2, 32 GB (no TF32: Volta).
+    "v100": Device("v100", "gpu", 125e12, 900e9, 32e9, Efficiency(0.75, 0.4, 0.83, 0.5), fp32_flops=15.7e12),
+    # NVIDIA Tesla P100 SXM2 16GB datasheet (DGX-1's GPU): 21.2 TFLOPS half precision, 10.6 TFLOPS single
+    # (no tensor cores, no TF32), 732 GB/s HBM2, 16 GB. Its era trained in fp32: workload.precision: fp32.
+    "p100": Device("p100", "gpu", 21.2e12, 732e9, 16e9,
+                   Efficiency(9.50e12 / 10.6e12, 0.5, 443_837.7e6 / 732e9, 0.5), fp32_flops=10.6e12),
     # NVIDIA A100 80GB SXM datasheet: 312 TFLOPS bf16/fp16 tensor dense (624 with
-    # sparsity), 2,039 GB/s HBM2e, 80 GB.
-    "a100": Device("a100", "gpu", 312e12, 2.039e12, 80e9, Efficiency(0.87, 0.6, 0.85, 0.5)),
+    # sparsity), 19.5 TFLOPS fp32, 156 TFLOPS TF32 tensor dense (312 with sparsity), 2,039 GB/s HBM2e, 80 GB.
+    "a100": Device("a100", "gpu", 312e12, 2.039e12, 80e9, Efficiency(0.87, 0.6, 0.85, 0.5), fp32_flops=19.5e12,
+                   tf32_flops=156e12),
     # NVIDIA H100 SXM5 datasheet: 989 TFLOPS bf16 tensor dense (1,979 with sparsity),
-    # 3.35 TB/s HBM3, 80 GB.
-    "h100": Device("h100", "gpu", 989e12, 3.35e12, 80e9, Efficiency(0.80, 0.6, 0.85, 0.5)),
+    # 67 TFLOPS fp32, 989 TFLOPS TF32 tensor with sparsity (494.5 dense), 3.35 TB/s HBM3, 80 GB.
+    "h100": Device("h100", "gpu", 989e12, 3.35e12, 80e9, Efficiency(0.80, 0.6, 0.85, 0.5), fp32_flops=67e12,
+                   tf32_flops=494.5e12),
     # Google Cloud TPU v4 system architecture page (Jouppi et al. 2023): 275 TFLOPS bf16
     # per chip, 1,200 GB/s HBM2, 32 GiB.
     "tpu_v4": Device("tpu_v4", "tpu", 275e12, 1.2e12, 32 * 2**30, Efficiency(0.75, 0.5, 0.8, 0.5)),

@@ -161,7 +161,7 @@ def _priced(tally: _Tally, coll, name: str, algorithm: str, nbytes: int, groups:
 
 def _gradient_sync(config, plan, hardware, tally: _Tally) -> None:
     """The data-parallel collectives of every stage, as ``plan._data_parallel`` builds them."""
-    from simulator.parallel.memory import PARAM_BYTES
+    from simulator.parallel.memory import STATE_BYTES
     from simulator.parallel.tensor import split_layer
 
     P, v, T = plan.sizes.pipeline, plan.chunks, plan.sizes.tensor
@@ -190,7 +190,8 @@ def _gradient_sync(config, plan, hardware, tally: _Tally) -> None:
                 params = sum(split[i].params for i in plan.virtual[c * P + s])
                 times = 2.0 * plan.microbatches if plan.zero == 3 else 1.0   # before every op, or after the step
                 priced_bytes = plan.after_step[s][c].bytes if plan.zero < 3 else float(plan.gather_bytes[s, c])
-                sched = collectives.schedule(_alg(plan.algorithm, "allgather"), D, int(params * PARAM_BYTES),
+                weight = STATE_BYTES[hardware.model.precision].params
+                sched = collectives.schedule(_alg(plan.algorithm, "allgather"), D, int(params * weight),
                                              collective="allgather", **info)
                 sent = tally.schedule(sched, groups, times, "data_parallel")
                 if not np.isclose(sent, priced_bytes, rtol=1e-9, atol=0.5):

@@ -148,7 +148,8 @@ def _assumptions(summary: dict[str, Any], context: dict[str, Any]) -> str:
         eff = ", ".join(f"{k} {getattr(device.efficiency, k):g}" for k in WORK_KINDS)
         items.append(f"Compute: roofline on {device.name} — each piece of a layer's work (GEMM, attention, "
                      f"elementwise, embedding) takes max(FLOPs ÷ peak {device.peak_flops / 1e12:,.1f} TFLOP/s, bytes ÷ "
-                     f"memory bandwidth {device.memory_bandwidth / 1e9:,.0f} GB/s) ÷ its kind's efficiency ({eff}).")
+                     f"memory bandwidth {device.memory_bandwidth / 1e9:,.0f} GB/s) ÷ its kind's efficiency ({eff}), "
+                     f"at {_precision(context)} precision.")
     else:
         items.append("Compute: roofline — max(FLOPs ÷ peak, bytes ÷ memory bandwidth) ÷ the efficiency of the work's "
                      "kind (GEMM, attention, elementwise, embedding).")
@@ -161,6 +162,14 @@ def _assumptions(summary: dict[str, Any], context: dict[str, Any]) -> str:
     return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 
+def _precision(context: dict) -> str:
+    """The run's ``workload.precision`` in words: the peak above is that precision's."""
+    config = context.get("config")
+    precision = "mixed" if config is None else config.workload.precision
+    return {"mixed": "mixed (16-bit values, fp32 master weights)", "fp32": "fp32 (4-byte values)",
+            "tf32": "tf32 (4-byte values, TF32 matrix products)"}[precision]
+
+
 def _device(context: dict[str, Any]):
     hw = context.get("hardware")
     if hw is not None:
@@ -171,7 +180,7 @@ def _device(context: dict[str, Any]):
     try:
         from .resolve import resolve_device
 
-        return resolve_device(config.cluster.device)
+        return resolve_device(config.cluster.device, config.workload.precision)
     except Exception:  # noqa: BLE001 - the report must not fail over a description
         return None
 

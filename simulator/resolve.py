@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -19,10 +19,12 @@ from simulator import collectives, compute
 from simulator.config import Config, ConfigError
 from simulator.config.models import DeviceSpec, EfficiencySpec, FromFile, Hierarchical
 from simulator.devices import Device, Efficiency, get_device
-from simulator.network.profile import HardwareProfile, ProfileError, load_profile
 from simulator.parallel.placement import model_parallel, parallel_sizes
-from simulator.workloads import Model, get_model, model_from_layers, with_attention
+from simulator.workloads import Model, get_model, model_from_layers, with_attention, with_convolution, with_precision
 from topologies.link_classes import set_class
+
+if TYPE_CHECKING:
+    from simulator.network.profile import HardwareProfile
 
 __all__ = ["ResolvedHardware", "build_topology", "resolve_hardware"]
 
@@ -92,6 +94,8 @@ def load_config_profile(config: Config) -> HardwareProfile | None:
     """``cluster.profile`` loaded and checked against the job (None without one)."""
     if config.cluster.profile is None:
         return None
+    from simulator.network.profile import ProfileError, load_profile  # pydantic models, only with a profile
+
     try:
         profile = load_profile(config.cluster.profile)
     except ProfileError as e:
@@ -131,12 +135,18 @@ def _set_link_classes(graph: nx.Graph, spec: Any) -> None:
             set_class(data, *attrs)
 
 
-def resolve_device(spec: str | DeviceSpec) -> Device:
+def resolve_device(spec: str | DeviceSpec, precision: str = "mixed") -> Device:
+    """The device a config names, as it trains at ``precision`` (``workload.precision``)."""
     if isinstance(spec, str):
         try:
-            return get_device(spec)
+            device = get_device(spec)
         except KeyError as e:
             raise ConfigError(f"cluster.device: {e.args[0]}") from None
+        return _at_precision(device, precision)
+    for key in ("fp32_flops", "tf32_flops"):
+        if getattr(spec, key) is not None and not key.startswith(precision):
+            raise ConfigError(f"cluster.device.{key}: applies with workload.precision: {key[:4]}, and this run "
+                              f"trains at {precision}; remove it")
     given = {k: v for k, v in spec.model_dump(exclude={"memory", "efficiency"}).items() if v is not None}
     if spec.memory is not None:
         given["memory_bytes"] = spec.memory
@@ -153,7 +163,15 @@ def resolve_device(spec: str | DeviceSpec) -> Device:
         given["efficiency"] = (base.efficiency if base is not None else Efficiency()).replace(**eff.given())
     elif eff is not None:
         given["efficiency"] = Efficiency.of(eff)
-    return dataclasses.replace(base, **given) if base is not None else Device(**given)
+    device = dataclasses.replace(base, **given) if base is not None else Device(**given)
+    return _at_precision(device, precision)
+
+
+def _at_precision(device: Device, precision: str) -> Device:
+    if precision != "mixed" and getattr(device, f"{precision}_flops") is None:
+        raise ConfigError(f"cluster.device: {device.name} has no {precision} peak; give cluster.device."
+                          f"{precision}_flops, or train at workload.precision: mixed")
+    return device.at_precision(precision)
 
 
 def check_efficiency_kinds(spec: str | DeviceSpec, model: Model, where: str) -> None:
@@ -188,6 +206,15 @@ def resolve_model(config: Config) -> Model:
         raise ConfigError(f"workload.attention: {attention} sets how transformer blocks run their attention core, "
                           f"and {model.name} has none (a preset transformer or layers of kind: transformer_block); "
                           "remove it")
+    convolution = config.workload.convolution
+    if any(la.conv is not None and la.conv.winograd for la in model.layers):
+        model = with_convolution(model, convolution)
+    elif "convolution" in config.workload.model_fields_set:
+        raise ConfigError(f"workload.convolution: {convolution} sets how 3x3 stride-1 convolutions run, and "
+                          f"{model.name} has none (a preset CNN: resnet50, resnet101, inception_v3, vgg16); remove it")
+    # a custom layer's typed byte counts are as they are at the run's precision; the rest is re-counted
+    typed = () if isinstance(spec, str) else [la.name for la in spec.layers if la.kind != "transformer_block"]
+    model = with_precision(model, config.workload.precision, as_given=typed)
     # gradients as the collective sums them: fp16/bf16 in 2 bytes; fp32 (and what other methods start from) in 4
     from simulator.compression import INPLACE
 
@@ -225,7 +252,7 @@ def resolve_hardware(config: Config, graph: nx.Graph | None = None) -> ResolvedH
     n_devices = sum(1 for _, d in graph.nodes(data=True) if d.get("role") == "device")
     workers = parallel_sizes(config.parallelism, n_devices).data  # data-parallel replicas
     parallel = model_parallel(config.parallelism)  # groups inside a node: simulator.parallel.placement
-    device = resolve_device(config.cluster.device)
+    device = resolve_device(config.cluster.device, config.workload.precision)
     model = resolve_model(config)
     check_efficiency_kinds(config.cluster.device, model, "cluster.device")
     for i, share in enumerate(config.stragglers.heterogeneity):

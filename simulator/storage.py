@@ -1,9 +1,9 @@
 """What a checkpoint costs: the model states a restart needs, written at a storage bandwidth.
 
-A checkpoint holds one copy of the model states a restart needs — fp16 weights and the
-optimizer's state, ``(2 + 12)`` bytes per parameter (:mod:`simulator.parallel.memory`),
-no gradients — spread evenly over the job's devices (each data-parallel rank writes its
-share, as PyTorch's distributed checkpoint and Megatron's distributed optimizer do).
+A checkpoint holds one copy of the model states a restart needs — the weights and the
+optimizer's state, ``(2 + 12)`` bytes per parameter at mixed precision, ``(4 + 8)`` at fp32
+(:data:`simulator.parallel.memory.STATE_BYTES`), no gradients — spread evenly over the job's devices
+(each data-parallel rank writes its share, as PyTorch's distributed checkpoint and Megatron's distributed optimizer do).
 
 - ``storage: shared``: every byte crosses one storage link of ``bandwidth`` (a parallel
   file system's aggregate bandwidth): ``bytes / bandwidth``;
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.config.models import Checkpoint
-from simulator.parallel.memory import OPTIMIZER_BYTES, PARAM_BYTES
+from simulator.parallel.memory import STATE_BYTES
 from simulator.workloads import Model
 
 __all__ = ["CheckpointCost", "checkpoint_cost", "young_daly_interval"]
@@ -37,7 +37,8 @@ class CheckpointCost:
 
 def checkpoint_cost(spec: Checkpoint, model: Model, hosts: np.ndarray) -> CheckpointCost:
     """``hosts``: the node of every device of the job (one entry per device)."""
-    total = float(PARAM_BYTES + OPTIMIZER_BYTES) * float(model.parameters)
+    states = STATE_BYTES[model.precision]   # the weights and the optimizer's state, at the training precision
+    total = float(states.params + states.optimizer) * float(model.parameters)
     if spec.every is None or spec.bandwidth is None:
         return CheckpointCost(total, 0.0, 0.0)
     per_device = total / len(hosts)

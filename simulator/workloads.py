@@ -12,8 +12,9 @@ Conventions
 -----------
 * FLOP = 2 x multiply-accumulate (MAC). Papers and torchvision often quote MACs
   as "FLOPs" (ResNet-50: 4.1 G); here ResNet-50 is about 8.2 GFLOP forward.
-* Activations are 16-bit (mixed precision, :data:`ACT_BYTES`); gradients are
-  communicated as ``Model.bytes_per_param`` bytes each (fp32 by default).
+* The builders count activations and working weights 16-bit (mixed precision, :data:`ACT_BYTES`);
+  :func:`with_precision` re-counts a model at another training precision (:data:`PRECISION_BYTES`).
+  Gradients are communicated as ``Model.bytes_per_param`` bytes each (fp32 by default).
 * Transformer samples are sequences; per-sample FLOPs = per-token FLOPs x seq_len.
 
 This module does no timing (see :mod:`simulator.compute`) and no I/O: the config
@@ -23,15 +24,19 @@ layer turns YAML into the plain dicts :func:`model_from_layers` accepts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
     "ACT_BYTES",
     "ATTENTION",
+    "CONVOLUTION",
+    "PRECISION_BYTES",
     "LAYER_KINDS",
     "PRESETS",
     "Bucket",
+    "Conv",
     "Layer",
     "Model",
     "Work",
@@ -41,10 +46,17 @@ __all__ = [
     "megatron_iteration_flops",
     "model_from_layers",
     "with_attention",
+    "with_convolution",
+    "with_precision",
+    "winograd_work",
 ]
 
 ACT_BYTES = 2
-"""Bytes per activation element (fp16/bf16 mixed-precision training)."""
+"""Bytes per activation element (fp16/bf16 mixed-precision training): what the builders count in."""
+
+PRECISION_BYTES = {"mixed": 2, "fp32": 4, "tf32": 4}
+"""Bytes per activation and working-weight element at each training precision
+(:data:`simulator.devices.PRECISIONS`); dropout masks stay 1 byte at every precision."""
 
 _Shape = tuple[int, int, int]  # (channels, height, width) of a CNN feature map
 
@@ -53,6 +65,12 @@ WORK_KINDS = ("gemm", "attention", "elementwise", "embedding")   # as simulator.
 ATTENTION = ("fused", "unfused")
 """How a transformer block's attention core runs (:func:`block_work`): one fused FlashAttention-style kernel,
 or unfused kernels that write the a·s² scores to memory and read them back."""
+
+CONVOLUTION = ("direct", "winograd_2x2", "winograd_4x4")
+"""How 3x3 stride-1 convolutions run (:func:`winograd_work`): the direct (implicit-GEMM) convolution, or
+Winograd's minimal filtering F(m×m, 3×3) with output tiles of 2×2 or 4×4 (Lavin & Gray, CVPR 2016)."""
+
+WINOGRAD_TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
 
 LAYER_KINDS = (*WORK_KINDS, "transformer", "lm_head")
 """A layer's kind: one piece of work of a :data:`WORK_KINDS` kind, a ``transformer`` block (its GEMM,
@@ -79,6 +97,8 @@ class Work:
     core : bool, default False
         Part of a transformer block's attention core (scores, softmax, dropout, context): what tensor
         parallelism splits by heads (sequence parallelism or not) and selective recomputation re-runs.
+    weight_bytes : float, default ACT_BYTES
+        Bytes per weight its kernels read (the working copy: 16-bit at mixed precision, 4 at fp32).
     """
 
     kind: str
@@ -87,12 +107,13 @@ class Work:
     params: float = 0
     backward_bytes: float | None = None
     core: bool = False
+    weight_bytes: float = ACT_BYTES
 
     def __post_init__(self) -> None:
         """Check the kind and that every quantity is non-negative."""
         if self.kind not in WORK_KINDS:
             raise ValueError(f"work kind must be one of {', '.join(WORK_KINDS)}, got {self.kind!r}")
-        for name in ("flops", "bytes", "params"):
+        for name in ("flops", "bytes", "params", "weight_bytes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"work {name} must be >= 0, got {getattr(self, name)!r}")
         if self.backward_bytes is not None and not self.backward_bytes >= 0:
@@ -103,6 +124,27 @@ class Work:
         back = None if self.backward_bytes is None else self.backward_bytes / ways
         return dataclasses.replace(self, flops=self.flops / ways, bytes=self.bytes / ways,
                                    params=self.params / ways, backward_bytes=back)
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A convolution's shape, kept on its layer so that the algorithm it runs with can be changed
+    (:func:`with_convolution`): input ``cin × h × w``, output ``cout × ho × wo``, a ``kh × kw`` kernel."""
+
+    cin: int
+    h: int
+    w: int
+    cout: int
+    ho: int
+    wo: int
+    kh: int
+    kw: int
+    stride: int
+
+    @property
+    def winograd(self) -> bool:
+        """A 3x3 stride-1 convolution: what F(m×m, 3×3) computes."""
+        return self.kh == self.kw == 3 and self.stride == 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +177,8 @@ class Layer:
         elementwise); their FLOPs and bytes add up to ``forward_flops`` and ``forward_bytes``.
         Empty: one piece of the layer's own kind (``gemm`` for a ``transformer`` or ``lm_head``
         built without parts).
+    conv : Conv or None, default None
+        A convolution's shape (presets' convolutions): what :func:`with_convolution` re-times.
     """
 
     name: str
@@ -145,6 +189,7 @@ class Layer:
     kind: str = "gemm"
     matrices: tuple[tuple[int, int], ...] = ()
     work: tuple[Work, ...] = ()
+    conv: Conv | None = None
 
     def __post_init__(self) -> None:
         """Check that every quantity is non-negative, ``params`` is whole and the work adds up."""
@@ -207,6 +252,11 @@ class Model:
         How its transformer blocks' attention core was built (:func:`block_work`; change it with
         :func:`with_attention`): what their time and their kept activations (:mod:`simulator.parallel.memory`)
         assume.
+    convolution : {"direct", "winograd_2x2", "winograd_4x4"}, default "direct"
+        How its 3x3 stride-1 convolutions run (:func:`winograd_work`; change it with :func:`with_convolution`).
+    precision : {"mixed", "fp32", "tf32"}, default "mixed"
+        The training precision its byte counts are at (:data:`PRECISION_BYTES`; change it with
+        :func:`with_precision`).
     """
 
     name: str
@@ -219,13 +269,22 @@ class Model:
     seq_len: int | None = None
     vocab: int | None = None
     attention: str = "fused"
+    convolution: str = "direct"
+    precision: str = "mixed"
 
     def __post_init__(self) -> None:
-        """Store layers as a tuple; reject empty models, duplicate layer names and an unknown attention."""
+        """Store layers as a tuple; reject empty models, duplicate layer names, an unknown attention or
+        convolution."""
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.attention not in ATTENTION:
             raise ValueError(f"model {self.name!r}: attention must be one of {', '.join(ATTENTION)}, "
                              f"got {self.attention!r}")
+        if self.convolution not in CONVOLUTION:
+            raise ValueError(f"model {self.name!r}: convolution must be one of {', '.join(CONVOLUTION)}, "
+                             f"got {self.convolution!r}")
+        if self.precision not in PRECISION_BYTES:
+            raise ValueError(f"model {self.name!r}: precision must be one of {', '.join(PRECISION_BYTES)}, "
+                             f"got {self.precision!r}")
         if not self.layers:
             raise ValueError(f"model {self.name!r}: needs at least one layer")
         if not self.bytes_per_param > 0:
@@ -249,6 +308,11 @@ class Model:
     def activation_bytes(self) -> float:
         """Sum of layer output activations per sample, bytes (a proxy for saved activations)."""
         return float(sum(layer.activation_bytes for layer in self.layers))
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per activation and working-weight element at its precision (:data:`PRECISION_BYTES`)."""
+        return PRECISION_BYTES[self.precision]
 
     @property
     def gradient_bytes(self) -> int:
@@ -284,8 +348,71 @@ def _conv(
         out * ACT_BYTES,
         (cin * h * w + out) * ACT_BYTES,
         matrices=((cout, cin * kh * kw),),
+        conv=Conv(cin, h, w, cout, ho, wo, kh, kw, stride),
     )
     return layer, (cout, ho, wo)
+
+
+def winograd_work(conv: Conv, m: int, params: int, element_bytes: int = ACT_BYTES) -> tuple[Work, Work]:
+    """A 3x3 stride-1 convolution's forward work per sample under Winograd's F(m×m, 3×3), non-fused.
+
+    Lavin & Gray (CVPR 2016, "Fast Algorithms for Convolutional Neural Networks", Sec. 4): the output is
+    cut into m×m tiles, t = ⌈ho/m⌉·⌈wo/m⌉ of them, each computed from an α×α input tile (α = m + 2):
+
+    - input transform Bᵀ·d·B and output transform Aᵀ·M·A: ``elementwise`` work, reading the input
+      (cin·h·w) and writing the transformed input U (cin·α²·t), reading the products M (cout·α²·t) and
+      writing the output (cout·ho·wo); their additions are not counted (memory-bound, as the other
+      elementwise work here);
+    - the products: α² GEMMs of (cout × cin)·(cin × t), 2·α²·cout·cin·t FLOPs, a ``gemm`` piece reading U
+      and writing M. Per output element that is α²/m² multiplies for the direct convolution's 9: 2.25×
+      fewer for F(2×2, 3×3) (16 for 36) and 4× fewer for F(4×4, 3×3) (36 for 144) when the tiles divide
+      the output (Lavin & Gray, Sec. 4: "reduces the number of multiplications by a factor of 2.25" and 4).
+
+    The weights' transform (cout·cin·α² values, once a batch) is where the ``params`` are read. Backward is
+    timed, as for every piece, at twice the forward (:mod:`simulator.compute`): the data gradient of a 3x3
+    stride-1 convolution is one too, and the filter gradient takes the same transforms (Lavin & Gray, Sec. 4).
+    """
+    alpha = m + 2
+    tiles = -(-conv.ho // m) * -(-conv.wo // m)
+    u, mm = conv.cin * alpha * alpha * tiles, conv.cout * alpha * alpha * tiles
+    e = element_bytes
+    products = Work("gemm", 2.0 * alpha * alpha * conv.cout * conv.cin * tiles, (u + mm) * e, params,
+                    weight_bytes=e)
+    transforms = Work("elementwise", 0.0, (conv.cin * conv.h * conv.w + u + mm + conv.cout * conv.ho * conv.wo) * e,
+                      weight_bytes=e)
+    return products, transforms
+
+
+def with_convolution(model: Model, convolution: str) -> Model:
+    """``model`` with its 3x3 stride-1 convolutions run ``direct`` or by Winograd (:func:`winograd_work`).
+
+    Raises
+    ------
+    ValueError
+        If ``convolution`` is not one of :data:`CONVOLUTION`, or the model has no 3x3 stride-1 convolution.
+    """
+    if convolution not in CONVOLUTION:
+        raise ValueError(f"convolution must be one of {', '.join(CONVOLUTION)}, got {convolution!r}")
+    if not any(la.conv is not None and la.conv.winograd for la in model.layers):
+        raise ValueError(f"model {model.name!r} has no 3x3 stride-1 convolution")
+    if convolution == model.convolution:
+        return model
+
+    e = model.element_bytes
+
+    def rebuilt(la: Layer) -> Layer:
+        if la.conv is None or not la.conv.winograd:
+            return la
+        if convolution == "direct":
+            work = (Work("gemm", 2.0 * la.conv.kh * la.conv.kw * la.conv.cin * la.conv.cout * la.conv.ho
+                         * la.conv.wo, (la.conv.cin * la.conv.h * la.conv.w + la.conv.cout * la.conv.ho
+                                        * la.conv.wo) * e, la.params, weight_bytes=e),)
+        else:
+            work = winograd_work(la.conv, WINOGRAD_TILES[convolution], la.params, e)
+        return dataclasses.replace(la, forward_flops=sum(w.flops for w in work),
+                                   memory_bytes=sum(w.bytes for w in work), work=work)
+
+    return dataclasses.replace(model, layers=tuple(rebuilt(la) for la in model.layers), convolution=convolution)
 
 
 def _elementwise(name: str, x: _Shape, *, params: int = 0, flops: float, passes: int) -> Layer:
@@ -534,7 +661,8 @@ def _embedding(s: int, h: int, vocab: int, bert: bool) -> Layer:
     )
 
 
-def block_work(s: int, h: int, heads: int = 1, attention: str = "fused") -> tuple[Work, ...]:
+def block_work(s: int, h: int, heads: int = 1, attention: str = "fused",
+               element_bytes: int = ACT_BYTES) -> tuple[Work, ...]:
     """A transformer block's forward work per sequence: its GEMMs, its attention core, its elementwise ops.
 
     - ``gemm``: QKV, projection and the two 4h MLP matrices, 24·s·h² FLOPs (Narayanan et al. 2021,
@@ -575,19 +703,26 @@ def block_work(s: int, h: int, heads: int = 1, attention: str = "fused") -> tupl
     - ``elementwise``: two LayerNorms (read and write: 2 × 4sh), two dropout + residual adds (read
       2 × 2sh, write 2sh and a 1-byte mask sh: 2 × 7sh) and GeLU on 4h (8sh + 8sh): 38·s·h bytes; the
       LayerNorms' 4h weights. Their FLOPs are not counted (memory-bound; Narayanan's count).
+
+    The bytes above are at 16-bit elements (``element_bytes`` 2, mixed precision). At ``element_bytes`` e
+    every value is e bytes and the dropout masks stay 1 byte: GEMMs 16·e·s·h, the fused core 4·e·s·h, the
+    elementwise rest (18·e + 2)·s·h; unfused, the batched GEMMs 4·e·s·h + 2·e·a·s², softmax and dropout
+    (4·e + 1)·a·s² forward and (5·e + 1)·a·s² backward. Weights are read at e bytes each.
     """
     if attention not in ATTENTION:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
-    gemm = Work("gemm", 24.0 * s * h * h, 32.0 * s * h, 12 * h * h + 9 * h)
-    rest = Work("elementwise", 0.0, 38.0 * s * h, 4 * h)
+    e = float(element_bytes)
+    gemm = Work("gemm", 24.0 * s * h * h, 16.0 * e * s * h, 12 * h * h + 9 * h, weight_bytes=e)
+    rest = Work("elementwise", 0.0, (18.0 * e + 2.0) * s * h, 4 * h, weight_bytes=e)
     if attention == "fused":
-        return gemm, Work("attention", 4.0 * s * s * h, 8.0 * s * h, core=True), rest
+        return gemm, Work("attention", 4.0 * s * s * h, 4.0 * e * s * h, core=True, weight_bytes=e), rest
     scores = float(heads) * s * s
-    return (gemm, Work("gemm", 4.0 * s * s * h, 8.0 * s * h + 4.0 * scores, core=True),
-            Work("elementwise", 0.0, 9.0 * scores, backward_bytes=11.0 * scores, core=True), rest)
+    return (gemm, Work("gemm", 4.0 * s * s * h, 4.0 * e * s * h + 2.0 * e * scores, core=True, weight_bytes=e),
+            Work("elementwise", 0.0, (4.0 * e + 1.0) * scores, backward_bytes=(5.0 * e + 1.0) * scores, core=True,
+                 weight_bytes=e), rest)
 
 
-def _block(name: str, s: int, h: int, heads: int, attention: str = "fused") -> Layer:
+def _block(name: str, s: int, h: int, heads: int, attention: str = "fused", element_bytes: int = ACT_BYTES) -> Layer:
     """One pre/post-LN transformer block: attention + 4h MLP, as its GEMM, attention and elementwise work.
 
     Params 12h^2 + 13h. Forward FLOPs per token 24h^2 (QKV, projection, MLP GEMMs)
@@ -595,8 +730,8 @@ def _block(name: str, s: int, h: int, heads: int, attention: str = "fused") -> L
     :func:`block_work` counts them for ``attention``. (What a block *keeps* for backward is
     Korthikanti et al. 2022's s·h·(34 + 5·a·s/h) bytes unfused: :mod:`simulator.parallel.memory`.)
     """
-    work = block_work(s, h, heads, attention)
-    return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * ACT_BYTES,
+    work = block_work(s, h, heads, attention, element_bytes)
+    return Layer(name, 12 * h * h + 13 * h, sum(w.flops for w in work), s * h * element_bytes,
                  sum(w.bytes for w in work), kind="transformer",
                  matrices=((3 * h, h), (h, h), (4 * h, h), (h, 4 * h)),   # QKV, projection, MLP in and out
                  work=work)
@@ -618,8 +753,45 @@ def with_attention(model: Model, attention: str) -> Model:
         return model
     s, h, a = model.seq_len, model.hidden, model.heads
     assert s is not None and h is not None and a is not None   # a model with blocks has their shape
-    layers = tuple(_block(la.name, s, h, a, attention) if la.kind == "transformer" else la for la in model.layers)
+    e = model.element_bytes
+    layers = tuple(_block(la.name, s, h, a, attention, e) if la.kind == "transformer" else la for la in model.layers)
     return dataclasses.replace(model, layers=layers, attention=attention)
+
+
+def with_precision(model: Model, precision: str, *, as_given: Iterable[str] = ()) -> Model:
+    """``model`` counted at the training ``precision`` (:data:`PRECISION_BYTES`).
+
+    Transformer blocks are rebuilt at its element size (:func:`block_work`: their 1-byte dropout masks
+    stay 1 byte); every other layer's activation and memory bytes scale by the ratio of element sizes
+    (a convolution, pooling or embedding moves values of one size), except the layers named in
+    ``as_given``, whose byte counts a user typed as they are at that precision. Every piece of work reads
+    its weights at the new element size.
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not one of :data:`PRECISION_BYTES`.
+    """
+    if precision not in PRECISION_BYTES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)}, got {precision!r}")
+    if precision == model.precision:
+        return model
+    e, given = PRECISION_BYTES[precision], frozenset(as_given)
+    r = e / model.element_bytes
+
+    def rebuilt(la: Layer) -> Layer:
+        if la.kind == "transformer":
+            assert model.seq_len and model.hidden and model.heads   # a model with blocks has their shape
+            return _block(la.name, model.seq_len, model.hidden, model.heads, model.attention, e)
+        if la.name in given:
+            return dataclasses.replace(la, work=tuple(dataclasses.replace(w, weight_bytes=e) for w in la.work))
+        work = tuple(dataclasses.replace(w, bytes=w.bytes * r, weight_bytes=e,
+                                         backward_bytes=None if w.backward_bytes is None else w.backward_bytes * r)
+                     for w in la.work)
+        return dataclasses.replace(la, activation_bytes=la.activation_bytes * r, memory_bytes=la.memory_bytes * r,
+                                   work=work)
+
+    return dataclasses.replace(model, layers=tuple(rebuilt(la) for la in model.layers), precision=precision)
 
 
 def _lm_head(s: int, h: int, vocab: int) -> Layer:
@@ -668,14 +840,14 @@ def _transformer(
     )
 
 
-PRESETS: dict[str, Model] = {
-    "resnet50": _resnet("resnet50", (3, 4, 6, 3)),
-    "resnet101": _resnet("resnet101", (3, 4, 23, 3)),
-    "inception_v3": _inception_v3(),
-    "vgg16": _vgg16(),
+_BUILDERS: dict[str, Callable[[], Model]] = {
+    "resnet50": lambda: _resnet("resnet50", (3, 4, 6, 3)),
+    "resnet101": lambda: _resnet("resnet101", (3, 4, 23, 3)),
+    "inception_v3": _inception_v3,
+    "vgg16": _vgg16,
     # Devlin et al. 2019: BERT-large, L=24, H=1024, A=16; seq 512, WordPiece vocab 30522.
     # Encoder only (no pooler, no MLM head).
-    "bert_large": _transformer(
+    "bert_large": lambda: _transformer(
         "bert_large",
         num_layers=24,
         hidden=1024,
@@ -685,11 +857,11 @@ PRESETS: dict[str, Model] = {
         causal_lm=False,
     ),
     # Radford et al. 2019: GPT-2 XL, 48 layers, d_model 1600, 25 heads, context 1024, BPE 50257.
-    "gpt2_xl": _transformer(
+    "gpt2_xl": lambda: _transformer(
         "gpt2_xl", num_layers=48, hidden=1600, heads=25, seq_len=1024, vocab=50257, causal_lm=True
     ),
     # Brown et al. 2020, Table 2.1: GPT-3 175B, 96 layers, d_model 12288, 96 heads, n_ctx 2048.
-    "gpt3_175b": _transformer(
+    "gpt3_175b": lambda: _transformer(
         "gpt3_175b",
         num_layers=96,
         hidden=12288,
@@ -712,11 +884,34 @@ _MEGATRON = {
     "megatron_1.2b": (40, 1536, 16, 1024),
     "megatron_8.3b": (72, 3072, 32, 1024),
 }
-PRESETS.update({
-    name: _transformer(name, num_layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=51200,
-                       causal_lm=True)
+_BUILDERS.update({
+    name: functools.partial(_transformer, name, num_layers=layers, hidden=hidden, heads=heads, seq_len=seq,
+                            vocab=51200, causal_lm=True)
     for name, (layers, hidden, heads, seq) in _MEGATRON.items()
 })
+
+
+class _Presets(Mapping[str, Model]):
+    """The preset models by name, each built the first time it is looked up and the same object after
+    (building all of them took ~15 ms of every start-up; a run needs one)."""
+
+    def __init__(self, builders: Mapping[str, Callable[[], Model]]):
+        self._builders = builders
+        self._built: dict[str, Model] = {}
+
+    def __getitem__(self, name: str) -> Model:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+PRESETS: Mapping[str, Model] = _Presets(_BUILDERS)
 
 
 def get_model(name: str) -> Model:

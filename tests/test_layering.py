@@ -106,7 +106,54 @@ def test_a_run_does_not_import_dask_through_pint():
     """pint.compat imports dask.base whenever dask is installed (~0.25 s of each start-up); the units
     module keeps it out, and dask stays importable afterwards (a sweep needs it)."""
     code = ("import sys, simulator.config; print('dask' in sys.modules); "
-            "from topologies.units import parse; print(parse('100Gbps', 'bandwidth')); "
-            "import dask; print(dask.__name__)")
+            "from topologies.units import parse; print(parse('100 gigabit/second', 'bandwidth')); "
+            "print('pint' in sys.modules, 'dask' in sys.modules); import dask; print(dask.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    assert out.split() == ["False", "12500000000.0", "dask"]
+    assert out.split() == ["False", "12500000000.0", "True", "False", "dask"]
+
+
+HEAVY = {"numpy", "numba", "dask", "distributed", "matplotlib", "simpy", "networkx", "pint", "pydantic", "rich", "yaml"}
+
+
+def _top_level_modules_after(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after running ``code``."""
+    code += "\nimport sys; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return set(out.split("\n")[-2].split())
+
+
+def _help_code(*argvs: list[str]) -> str:
+    return ("import contextlib, io\nfrom simulator.cli import main\n"
+            f"for argv in {list(argvs)!r}:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as f, contextlib.suppress(SystemExit):\n"
+            "        main(argv)\n"
+            "    assert f.getvalue().startswith(('usage: trainsim', 'trainsim ')), f.getvalue()[:80]\n")
+
+
+def test_help_and_version_import_no_library():
+    """``trainsim --help``, ``--version`` and the help of commands that list no names parse arguments with the
+    standard library only."""
+    assert _top_level_modules_after("import simulator.cli") & HEAVY == set()
+    code = _help_code(["--help"], ["--version"], *([c, "--help"] for c in
+                                                   ("run", "sweep", "calibrate", "compare", "lesson", "list")))
+    assert _top_level_modules_after(code) & HEAVY == set()
+
+
+def test_help_that_lists_names_imports_only_the_registries():
+    """``collective --help`` lists the topology kinds and algorithms: topologies (networkx) and the collectives
+    (numpy) are imported for their names, nothing that runs or draws anything."""
+    loaded = _top_level_modules_after(_help_code(["collective", "--help"], ["topology", "--help"],
+                                                 ["validate", "--help"], ["kernels", "--help"]))
+    assert loaded & HEAVY <= {"networkx", "numpy", "yaml"}
+
+
+def test_a_run_imports_only_what_running_needs(tmp_path):
+    """``trainsim run`` on example 01 without plots: no units library (its spellings are plain), no plotting,
+    no Dask, no Numba — and the run did happen (the simulator's own libraries are there)."""
+    code = ("from simulator.cli import main\n"
+            f"assert main(['run', 'examples/01_resnet50_128gpu_ring.yaml', '--out', {str(tmp_path / 'r')!r}, "
+            "'--no-plots', '--json']) == 0\n")
+    loaded = _top_level_modules_after(code)
+    assert loaded & {"pint", "matplotlib", "dask", "distributed", "numba"} == set()
+    assert {"numpy", "simpy", "networkx", "pydantic"} <= loaded
+    assert (tmp_path / "r" / "summary.json").is_file()

@@ -18,6 +18,10 @@ import re
 import sys
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pint
 
 
 def _import_pint():  # noqa: ANN202 - returns the module
@@ -39,8 +43,6 @@ def _import_pint():  # noqa: ANN202 - returns the module
             del sys.modules["dask"]
     return pint
 
-
-pint = _import_pint()
 
 __all__ = ["BOUNDS", "KINDS", "UnitError", "parse"]
 
@@ -87,7 +89,50 @@ def _repr(value: object) -> str:
 
 @cache
 def _registry() -> pint.UnitRegistry:
-    return pint.UnitRegistry(str(Path(__file__).with_name("units.txt")))
+    """The registry, made on first use (importing pint and reading ``units.txt`` is most of a start-up's
+    unit cost, and the common spellings never need it: see ``_plain``)."""
+    return _import_pint().UnitRegistry(str(Path(__file__).with_name("units.txt")))
+
+
+# The spellings nearly every config uses ("100Gbps", "25 GB/s", "2us", "64MiB", "312TFLOPS") are converted
+# without pint, to the float pint gives: pint reads such a quantity as the number times one unit and
+# converts it with one multiplication by the unit's factor, which here is a prefix times 1 or 1/8 (bits per
+# byte) — exact in binary, so ``float(number) * factor`` is pint's result to the bit. An integer of more than
+# 15 digits (which pint keeps exact before the multiplication), a leading zero (pint's tokenizer refuses
+# "0100"), any other unit or form goes to pint. tests/topologies/test_units.py checks every unit here
+# against pint's own conversion, for many numbers.
+_DECIMAL = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_SUBSECOND = {"": 1, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "n": 1e-9, "p": 1e-12}
+
+
+def _plain_units() -> dict[str, dict[str, float]]:
+    """kind -> {unit as typed (no spaces around "/"): factor to the kind's SI unit}."""
+    table: dict[str, dict[str, float]] = {kind: {} for kind in KINDS}
+    for prefix, x in {**_DECIMAL, **_BINARY}.items():
+        table["bytes"].update({prefix + "B": x, prefix + "b": x / 8})
+        table["bandwidth"].update({prefix + "B/s": x, prefix + "Bps": x, prefix + "b/s": x / 8, prefix + "bps": x / 8})
+        table["flops"].update({prefix + u: x for u in ("FLOPS", "FLOP/s", "flops", "flop/s")})
+        table["flop"].update({prefix + u: x for u in ("FLOP", "flop")})
+    table["duration"].update({prefix + "s": x for prefix, x in _SUBSECOND.items()} | {"min": 60, "h": 3600})
+    return table
+
+
+_PLAIN_UNITS = _plain_units()
+_PLAIN = re.compile(r"\s*(?P<number>(?:[1-9]\d*|0)(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
+                    r"\s*(?P<unit>[A-Za-zµμ]+(?:\s*/\s*[A-Za-z]+)?)\s*")
+
+
+def _plain(text: str, kind: str) -> float | None:
+    """``text`` in SI units of ``kind`` if it is a number and one of ``_PLAIN_UNITS[kind]``, else None."""
+    m = _PLAIN.fullmatch(text)
+    if m is None:
+        return None
+    number, unit = m["number"], m["unit"]
+    factor = _PLAIN_UNITS[kind].get(unit.replace(" ", ""))
+    if factor is None or (number.isdigit() and len(number) > 15):
+        return None
+    return float(number) * factor
 
 
 def parse(value: object, kind: str, *, bare: bool = True) -> float:
@@ -118,13 +163,16 @@ def parse(value: object, kind: str, *, bare: bool = True) -> float:
         raise UnitError(expected, value)
     if len(value) > 64 or not _QUANTITY.match(value):
         raise UnitError(expected, value)
+    plain = _plain(value, kind)
+    if plain is not None:
+        return _bounded(plain, kind, expected, value)
     reg = _registry()
     try:
         q = reg.Quantity(value.strip())
     except Exception:  # pint raises several unrelated types for garbage input
         raise UnitError(expected, value) from None
-    if not isinstance(q, pint.Quantity) or q.dimensionless:  # "5": a number with no unit
-        magnitude = float(q.magnitude if isinstance(q, pint.Quantity) else q)
+    if not isinstance(q, reg.Quantity) or q.dimensionless:  # "5": a number with no unit
+        magnitude = float(q.magnitude if isinstance(q, reg.Quantity) else q)
         if magnitude != 0 and not bare:
             raise UnitError(expected, value, " (a bare number needs a unit; 0 may stay bare)")
         return _bounded(magnitude, kind, expected, value)

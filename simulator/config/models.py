@@ -232,6 +232,8 @@ class DeviceSpec(StrictModel):
     peak_flops: FlopRate | None = None
     memory_bandwidth: Bandwidth | None = None
     memory: ByteSize | None = None
+    fp32_flops: FlopRate | None = Field(None, description="dense fp32 peak (workload.precision: fp32)")
+    tf32_flops: FlopRate | None = Field(None, description="dense TF32 tensor-core peak (workload.precision: tf32)")
     efficiency: _Fraction | EfficiencySpec | None = Field(
         None, description="share of the roofline: a number (every kind) or {gemm, attention, elementwise, embedding}")
 
@@ -318,6 +320,13 @@ class Workload(StrictModel):
     attention: Literal["fused", "unfused"] = Field(
         "fused", description="transformer blocks' attention core: fused (FlashAttention-style, the scores stay on "
                              "chip) or unfused (pre-2022 Megatron-LM: the a·s² scores through memory)")
+    precision: Literal["mixed", "fp32", "tf32"] = Field(
+        "mixed", description="training precision: mixed (fp16/bf16 activations and weights, fp32 master weights; "
+                             "the device's 16-bit peak), fp32 (4-byte values, the fp32 peak) or tf32 (4-byte "
+                             "values, the TF32 tensor-core peak)")
+    convolution: Literal["direct", "winograd_2x2", "winograd_4x4"] = Field(
+        "direct", description="3x3 stride-1 convolutions: direct (implicit GEMM) or Winograd F(2x2, 3x3) / F(4x4, 3x3) "
+                              "(Lavin & Gray 2016: 2.25x / 4x fewer multiplies, transforms through memory)")
 
     @model_validator(mode="before")
     @classmethod

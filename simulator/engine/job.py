@@ -279,6 +279,10 @@ def server_device(config: Config, hw: ResolvedHardware):
     spec = config.communication.server_device
     if spec is None:
         return hw.device if config.communication.server_placement == "colocated" else resolve_device("cpu")
+    for key in ("fp32_flops", "tf32_flops"):   # a server applies updates (memory-bound): no precision's peak
+        if not isinstance(spec, str) and getattr(spec, key) is not None:
+            raise ConfigError(f"communication.server_device.{key}: a parameter server's updates are timed by "
+                              "its memory bandwidth, not a peak; remove it")
     try:
         return resolve_device(spec)
     except ConfigError as e:

@@ -45,7 +45,7 @@ def device_factors(spec: Stragglers, model: Model, device: Device, batch: int) -
     out = []
     for i, share in enumerate(spec.heterogeneity):
         try:
-            other = resolve_device(share.device)
+            other = resolve_device(share.device, model.precision)
         except ConfigError as e:
             raise ConfigError(str(e).replace("cluster.device", f"stragglers.heterogeneity.{i}.device")) from None
         out.append((share.fraction, seconds(other) / nominal))

@@ -40,6 +40,11 @@ counts, it keeps the softmax statistics, one fp32 log-sum-exp per query and head
 FlashAttention-2, Algorithm 1: ``L``), ``STATS_BYTES·a·s`` bytes, so its term is ``4·a/(h·T)``
 instead of ``5·a·s/(h·T)`` (0 with selective recomputation, which re-runs the core).
 
+At fp32 or tf32 (``workload.precision``) every value is 4 bytes and the 1-byte dropout masks stay 1 byte:
+with ``e`` bytes per element, ``34`` is ``16·e + 2``, ``10`` is ``4·e + 2``, ``24`` is ``12·e``, ``5`` is
+``2·e + 1`` and full recomputation keeps ``e·s·b·h``; the model states are :data:`STATE_BYTES`' (fp32: 4 + 4
++ 8, no master copy).
+
 With full recomputation the block being recomputed needs its activations once more while its
 backward runs. Other
 layers keep their output (``Layer.activation_bytes``; the vocabulary-parallel
@@ -61,27 +66,43 @@ from simulator.devices import Device
 from simulator.workloads import Layer, Model
 
 __all__ = [
-    "GRAD_BYTES", "OPTIMIZER_BYTES", "PARAM_BYTES", "STATS_BYTES", "DeviceMemory", "check_fits",
+    "STATE_BYTES", "STATS_BYTES", "DeviceMemory", "StateBytes", "check_fits",
     "layer_activation_bytes", "model_state_bytes", "recompute_working_bytes",
 ]
 
-PARAM_BYTES = 2        # fp16/bf16 working weights
 STATS_BYTES = 4        # a fused attention core's fp32 log-sum-exp per query row and head
-GRAD_BYTES = 2         # fp16/bf16 gradients
-OPTIMIZER_BYTES = 12   # K: fp32 master weights, Adam momentum and variance
 
 
-def model_state_bytes(params: float, zero: int = 0, data_parallel: int = 1) -> float:
-    """Bytes of weights, gradients and optimizer state one device holds (see the table above)."""
+@dataclass(frozen=True)
+class StateBytes:
+    """Bytes per parameter of a device's model states at one training precision."""
+
+    params: int        # the working weights
+    grads: int         # their gradients
+    optimizer: int     # K: what the optimizer keeps
+
+
+STATE_BYTES = {
+    "mixed": StateBytes(2, 2, 12),   # fp16/bf16 weights and gradients; fp32 master weights, momentum, variance
+    "fp32": StateBytes(4, 4, 8),     # fp32 weights and gradients; Adam's momentum and variance (no master copy)
+    "tf32": StateBytes(4, 4, 8),     # as fp32: TF32 is how GEMMs compute, not how values are stored
+}
+"""Model-state bytes per parameter by ``workload.precision`` (ZeRO's Ψ accounting, §3.1)."""
+
+
+def model_state_bytes(params: float, zero: int = 0, data_parallel: int = 1, precision: str = "mixed") -> float:
+    """Bytes of weights, gradients and optimizer state one device holds (see the table above; at
+    ``precision`` the 2 + 2 + K become :data:`STATE_BYTES`' figures)."""
     n = data_parallel
+    w, g, k = STATE_BYTES[precision].params, STATE_BYTES[precision].grads, STATE_BYTES[precision].optimizer
     if zero == 0:
-        return (PARAM_BYTES + GRAD_BYTES + OPTIMIZER_BYTES) * params
+        return (w + g + k) * params
     if zero == 1:
-        return (PARAM_BYTES + GRAD_BYTES) * params + OPTIMIZER_BYTES * params / n
+        return (w + g) * params + k * params / n
     if zero == 2:
-        return PARAM_BYTES * params + (GRAD_BYTES + OPTIMIZER_BYTES) * params / n
+        return w * params + (g + k) * params / n
     if zero == 3:
-        return (PARAM_BYTES + GRAD_BYTES + OPTIMIZER_BYTES) * params / n
+        return (w + g + k) * params / n
     raise ValueError(f"ZeRO stage must be 0..3, got {zero!r}")
 
 
@@ -91,16 +112,16 @@ def layer_activation_bytes(layer: Layer, model: Model, tensor: int = 1, recomput
     attention core's term as ``model.attention`` has it."""
     recompute = {True: "full", False: "none"}.get(recompute, recompute) if isinstance(recompute, bool) else recompute
     if layer.kind == "transformer" and model.hidden and model.seq_len:
-        s, h, a = model.seq_len, model.hidden, model.heads or 1
+        s, h, a, e = model.seq_len, model.hidden, model.heads or 1, model.element_bytes
         if recompute == "full":
-            return 2.0 * s * h
+            return float(e) * s * h
         if recompute == "selective":
             attention = 0.0
         elif model.attention == "unfused":
-            attention = 5 * a * s / (h * tensor)
+            attention = (2 * e + 1) * a * s / (h * tensor)
         else:
             attention = STATS_BYTES * a / (h * tensor)
-        rest = 34 / tensor if sequence_parallel else 10 + 24 / tensor
+        rest = (16 * e + 2) / tensor if sequence_parallel else (4 * e + 2) + 12 * e / tensor
         return s * h * (rest + attention)
     if layer.kind == "lm_head":
         return layer.activation_bytes / tensor

@@ -45,7 +45,7 @@ from simulator.tuner import Choice, best_algorithm, fastest
 from simulator.workloads import Layer, Model, gradient_buckets
 
 from .memory import (
-    PARAM_BYTES,
+    STATE_BYTES,
     DeviceMemory,
     check_fits,
     layer_activation_bytes,
@@ -314,6 +314,7 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
     (:mod:`simulator.compression`), on the stream like the collectives.
     """
     zero = config.parallelism.zero
+    weight_bytes = STATE_BYTES[config.workload.precision].params   # what a ZeRO all-gather carries per parameter
     p_, v = chunk_params.shape
     gather, gather_bytes = np.zeros((p_, v)), np.zeros((p_, v))
     if config.communication.pattern != "allreduce":
@@ -337,7 +338,7 @@ def _data_parallel(config: Config, network: Network, placement: Placement, algor
                                                     memo, options, why),) for part in parts[c * p_ + s]))
             if zero == 0:
                 continue
-            ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * PARAM_BYTES), groups, info,
+            ag = _collective(network, "allgather", algorithm, int(chunk_params[s, c] * weight_bytes), groups, info,
                              memo, options, why)
             if zero == 3:
                 gather[s, c], gather_bytes[s, c] = ag.seconds, ag.bytes
@@ -412,7 +413,7 @@ def _memory(config: Config, hw: ResolvedHardware, placement: Placement, virtual:
         acts = peak_in_flight(ops[s], per_chunk)
         acts += b * recompute_working_bytes([model.layers[i] for r in chunks for i in r], model, t_,
                                             par.recompute, sp)
-        states = model_state_bytes(stage_params[s], par.zero, d_)
+        states = model_state_bytes(stage_params[s], par.zero, d_, model.precision)
         out.append(DeviceMemory(int(placement.device[0, s, 0]), s, float(stage_params[s]), states, acts,
                                 peak_in_flight(ops[s])))
     return tuple(out)

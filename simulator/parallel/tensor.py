@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 
 from simulator.config import ConfigError
-from simulator.workloads import ACT_BYTES, Layer, Model
+from simulator.workloads import Layer, Model
 
 __all__ = ["ALLREDUCES", "check_recompute", "check_tensor_parallel", "message_bytes", "split_layer"]
 
@@ -79,7 +79,8 @@ def split_layer(layer: Layer, tensor: int, sequence_parallel: bool = False) -> L
 
 
 def message_bytes(model: Model, microbatch: int) -> int:
-    """Bytes of one tensor-parallel all-reduce: a microbatch's block output, ``b·s·h`` 16-bit values."""
+    """Bytes of one tensor-parallel all-reduce: a microbatch's block output, ``b·s·h`` values at the training
+    precision (``Model.element_bytes``: 2 at mixed precision)."""
     assert model.seq_len is not None and model.hidden is not None
-    return int(microbatch * model.seq_len * model.hidden * ACT_BYTES)
+    return int(microbatch * model.seq_len * model.hidden * model.element_bytes)
 

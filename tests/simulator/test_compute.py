@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from simulator import compute
 from simulator.compute import (
     OPTIMIZER_BYTES_PER_PARAM,
-    WEIGHT_BYTES,
     backward_times,
     forward_time,
     iteration_compute_time,
@@ -20,7 +19,7 @@ from simulator.compute import (
     step_time,
 )
 from simulator.devices import Device, Efficiency, get_device
-from simulator.workloads import Layer, Model, Work, block_work, get_model
+from simulator.workloads import ACT_BYTES, Layer, Model, Work, block_work, get_model
 
 # 100 TFLOP/s peak at 40 % -> 40 TFLOP/s sustained; 1 TB/s: ridge at 40 FLOP/byte.
 TOY = Device(
@@ -38,9 +37,9 @@ def test_compute_bound_layer_takes_flops_over_sustained_peak():
 def test_memory_bound_layer_takes_bytes_over_its_share_of_bandwidth():
     batch = 8   # a scalar efficiency is every kind's share of the roofline, bandwidth included
     assert layer_time(RELU, TOY, batch) == pytest.approx(batch * 3e6 / (1e12 * 0.4), rel=1e-12)
-    # weights are read once per batch at WEIGHT_BYTES each; memory_bytes=0 derives 2 x output
+    # weights are read once per batch at ACT_BYTES each; memory_bytes=0 derives 2 x output
     layer = Layer("w", params=10**6, forward_flops=0.0, activation_bytes=5e5)
-    expected = (batch * 2 * 5e5 + 10**6 * WEIGHT_BYTES) / (1e12 * 0.4)
+    expected = (batch * 2 * 5e5 + 10**6 * ACT_BYTES) / (1e12 * 0.4)
     assert layer_time(layer, TOY, batch) == pytest.approx(expected, rel=1e-12)
 
 
@@ -71,8 +70,8 @@ def test_a_transformer_block_is_the_sum_of_its_gemm_attention_and_elementwise_pa
     # s/2 = 256 > the ridge of 100), elementwise 38 s h bytes; weights 2 bytes each, GEMMs 12h^2 + 9h, LN 4h
     gemm = b * 24 * s * h * h / (100e12 * 0.8)
     attention = b * 4 * s * s * h / (100e12 * 0.5)
-    elementwise = (b * 38 * s * h + 4 * h * WEIGHT_BYTES) / (1e12 * 0.9)
-    assert b * 32 * s * h + (12 * h * h + 9 * h) * WEIGHT_BYTES < b * 24 * s * h * h / 100   # GEMMs compute-bound
+    elementwise = (b * 38 * s * h + 4 * h * ACT_BYTES) / (1e12 * 0.9)
+    assert b * 32 * s * h + (12 * h * h + 9 * h) * ACT_BYTES < b * 24 * s * h * h / 100   # GEMMs compute-bound
     assert layer_time(block, KINDS, b) == pytest.approx(gemm + attention + elementwise, rel=1e-12)
     assert [w.kind for w in block_work(s, h)] == ["gemm", "attention", "elementwise"]
     assert sum(w.flops for w in block.work) == block.forward_flops == s * (24 * h * h + 4 * s * h)
@@ -101,7 +100,7 @@ def test_backward_costs_twice_forward(layer):
 def test_layer_time_is_the_larger_roofline_bound(flops, act, params, batch):
     layer = Layer("x", params, flops, act)
     compute_s = batch * flops / TOY.sustained_flops
-    memory_s = (batch * layer.forward_bytes + params * WEIGHT_BYTES) / (TOY.memory_bandwidth * 0.4)
+    memory_s = (batch * layer.forward_bytes + params * ACT_BYTES) / (TOY.memory_bandwidth * 0.4)
     assert layer_time(layer, TOY, batch) == pytest.approx(max(compute_s, memory_s), rel=1e-12)
 
 

@@ -18,7 +18,7 @@ import pytest
 from simulator.config import ConfigError, load_config
 from simulator.engine import build_job
 from simulator.engine.faults import FaultSource, Variant, cut_off
-from simulator.parallel.memory import OPTIMIZER_BYTES, PARAM_BYTES
+from simulator.parallel.memory import STATE_BYTES
 from simulator.resolve import build_topology, resolve_hardware
 from simulator.rng import Streams
 from simulator.run import simulate
@@ -28,6 +28,8 @@ KINDS = [("data", "allreduce"), ("pipeline", "allreduce"), ("hybrid", "allreduce
          ("tensor", "allreduce"), ("data", "ps-bsp"), ("pipeline", "ps-ssp"), ("data", "ps-asp"),
          ("data", "ps-backup")]
 BW = 50e9   # storage bandwidth of the tests, bytes/s
+
+MIXED_CHECKPOINT_BYTES = STATE_BYTES["mixed"].params + STATE_BYTES["mixed"].optimizer   # 2 + 12 a parameter
 
 
 def with_faults(cfg: dict, iterations: int, **faults) -> dict:
@@ -46,7 +48,7 @@ def span(cfg: dict, iterations: int) -> float:
 
 def checkpoint_seconds(cfg: dict) -> float:
     hw = resolve_hardware(load_config(cfg))
-    return (PARAM_BYTES + OPTIMIZER_BYTES) * hw.model.parameters / BW
+    return MIXED_CHECKPOINT_BYTES * hw.model.parameters / BW
 
 
 def parts_add_up(s: dict) -> None:
@@ -192,7 +194,7 @@ def test_goodput_peaks_at_the_young_daly_interval_and_the_waste_matches_the_form
     """δ = 60 s (fixed by the bandwidth), M = 1.5 h job MTBF: τ* = √(2δM) ≈ 805 s. 10 days, 8 seeds each."""
     mtbf_device = 1.5 * 3600 * 8
     probe = simulate(tiny(5)).summary
-    params_bytes = (PARAM_BYTES + OPTIMIZER_BYTES) * resolve_hardware(load_config(tiny(5))).model.parameters
+    params_bytes = MIXED_CHECKPOINT_BYTES * resolve_hardware(load_config(tiny(5))).model.parameters
     bandwidth = params_bytes / 60.0
     iterations = int(10 * 86400 / probe["iteration_time_s"])
     tau_star = math.sqrt(2 * 60.0 * mtbf_device / 8)
