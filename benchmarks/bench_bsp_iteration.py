@@ -5,7 +5,8 @@ per-message SimPy model in ``naive_ring.py``. Each point is the median of
 ``--repeats`` fresh processes (imports included), as a user would see it. Each
 process also reports its *simulation part*: ``build_s`` (``build_job``: topology,
 routing, the plan pricing every bucket's collective) + ``run_s`` (the SimPy run,
-what ``run_info.json`` calls ``sim_wall_s``), and its peak RSS.
+what ``run_info.json`` calls ``sim_wall_s``), the CPU time of the same span
+(``simulation_cpu_s``, less sensitive to other jobs on a shared machine), and its peak RSS.
 
     python benchmarks/bench_bsp_iteration.py --workers 128,1024,4096 --naive 128,1024
     python benchmarks/bench_bsp_iteration.py --workers 1024 --algorithms ring,auto --naive ""
@@ -40,16 +41,16 @@ from simulator.config import load_config
 from simulator.engine import build_job
 t1 = time.perf_counter()
 config = load_config(sys.argv[1])
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 job = build_job(config)
 t3 = time.perf_counter()
 job.run()
-t4 = time.perf_counter()
+t4, c4 = time.perf_counter(), time.process_time()
 result = job.result()
 result.write(sys.argv[2], plots=False)
 t5 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "build_s": t3 - t2, "run_s": t4 - t3,
-                  "sim_wall_s": result.run_info["sim_wall_s"], "result_write_s": t5 - t4,
+                  "sim_wall_s": result.run_info["sim_wall_s"], "result_write_s": t5 - t4, "simulation_cpu_s": c4 - c2,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "iteration_time_s": result.summary["iteration_time_s"], "algorithm": result.summary["algorithm"],
                   "code": simulator.__file__}))
@@ -78,7 +79,7 @@ def trainsim_point(workers: int, algorithm: str, repeats: int, tmp: Path, tree: 
     done = runs([sys.executable, "-c", DRIVER, str(path), str(tmp / f"o{workers}-{algorithm}")], repeats, tree)
     rows = [{"wall_s": wall, **json.loads(out)} for wall, out in done]
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall_s", "build_s", "run_s", "sim_wall_s",
-                                                                "peak_rss_mb")}
+                                                                "simulation_cpu_s", "peak_rss_mb")}
     assert all(r["code"].startswith(str(tree)) for r in rows), rows[0]["code"]
     return {"model": "trainsim", "tree": str(tree), "workers": workers, "algorithm": rows[0]["algorithm"],
             "configured": algorithm, **med, "simulation_s": statistics.median(r["build_s"] + r["run_s"] for r in rows),

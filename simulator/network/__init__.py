@@ -22,7 +22,7 @@ from topologies import link_classes
 
 from .alpha_beta import AlphaBeta
 from .base import FlowBatch, NetworkModel, digest, segment_reduce
-from .fluid import Fluid, max_min_rates
+from .fluid import Fluid, canonical_sizes, max_min_rates
 from .routing import Routing
 
 if TYPE_CHECKING:
@@ -163,6 +163,11 @@ class Network:
         self._shapes: dict[bytes, tuple[float, np.ndarray]] = {}
         self._shape_floats = 0
         self._rotation_classes: dict[bytes, _Classes | None] = {}
+        # coupled steps as bundles (``Fluid.bundles``): per route digest, the groups or None; per
+        # (routes, canonical sizes), the latency-free finish times at the canonical positions
+        self._bundles: dict[bytes, list[np.ndarray] | None] = {}
+        self._bundle_free: dict[bytes, np.ndarray] = {}
+        self._bundle_floats = 0
         # (id(steps), placement digest) -> (steps, chunks, groups): the tuple is held, so its id stays its own
         self._ring_plans: dict[tuple[int, bytes], tuple[tuple, int, dict]] = {}
         self.steps_solved = 0
@@ -207,7 +212,7 @@ class Network:
         cached = self._route_cache.get(key)
         if cached is None:
             r = self.routing
-            unique_dst = len(np.unique(dst)) == len(dst)
+            unique_dst = len(dst) < 2 or bool((np.diff(np.sort(dst)) != 0).all())   # (np.unique imports numpy.ma)
             # transfers between the same two ranks in one step travel as one message
             pair_id = src.astype(np.int64) * (int(dst.max()) + 1) + dst
             ids, first, inverse = np.unique(pair_id, return_index=True, return_inverse=True)
@@ -306,18 +311,50 @@ class Network:
         linear = bool(scale) and getattr(self.model, "scales_linearly", False)
         ref = self._shapes.get(skey) if linear else None
         if ref is None:
-            self.steps_solved += 1
             if not linear:
+                self.steps_solved += 1
                 flows = FlowBatch(routes.ptr, routes.links, flow_bytes, routes.latency)
                 return float(self.model.finish_times(flows, self.routing.capacity).max())
-            flows = FlowBatch(routes.ptr, routes.links, flow_bytes, np.zeros_like(routes.latency))
-            free = self.model.finish_times(flows, self.routing.capacity)
+            free = self._latency_free(routes, route_key, flow_bytes)
             if self._shape_floats + len(free) <= _MAX_SHAPE_FLOATS:   # bounded: past it, solve afresh
                 self._shapes[skey] = (scale, free)
                 self._shape_floats += len(free)
             return float((free + routes.latency).max())
         ref_scale, free = ref
         return float((free * (scale / ref_scale) + routes.latency).max())
+
+    def _latency_free(self, routes: _Routes, route_key: bytes, flow_bytes: np.ndarray) -> np.ndarray:
+        """Latency-free finish times of these flows: the model's solve, or one of an equivalent step.
+
+        Where the model groups the routes' flows into bundles (``Fluid.bundles``) and every flow is
+        busy, a step whose sizes are a bundle-preserving permutation of a step solved before (the
+        same canonical sizes, ``canonical_sizes``) has that step's finish times, permuted: the same
+        floats a solve gives, without it. The hierarchical allreduce's inter-node ring steps, whose
+        flows share each node's NIC, are such rotations of each other.
+        """
+        flows = FlowBatch(routes.ptr, routes.links, flow_bytes, np.zeros_like(routes.latency))
+        find = getattr(self.model, "bundles", None)
+        groups = None
+        if find is not None:
+            if route_key not in self._bundles:
+                self._bundles[route_key] = find(routes.ptr, routes.links, self.routing.capacity)
+            groups = self._bundles[route_key]
+        if groups is None or not flow_bytes.min() > 0:
+            self.steps_solved += 1
+            return self.model.finish_times(flows, self.routing.capacity)
+        values, where = canonical_sizes(groups, flow_bytes)
+        key = route_key + digest(values)
+        known = self._bundle_free.get(key)
+        if known is None:
+            self.steps_solved += 1
+            free = self.model.finish_times(flows, self.routing.capacity)
+            if self._bundle_floats + len(free) <= _MAX_SHAPE_FLOATS:
+                self._bundle_free[key] = free[where]
+                self._bundle_floats += len(free)
+            return free
+        free = np.empty(len(flow_bytes))
+        free[where] = known
+        return free
 
     def schedule_time(self, schedule: Schedule, placement: np.ndarray | None = None) -> float:
         """Simulated duration of a whole collective schedule (see ``schedule_cost``)."""

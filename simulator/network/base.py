@@ -77,9 +77,13 @@ def alone_finish_times(flows: FlowBatch, capacity: np.ndarray) -> np.ndarray:
 
 
 def digest(*arrays: np.ndarray) -> bytes:
-    """A 16-byte key of the arrays' contents (the memo key of steps, routes and rates)."""
-    h = hashlib.blake2b(digest_size=16)
+    """A 16-byte key of the arrays' contents (the memo key of steps, routes and rates).
+
+    SHA-256, cut to 16 bytes: CPUs with SHA extensions hash it about three times as fast as
+    BLAKE2b, and memo keys are hashed by the thousand (one per coupled step and bucket).
+    """
+    h = hashlib.sha256()
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
         h.update(b"|")
-    return h.digest()
+    return h.digest()[:16]

@@ -39,6 +39,15 @@ def _mix(a: int, b: int, c: int) -> int:
     return x ^ (x >> 29)
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for a plain int array, without the masked-array check that makes numpy's
+    import ``numpy.ma`` (about 13 ms, the first time, inside the timed simulation)."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
 class Routing:
     """Directed links and cached routes of one topology graph.
 
@@ -76,7 +85,9 @@ class Routing:
         devs = sorted((d["rank"], n) for n, d in graph.nodes(data=True) if d.get("role") == "device")
         self.devices = [n for _, n in devs]
         self._device_index = np.array([self._index[n] for n in self.devices], dtype=np.int64)
-        self._dist: dict[int, np.ndarray] = {}
+        self._dist: dict[int, list[int]] = {}
+        self._dist_arrays: dict[int, np.ndarray] = {}
+        self._pos_array: np.ndarray | None = None
         self._paths: dict[tuple[int, int], np.ndarray] = {}
         self._peel()
         self._chain_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -153,7 +164,7 @@ class Routing:
                 lengths = stops - starts
                 offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
                 reached = idx[offsets]
-                frontier = np.unique(reached[d[reached] < 0])
+                frontier = _sorted_unique(reached[d[reached] < 0])
                 d[frontier] = level
             dist = self._dist[root] = d.tolist()
         return dist
@@ -249,11 +260,22 @@ class Routing:
         apart = np.flatnonzero(shared == 0)          # different trees: their roots are core nodes
         if len(apart) and self._core_min_latency > 0:
             rs, rt = ts[apart, 0], tt[apart, 0]
-            for root in np.unique(rt).tolist():
-                mine_ = rt == root
-                dist = np.asarray(self._core_distances(root))
-                hops[apart[mine_]] = np.maximum(dist[np.asarray(self._core_pos)[rs[mine_]]], 0)
+            roots, which = np.unique(rt, return_inverse=True)
+            dist = np.stack([self._core_distance_array(root) for root in roots.tolist()])
+            hops[apart] = np.maximum(dist[which.ravel(), self._core_pos_array()[rs]], 0)
         return ptr, mine[keep], hops * self._core_min_latency
+
+    def _core_pos_array(self) -> np.ndarray:
+        if self._pos_array is None:
+            self._pos_array = np.asarray(self._core_pos, dtype=np.int64)
+        return self._pos_array
+
+    def _core_distance_array(self, root: int) -> np.ndarray:
+        """``_core_distances(root)`` as an array (cached)."""
+        dist = self._dist_arrays.get(root)
+        if dist is None:
+            dist = self._dist_arrays[root] = np.asarray(self._core_distances(root), dtype=np.int64)
+        return dist
 
     def _chains(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per node: its chain from its tree's root down to it (``top[x, 0]`` the root), the directed
