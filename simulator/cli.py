@@ -57,7 +57,12 @@ def names(what: str) -> dict[str, str]:
     if what == "devices":
         from .devices import CATALOG, WORK_KINDS
 
-        return {k: f"{d.kind}, {d.peak_flops / 1e12:,.0f} TFLOP/s peak, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
+        def peaks(d) -> str:   # the peak at each workload.precision the device has
+            others = [f"{p} {getattr(d, f'{p}_flops') / 1e12:.4g}" for p in ("fp32", "tf32")
+                      if getattr(d, f"{p}_flops") is not None]
+            return f"{d.peak_flops / 1e12:.4g} TFLOP/s peak" + (f" ({', '.join(others)})" if others else "")
+
+        return {k: f"{d.kind}, {peaks(d)}, {d.memory_bandwidth / 1e9:,.0f} GB/s, "
                    f"{d.memory_bytes / 1e9:,.0f} GB; efficiency "
                    + ", ".join(f"{w} {d.efficiency[w]:g}" for w in WORK_KINDS)
                 for k, d in CATALOG.items()}

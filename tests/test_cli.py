@@ -179,6 +179,9 @@ def test_list_names_exactly_what_configs_and_flags_accept(what):
     assert set(listed) == expected
     if what == "algorithms":
         assert listed["bruck"] == "allgather" and "allreduce" in listed["ring"]
+    if what == "devices":   # each workload.precision's peak a device has, and none it lacks
+        assert "312 TFLOP/s peak (fp32 19.5, tf32 156)" in listed["a100"]
+        assert "275 TFLOP/s peak," in listed["tpu_v4"]
     assert what in trainsim("list", what).stdout
 
 
