@@ -168,10 +168,11 @@ def resolve_device(spec: str | DeviceSpec, precision: str = "mixed") -> Device:
 
 
 def _at_precision(device: Device, precision: str) -> Device:
-    if precision != "mixed" and getattr(device, f"{precision}_flops") is None:
+    try:
+        return device.at_precision(precision)
+    except ValueError:   # no peak at that precision
         raise ConfigError(f"cluster.device: {device.name} has no {precision} peak; give cluster.device."
-                          f"{precision}_flops, or train at workload.precision: mixed")
-    return device.at_precision(precision)
+                          f"{precision}_flops, or train at workload.precision: mixed") from None
 
 
 def check_efficiency_kinds(spec: str | DeviceSpec, model: Model, where: str) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "with_attention",
     "with_convolution",
     "with_precision",
+    "direct_work",
     "winograd_work",
 ]
 
@@ -340,17 +341,19 @@ def _conv(
     kh, kw = (k, k) if isinstance(k, int) else k
     ph, pw = (pad, pad) if isinstance(pad, int) else pad
     ho, wo = (h + 2 * ph - kh) // stride + 1, (w + 2 * pw - kw) // stride + 1
-    weights, out = kh * kw * cin * cout, cout * ho * wo
-    layer = Layer(
-        name,
-        weights + (cout if bias else 0),
-        2.0 * weights * ho * wo,
-        out * ACT_BYTES,
-        (cin * h * w + out) * ACT_BYTES,
-        matrices=((cout, cin * kh * kw),),
-        conv=Conv(cin, h, w, cout, ho, wo, kh, kw, stride),
-    )
+    conv, params = Conv(cin, h, w, cout, ho, wo, kh, kw, stride), kh * kw * cin * cout + (cout if bias else 0)
+    work = direct_work(conv, params)
+    layer = Layer(name, params, work[0].flops, cout * ho * wo * ACT_BYTES, work[0].bytes,
+                  matrices=((cout, cin * kh * kw),), work=work, conv=conv)
     return layer, (cout, ho, wo)
+
+
+def direct_work(conv: Conv, params: int, element_bytes: int = ACT_BYTES) -> tuple[Work]:
+    """A convolution's forward work per sample run directly (one implicit GEMM): 2·kh·kw·cin·cout·ho·wo
+    FLOPs over its input and output, its weights read once a batch."""
+    flops = 2.0 * (conv.kh * conv.kw * conv.cin * conv.cout) * conv.ho * conv.wo
+    moved = (conv.cin * conv.h * conv.w + conv.cout * conv.ho * conv.wo) * element_bytes
+    return (Work("gemm", flops, moved, params, weight_bytes=element_bytes),)
 
 
 def winograd_work(conv: Conv, m: int, params: int, element_bytes: int = ACT_BYTES) -> tuple[Work, Work]:
@@ -404,9 +407,7 @@ def with_convolution(model: Model, convolution: str) -> Model:
         if la.conv is None or not la.conv.winograd:
             return la
         if convolution == "direct":
-            work = (Work("gemm", 2.0 * la.conv.kh * la.conv.kw * la.conv.cin * la.conv.cout * la.conv.ho
-                         * la.conv.wo, (la.conv.cin * la.conv.h * la.conv.w + la.conv.cout * la.conv.ho
-                                        * la.conv.wo) * e, la.params, weight_bytes=e),)
+            work = direct_work(la.conv, la.params, e)
         else:
             work = winograd_work(la.conv, WINOGRAD_TILES[convolution], la.params, e)
         return dataclasses.replace(la, forward_flops=sum(w.flops for w in work),

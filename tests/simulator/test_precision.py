@@ -88,7 +88,8 @@ def test_memory_at_fp32_is_korthikantis_count_with_4_byte_values():
     assert message_bytes(f, 2) == 2 * 2 * S * H * 2 and message_bytes(m, 2) == 2 * S * H * 2
 
 
-JOBS = [("data", "allreduce"), ("data", "ps-bsp"), ("data", "ps-ssp"), ("data", "ps-asp"), ("zero", "allreduce"),
+JOBS = [("data", "allreduce"), ("data", "ps-bsp"), ("data", "ps-ssp"), ("data", "ps-asp"), ("data", "ps-backup"),
+        ("zero", "allreduce"),
         ("tensor", "allreduce"), ("tensor", "ps-bsp"), ("pipeline", "allreduce"), ("pipeline", "ps-asp"),
         ("hybrid", "allreduce")]
 
@@ -96,7 +97,7 @@ JOBS = [("data", "allreduce"), ("data", "ps-bsp"), ("data", "ps-ssp"), ("data", 
 @pytest.mark.parametrize(("parallel", "sync"), JOBS, ids=[f"{p}-{s}" for p, s in JOBS])
 @pytest.mark.parametrize("precision", ["fp32", "tf32"])
 def test_precision_moves_every_job(parallel, sync, precision):
-    """Data, ZeRO, tensor, pipeline and hybrid parallelism; allreduce and parameter servers (BSP, SSP, ASP):
+    """Data, ZeRO, tensor, pipeline and hybrid parallelism; allreduce and parameter servers (BSP, SSP, ASP, backup):
     fp32 and tf32 are slower than mixed on an A100 (a lower peak, twice the bytes) in every one."""
     mixed = simulate(load_config(job(parallel, sync))).summary
     other = simulate(load_config(job(parallel, sync, **{"workload.precision": precision}))).summary
