@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import functools
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -906,6 +907,10 @@ def importing():
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; ``argv`` None: the program itself (``sys.argv``), which exits afterwards."""
+    if argv is None:
+        # the simulator's arrays are small: BLAS threads would only spin (~0.1 s of CPU while numpy is
+        # imported, measured) and oversubscribe a sweep's worker processes; a value the user set is kept
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return _main(argv)
     finally:
