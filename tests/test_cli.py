@@ -202,3 +202,18 @@ def test_an_argument_error_is_one_line_and_exit_2(args):
     res = trainsim(*args)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "usage:" not in res.stderr and "--help" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("4", "4")])
+def test_the_program_runs_blas_single_threaded_unless_told(given, expected):
+    """As a program, trainsim sets OPENBLAS_NUM_THREADS=1 before numpy loads (its arrays are small; BLAS threads
+    only spin, and would oversubscribe a sweep's workers); a value the user set is kept."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = ("import os, sys\nsys.argv = ['trainsim', 'list', 'models']\nfrom simulator.cli import main\n"
+            "status = main()\nprint(os.environ.get('OPENBLAS_NUM_THREADS'), file=sys.stderr)\nsys.exit(status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stderr.strip().splitlines()[-1] == expected

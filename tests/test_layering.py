@@ -149,11 +149,13 @@ def test_help_that_lists_names_imports_only_the_registries():
 
 def test_a_run_imports_only_what_running_needs(tmp_path):
     """``trainsim run`` on example 01 without plots: no units library (its spellings are plain), no plotting,
-    no Dask, no Numba — and the run did happen (the simulator's own libraries are there)."""
+    no Dask, no Numba, no numpy.ma, and with stderr a pipe no rich (no bar to draw, its notes are plain lines) —
+    and the run did happen (the simulator's own libraries are there)."""
     code = ("from simulator.cli import main\n"
             f"assert main(['run', 'examples/01_resnet50_128gpu_ring.yaml', '--out', {str(tmp_path / 'r')!r}, "
-            "'--no-plots', '--json']) == 0\n")
+            "'--no-plots', '--json']) == 0\n"
+            "import sys\nassert 'numpy.ma' not in sys.modules, 'numpy.ma (np.percentile, np.unique) on the run path'\n")
     loaded = _top_level_modules_after(code)
-    assert loaded & {"pint", "matplotlib", "dask", "distributed", "numba"} == set()
+    assert loaded & {"pint", "matplotlib", "dask", "distributed", "numba", "rich"} == set()
     assert {"numpy", "simpy", "networkx", "pydantic"} <= loaded
     assert (tmp_path / "r" / "summary.json").is_file()
