@@ -10,11 +10,12 @@ import numpy as np
 if TYPE_CHECKING:
     from .results import Result
 
-__all__ = ["iteration_plot", "links_plot", "pipeline_plot", "pipeline_rows", "run_plots", "table_plots",
+__all__ = ["iteration_plot", "links_plot", "pipeline_plot", "pipeline_rows", "pyplot", "run_plots", "table_plots",
            "timeline_plot"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +45,7 @@ def _stacked_bars(ax, x: np.ndarray, layers: list[np.ndarray], labels: list[str]
 
 def iteration_plot(result: Result, path: Path) -> None:
     """Per-iteration time split into compute, exposed communication and waiting (mean over workers)."""
-    plt = _pyplot()
+    plt = pyplot()
     its = 1 + max((r.iteration for r in result.iterations), default=0)   # a faulted run: its failure-free probe
     comp, comm, wait = np.zeros(its), np.zeros(its), np.zeros(its)
     counts = np.zeros(its)
@@ -83,7 +84,7 @@ def table_plots(result: Result, folder: Path) -> None:
 
 def loss_plot(rows: list[dict], summary: dict, path: Path) -> None:
     """Loss against gradients applied (statistical efficiency) and against simulated time (both)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     grads = np.array([r["gradients"] for r in rows])
     loss = np.array([r["loss"] for r in rows])
@@ -104,7 +105,7 @@ def loss_plot(rows: list[dict], summary: dict, path: Path) -> None:
 
 
 def staleness_plot(rows: list[dict], summary: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     s = np.array([r["staleness"] for r in rows])
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.hist(s, bins=np.arange(s.max() + 2) - 0.5 if s.max() < 60 else 50)
@@ -118,7 +119,7 @@ def staleness_plot(rows: list[dict], summary: dict, path: Path) -> None:
 
 def workers_plot(rows: list[dict], servers: list[dict], summary: dict, path: Path) -> None:
     """Per-device compute, exposed communication and wait (stacked), and each server's utilisation."""
-    plt = _pyplot()
+    plt = pyplot()
     if servers:
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
     else:
@@ -153,7 +154,7 @@ _PHASE_COLOURS = {"train": "C2", "lost": "C3", "checkpoint": "C0", "detection": 
 def timeline_plot(rows: list[dict], failures: list[dict], summary: dict, path: Path) -> None:
     """A faulted run over simulated time: progress (iterations kept, with the failure-free line), throughput,
     and where the time went (training, lost work, checkpoints, detection, restarts, waiting), failures marked."""
-    plt = _pyplot()
+    plt = pyplot()
     failures = [f for f in failures if f.get("replication", 0) == 0]     # the replication the timeline shows
     wall = max(r["end_s"] for r in rows)
     scale, unit = next((s, u) for s, u in ((86400.0, "days"), (3600.0, "hours"), (60.0, "minutes"), (1.0, "s"))
@@ -257,7 +258,7 @@ def pipeline_plot(result: Result, path: Path) -> dict | None:
     data = pipeline_rows(result)
     if data is None:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     summary, stages, rows = result.summary, data["stages"], data["rows"]
     start, end = data["window"]
     scale, unit = _time_scale(end - start)
@@ -302,7 +303,7 @@ def links_plot(traffic, summary: dict, path: Path, top: int = 12) -> dict:
     """The busiest directed links: share of capacity × iteration time their bytes take, by kind of traffic."""
     from .link_traffic import busiest
 
-    plt = _pyplot()
+    plt = pyplot()
     iteration_s = float(summary["iteration_time_s"])
     rows = busiest(traffic, iteration_s, top)
     index = {name: i for i, name in enumerate(traffic.names)}
