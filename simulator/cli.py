@@ -312,7 +312,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .provenance import provenance
 
     result.run_info.update(provenance(["trainsim", *args.argv]))
-    result.write(out, plots=config.output.plots and not args.no_plots)
+    plots = config.output.plots and not args.no_plots
+    if plots:
+        with importing():
+            from .plots import pyplot
+
+            pyplot()
+    result.write(out, plots=plots)
     if args.json:
         emit_json(result.summary)
     else:

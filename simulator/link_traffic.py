@@ -79,10 +79,18 @@ class _Tally:
         key = (sched.collective, sched.algorithm, sched.ranks, tuple(sched.chunk_bytes.tolist()), groups.tobytes())
         if key not in self._memo:
             chunk = np.asarray(sched.chunk_bytes, dtype=float)
-            total = [np.zeros(len(self.links)), 0.0, 0.0, 0.0]
+            # bytes per link are linear in the transfers' bytes: steps that share their src/dst arrays (the
+            # same objects, as a ring's 2(p-1) steps do) add up their transfers' bytes and are routed once
+            pairs: dict[tuple[int, int], list] = {}
             for step in sched.steps:
-                got = self.step(groups[:, step.src].ravel(), groups[:, step.dst].ravel(),
-                                np.tile(chunk[step.chunk], len(groups)))
+                same = pairs.get((id(step.src), id(step.dst)))
+                if same is None:
+                    pairs[(id(step.src), id(step.dst))] = [step, chunk[step.chunk]]
+                else:
+                    same[1] = same[1] + chunk[step.chunk]
+            total = [np.zeros(len(self.links)), 0.0, 0.0, 0.0]
+            for step, nbytes in pairs.values():
+                got = self.step(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), np.tile(nbytes, len(groups)))
                 for i in range(4):
                     total[i] = total[i] + got[i]
             self._memo[key] = tuple(total)

@@ -85,6 +85,33 @@ def test_link_bytes_are_conserved_and_add_up_to_the_summary():
     assert np.array_equal(again.bytes, traffic.bytes)
 
 
+@pytest.mark.parametrize("algorithm", ["ring", "rabenseifner", "recursive_doubling", "binomial_tree",
+                                       "double_binary_tree", "hierarchical"])
+def test_a_schedules_link_bytes_are_the_sum_of_its_steps(algorithm):
+    """The tally routes steps that share their src/dst arrays once, with their bytes summed (link bytes are
+    linear in them): every link, the flow bytes and the byte-hops equal those of routing step by step."""
+    from simulator import collectives
+    from simulator.link_traffic import _Tally
+
+    cfg = tiny(cluster={"topology": {"kind": "hierarchical", "nodes": 4, "devices_per_node": 4,
+                                     "intra": {"bandwidth": "300GB/s", "latency": "1us"},
+                                     "inter": {"kind": "leaf_spine", "bandwidth": "100Gbps", "latency": "2us"}},
+                        "device": "a100"}, parallelism={"data": 16})
+    network = simulate(load_config(cfg)).context["network"]
+    info = {"devices_per_node": 4} if algorithm == "hierarchical" else {}
+    sched = collectives.schedule(algorithm, 8, 3_000_001, **info)
+    groups = np.array([[0, 2, 4, 6, 8, 10, 12, 14], [1, 3, 5, 7, 9, 11, 13, 15]])
+    tally = _Tally(network)
+    tally.schedule(sched, groups, 1.0, "data_parallel")
+    chunk = np.asarray(sched.chunk_bytes, dtype=float)
+    want = [np.zeros(len(tally.links)), 0.0, 0.0, 0.0]
+    for step in sched.steps:
+        got = tally.step(groups[:, step.src].ravel(), groups[:, step.dst].ravel(), np.tile(chunk[step.chunk], 2))
+        want = [w + g for w, g in zip(want, got, strict=True)]
+    assert tally.links == pytest.approx(want[0], rel=1e-12, abs=1e-6)
+    assert (tally.sent, tally.flow_bytes, tally.byte_hops) == pytest.approx(tuple(want[1:]), rel=1e-12)
+
+
 def test_ring_allreduce_on_one_switch_loads_every_port_the_closed_form():
     """p ranks on one switch, one fused n-byte ring allreduce: every device's uplink and downlink carry
     2(p−1)/p · n, unused devices' links nothing, and each flow crosses two links."""
