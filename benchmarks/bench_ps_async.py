@@ -39,7 +39,19 @@ def config(workers: int, servers: int, iterations: int, mode: str, overlap: bool
     }
 
 
-def one_run(workers: int, servers: int, iterations: int, mode: str, overlap: bool = True) -> dict:
+# --fixed-transfer S: an experiment, not a model — every push and pull takes S seconds and the flow model is never
+# called, so the time left is the engine's own (rank processes, PS bookkeeping, SimPy); the predictions are not
+# the real ones
+_FIXED = (
+    "def _fixed(self, group, _s={s!r}):\n"
+    "    ev = self.env.event(); ev._ok, ev._value = True, None\n"
+    "    self.env.schedule(ev, delay=_s); self.flows_started += len(group.sizes); return ev\n"
+    "dyn.FlowSimulator.start = _fixed\n"
+)
+
+
+def one_run(workers: int, servers: int, iterations: int, mode: str, overlap: bool = True,
+            fixed_transfer_s: float | None = None) -> dict:
     """Run in a fresh process (numba kernels from the on-disk cache, as a user's second run).
 
     ``import_s``: importing the simulator and the flow model and loading its Numba kernels, before the
@@ -51,6 +63,7 @@ def one_run(workers: int, servers: int, iterations: int, mode: str, overlap: boo
         "import json, sys, time; t0 = time.perf_counter(); from simulator import simulate, load_config; "
         "import simulator.network.dynamic as dyn; getattr(dyn, 'load_kernels', lambda: None)(); "
         "imp = time.perf_counter() - t0; "
+        + ("\n" + _FIXED.format(s=fixed_transfer_s) if fixed_transfer_s is not None else "") +
         f"cfg = load_config({config(workers, servers, iterations, mode, overlap)!r}); "
         "t, c = time.perf_counter(), time.process_time(); r = simulate(cfg); "
         "w, c = time.perf_counter() - t, time.process_time() - c; "
@@ -73,18 +86,22 @@ def main() -> None:
     ap.add_argument("--overlap", choices=["true", "false"], default="true",
                     help="communication.overlap: pushes per bucket during backward, pulls per bucket (true), "
                          "or pull / compute / push in series (false, the model before the one-engine issue)")
+    ap.add_argument("--fixed-transfer", type=float, default=None, metavar="S",
+                    help="an experiment: every push and pull takes S seconds, the flow model is not called (what "
+                         "the engine costs alone; the predictions are not the real ones)")
     ap.add_argument("--tree", default="", help="a label for the tree measured (recorded in the row)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="jsonl file the row is appended to")
     args = ap.parse_args()
     overlap = args.overlap == "true"
     one_run(args.workers, args.servers, 2, args.mode, overlap)  # compile the flow kernels into the cache once
-    runs = [one_run(args.workers, args.servers, args.iterations, args.mode, overlap) for _ in range(args.repeats)]
+    runs = [one_run(args.workers, args.servers, args.iterations, args.mode, overlap, args.fixed_transfer)
+            for _ in range(args.repeats)]
     walls = sorted(r["wall_s"] for r in runs)
     row = {"bench": "ps_async", "mode": args.mode, "overlap": overlap, "workers": args.workers, "servers": args.servers,
            "iterations": args.iterations, "median_wall_s": walls[len(walls) // 2], "walls_s": walls,
            "cpu_s": sorted(r["cpu_s"] for r in runs), "import_s": sorted(r["import_s"] for r in runs),
            "sim_wall_s": sorted(r["sim_wall_s"] for r in runs),
-           "tree": args.tree,
+           "tree": args.tree, "fixed_transfer_s": args.fixed_transfer,
            "flows": runs[0]["flows"], "iteration_time_s": runs[0]["iteration_time_s"],
            "staleness_mean": runs[0]["staleness_mean"], "server_utilization": runs[0]["server_utilization"],
            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "python": platform.python_version(),
